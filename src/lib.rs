@@ -74,6 +74,10 @@
 extern crate alloc;
 
 mod error;
+mod host;
+mod policy;
+mod pool;
+mod process;
 mod session;
 
 /// The README's examples, compiled and run as doctests.
@@ -81,5 +85,11 @@ mod session;
 #[doc = include_str!("../README.md")]
 mod readme {}
 
-pub use error::{Error, ParseSessionError, SessionError};
+pub use error::{Error, ParsePoolEntryError, ParseSessionError, PolicyError, SessionError};
+pub use host::Host;
+pub use policy::{
+    LeaseFailure, Platform, Policy, PreferLoopback, VipMode, VirtualIp, VirtualLoopback,
+};
+pub use pool::PoolEntry;
+pub use process::{ProgramList, fold_program_name};
 pub use session::{Session, SessionId, SessionKind};

@@ -1,0 +1,340 @@
+//! The policy: every setting of Citrix virtual loopback, Microsoft RD IP Virtualization and Citrix
+//! preferred loopback (SPEC §3), as one serde model.
+//!
+//! A [`Policy`] is plain data. It is read from the TOML file format of DESIGN.md
+//! ([`Policy::from_toml`]), from JSON or any other serde format (the same shape), from a `regedit`
+//! export ([`Policy::from_reg`]), or built in code. Every section and key is optional and defaults to
+//! the products' own defaults: both features off.
+//!
+//! ```toml
+//! platform = "windows-server-2022"      # optional; validation only
+//!
+//! [virtual_loopback]                    # Citrix policy
+//! enabled = true                        # Virtual IP loopback support (default false)
+//! programs = ["crm.exe", "cti.exe"]     # Virtual IP virtual loopback programs list
+//! excluded_ports = [27000]              # Virtual IP loopback port exclusion
+//! localhost = "127.0.0.1"               # the address that is replaced (default)
+//! isolate = false                       # refuse connects to other sessions' loopback (SPEC §6)
+//!
+//! [virtual_ip]                          # Microsoft RD IP Virtualization
+//! enabled = true                        # EnableVirtualIP
+//! mode = "per-program"                  # VirtualMode: "per-session" | "per-program" (default)
+//! programs = ["crm.exe"]                # PerApp
+//! adapter = "192.0.2.0/24"              # VIPAdapter
+//! pool = ["192.0.2.100-192.0.2.199"]    # static pool: ranges and/or CIDRs
+//! on_lease_failure = "use-server-address"   # PromptOnIPLeaseFail=0; "no-connectivity" for 1
+//!
+//! [prefer_loopback]                     # HKLM\SOFTWARE\Wow6432Node\Citrix\VIP
+//! enabled = true                        # PreferLoopback
+//! processes = ["crm.exe"]               # PreferLoopbackProcesses
+//! ```
+//!
+//! Reading checks syntax and types only: unknown keys, wrong types and malformed addresses are
+//! [`PolicyError`]s that name the key and the line. Whether the settings make sense together is
+//! [`Policy::validate`]'s job, which returns diagnostics instead of failing.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::pool::PoolEntry;
+
+#[cfg(feature = "std")]
+mod toml_file;
+
+use crate::error::PolicyError;
+
+/// Every setting of both features and of preferred loopback.
+///
+/// # Examples
+///
+/// ```
+/// use ipvirt::{Policy, VipMode};
+///
+/// let policy = Policy::from_toml(r#"
+///     [virtual_loopback]
+///     enabled = true
+///     programs = ["crm.exe"]
+///
+///     [virtual_ip]
+///     enabled = true
+///     mode = "per-session"
+///     adapter = "192.0.2.0/24"
+///     pool = ["192.0.2.100-192.0.2.199"]
+/// "#)?;
+/// assert!(policy.virtual_loopback.enabled);
+/// assert_eq!(policy.virtual_ip.mode, VipMode::PerSession);
+/// assert!(!policy.prefer_loopback.enabled);       // absent section: the product default
+/// # Ok::<(), ipvirt::PolicyError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Policy {
+    /// The server's operating system, used only by [`Policy::validate`]; `None` when not stated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    /// Citrix virtual loopback.
+    pub virtual_loopback: VirtualLoopback,
+    /// Microsoft RD IP Virtualization.
+    pub virtual_ip: VirtualIp,
+    /// Citrix preferred loopback.
+    pub prefer_loopback: PreferLoopback,
+}
+
+/// Citrix virtual loopback: the three Citrix policy settings plus this crate's extensions.
+///
+/// ```
+/// use std::net::Ipv4Addr;
+/// use ipvirt::VirtualLoopback;
+///
+/// let vl = VirtualLoopback::default();
+/// assert!(!vl.enabled);
+/// assert_eq!(vl.localhost, Ipv4Addr::LOCALHOST);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct VirtualLoopback {
+    /// "Virtual IP loopback support": each session gets its own loopback address. Default off.
+    pub enabled: bool,
+    /// "Virtual IP virtual loopback programs list": only these executables are rewritten (SPEC §4
+    /// says how names match). Default empty.
+    pub programs: Vec<String>,
+    /// "Virtual IP loopback port exclusion": loopback traffic on these ports is never rewritten.
+    pub excluded_ports: Vec<u16>,
+    /// The localhost address that is replaced by the session's loopback address. Default
+    /// `127.0.0.1` (seed: "localhost (default = 127.0.0.1)").
+    pub localhost: Ipv4Addr,
+    /// Refuse connects and sends from an in-scope process to another session's loopback address
+    /// (SPEC §6; no vendor offers it). Default off.
+    pub isolate: bool,
+}
+
+impl Default for VirtualLoopback {
+    fn default() -> VirtualLoopback {
+        VirtualLoopback {
+            enabled: false,
+            programs: Vec::new(),
+            excluded_ports: Vec::new(),
+            localhost: Ipv4Addr::LOCALHOST,
+            isolate: false,
+        }
+    }
+}
+
+/// Microsoft Remote Desktop IP Virtualization.
+///
+/// ```
+/// use ipvirt::{LeaseFailure, VipMode, VirtualIp};
+///
+/// let vip = VirtualIp::default();
+/// assert!(!vip.enabled);
+/// assert_eq!(vip.mode, VipMode::PerProgram);
+/// assert_eq!(vip.on_lease_failure, LeaseFailure::UseServerAddress);
+/// assert!(vip.adapter.is_none());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct VirtualIp {
+    /// `EnableVirtualIP`. Default off.
+    pub enabled: bool,
+    /// `VirtualMode`: per session or per program. Default per program.
+    pub mode: VipMode,
+    /// `PerApp`: the programs that get the session's VIP in per-program mode, by name or full path.
+    pub programs: Vec<String>,
+    /// `VIPAdapter`: the IPv4 network that selects the adapter the VIPs live on. `None`: VIP cannot
+    /// work (the validator says so).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<Ipv4Net>,
+    /// The static pool the VIPs are leased from: ranges (`a-b`), CIDRs and single addresses.
+    pub pool: Vec<PoolEntry>,
+    /// `PromptOnIPLeaseFail`: what a session that got no VIP does. Default: use the server's address.
+    pub on_lease_failure: LeaseFailure,
+}
+
+/// `VirtualMode`: who gets a virtual IP.
+///
+/// ```
+/// use ipvirt::VipMode;
+///
+/// assert_eq!(VipMode::default(), VipMode::PerProgram);
+/// assert_eq!(VipMode::PerSession.to_string(), "per-session");
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VipMode {
+    /// `VirtualMode = 0`: every process of the session uses the session's VIP.
+    PerSession,
+    /// `VirtualMode = 1` (the default): only the listed programs use it, all sharing one address.
+    #[default]
+    PerProgram,
+}
+
+impl fmt::Display for VipMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            VipMode::PerSession => "per-session",
+            VipMode::PerProgram => "per-program",
+        })
+    }
+}
+
+/// `PromptOnIPLeaseFail`: what happens to a session that could not lease a VIP.
+///
+/// The hooking layer maps [`LeaseFailure::NoConnectivity`] to `EADDRNOTAVAIL` /
+/// `WSAEADDRNOTAVAIL` on the calls that would have used the VIP.
+///
+/// ```
+/// use ipvirt::LeaseFailure;
+///
+/// assert_eq!(LeaseFailure::default(), LeaseFailure::UseServerAddress);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeaseFailure {
+    /// `PromptOnIPLeaseFail = 0` (default): the session uses the server's address.
+    #[default]
+    UseServerAddress,
+    /// `PromptOnIPLeaseFail = 1`: the session gets no network connectivity.
+    NoConnectivity,
+}
+
+impl fmt::Display for LeaseFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LeaseFailure::UseServerAddress => "use-server-address",
+            LeaseFailure::NoConnectivity => "no-connectivity",
+        })
+    }
+}
+
+/// Citrix preferred loopback (`HKLM\SOFTWARE\Wow6432Node\Citrix\VIP`).
+///
+/// ```
+/// use ipvirt::PreferLoopback;
+///
+/// assert!(!PreferLoopback::default().enabled);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PreferLoopback {
+    /// `PreferLoopback` (REG_DWORD 1 = on). Default off.
+    pub enabled: bool,
+    /// `PreferLoopbackProcesses` (REG_MULTI_SZ): the processes it applies to.
+    pub processes: Vec<String>,
+}
+
+/// The server's operating system, for validation (SPEC §4).
+///
+/// ```
+/// use ipvirt::Platform;
+///
+/// assert_eq!("windows-server-2022".parse::<Platform>(), Ok(Platform::WindowsServer2022));
+/// assert_eq!(Platform::Other.to_string(), "other");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+#[non_exhaustive]
+pub enum Platform {
+    /// Windows Server 2008 R2 (Microsoft VIP's first release).
+    WindowsServer2008R2,
+    /// Windows Server 2012.
+    WindowsServer2012,
+    /// Windows Server 2012 R2.
+    WindowsServer2012R2,
+    /// Windows Server 2016.
+    WindowsServer2016,
+    /// Windows Server 2019 (VIP needs the Winsock LSP catalog fix or update).
+    WindowsServer2019,
+    /// Windows Server 2022 (VIP needs the Winsock LSP catalog fix or update).
+    WindowsServer2022,
+    /// Windows Server 2025.
+    WindowsServer2025,
+    /// Windows 10 Enterprise multi-session: not supported.
+    Windows10MultiSession,
+    /// Windows 11 Enterprise multi-session: not supported.
+    Windows11MultiSession,
+    /// A single-session desktop Windows: the features do not apply.
+    WindowsDesktop,
+    /// Anything else (e.g. Linux with an `LD_PRELOAD` layer): not restricted.
+    Other,
+}
+
+impl Platform {
+    /// Every platform, in declaration order.
+    pub const ALL: [Platform; 11] = [
+        Platform::WindowsServer2008R2,
+        Platform::WindowsServer2012,
+        Platform::WindowsServer2012R2,
+        Platform::WindowsServer2016,
+        Platform::WindowsServer2019,
+        Platform::WindowsServer2022,
+        Platform::WindowsServer2025,
+        Platform::Windows10MultiSession,
+        Platform::Windows11MultiSession,
+        Platform::WindowsDesktop,
+        Platform::Other,
+    ];
+
+    /// The name used in policy files.
+    ///
+    /// ```
+    /// use ipvirt::Platform;
+    ///
+    /// assert_eq!(Platform::WindowsServer2008R2.as_str(), "windows-server-2008-r2");
+    /// ```
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Platform::WindowsServer2008R2 => "windows-server-2008-r2",
+            Platform::WindowsServer2012 => "windows-server-2012",
+            Platform::WindowsServer2012R2 => "windows-server-2012-r2",
+            Platform::WindowsServer2016 => "windows-server-2016",
+            Platform::WindowsServer2019 => "windows-server-2019",
+            Platform::WindowsServer2022 => "windows-server-2022",
+            Platform::WindowsServer2025 => "windows-server-2025",
+            Platform::Windows10MultiSession => "windows-10-multi-session",
+            Platform::Windows11MultiSession => "windows-11-multi-session",
+            Platform::WindowsDesktop => "windows-desktop",
+            Platform::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for Platform {
+    type Error = PolicyError;
+
+    fn try_from(s: String) -> Result<Platform, PolicyError> {
+        s.parse()
+    }
+}
+
+impl From<Platform> for String {
+    fn from(p: Platform) -> String {
+        String::from(p.as_str())
+    }
+}
+
+impl core::str::FromStr for Platform {
+    type Err = PolicyError;
+
+    fn from_str(s: &str) -> Result<Platform, PolicyError> {
+        Platform::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| PolicyError::UnknownPlatform { value: s.into() })
+    }
+}
