@@ -93,6 +93,14 @@ impl Host {
         self.primary_v4
     }
 
+    /// Keeps only the IPv4 addresses for which `keep` is true (the primary one too).
+    pub(crate) fn retain_v4(&mut self, mut keep: impl FnMut(Ipv4Addr) -> bool) {
+        self.v4.retain(|a| keep(*a));
+        if self.primary_v4.is_some_and(|p| !keep(p)) {
+            self.primary_v4 = None;
+        }
+    }
+
     /// The server's IPv4 addresses, sorted.
     ///
     /// ```

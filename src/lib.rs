@@ -73,11 +73,13 @@
 
 extern crate alloc;
 
+mod engine;
 mod error;
 mod host;
 mod policy;
 mod pool;
 mod process;
+mod rewrite;
 mod session;
 
 /// The README's examples, compiled and run as doctests.
@@ -85,11 +87,16 @@ mod session;
 #[doc = include_str!("../README.md")]
 mod readme {}
 
-pub use error::{Error, ParsePoolEntryError, ParseSessionError, PolicyError, SessionError};
+pub use engine::{Decision, Engine, ProcessExplanation, ProcessPlan, Reason};
+pub use error::{
+    CompileError, Error, ParsePoolEntryError, ParseSessionError, PolicyError, RewriteError,
+    SessionError,
+};
 pub use host::Host;
 pub use policy::{
     LeaseFailure, Platform, Policy, PreferLoopback, VipMode, VirtualIp, VirtualLoopback,
 };
 pub use pool::PoolEntry;
 pub use process::{ProgramList, fold_program_name};
+pub use rewrite::{Call, Connect, Explanation, Outcome, Rewriter, Rule, Stack};
 pub use session::{Session, SessionId, SessionKind};
