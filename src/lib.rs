@@ -81,6 +81,7 @@ mod pool;
 mod process;
 mod rewrite;
 mod session;
+mod sockaddr;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
@@ -90,7 +91,7 @@ mod readme {}
 pub use engine::{Decision, Engine, ProcessExplanation, ProcessPlan, Reason};
 pub use error::{
     CompileError, Error, ParsePoolEntryError, ParseSessionError, PolicyError, RewriteError,
-    SessionError,
+    SessionError, SockaddrError,
 };
 pub use host::Host;
 pub use policy::{
@@ -100,3 +101,7 @@ pub use pool::PoolEntry;
 pub use process::{ProgramList, fold_program_name};
 pub use rewrite::{Call, Connect, Explanation, Outcome, Rewriter, Rule, Stack};
 pub use session::{Session, SessionId, SessionKind};
+pub use sockaddr::{
+    FamilyHeader, RawConnect, SOCKADDR_IN_LEN, SOCKADDR_IN6_LEN, SOCKADDR_STORAGE_LEN,
+    SockaddrLayout, read_sockaddr, write_sockaddr,
+};
