@@ -219,6 +219,12 @@ impl Engine {
         &self.host
     }
 
+    /// The excluded-ports bitmap (1 024 words), for the rewriter's hot path.
+    #[inline]
+    pub(crate) fn excluded_words(&self) -> &[u64] {
+        &self.excluded
+    }
+
     /// Whether loopback traffic on `port` is never rewritten (`virtual_loopback.excluded_ports`).
     /// A bit test: no search.
     ///

@@ -24,6 +24,8 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub struct Host {
     primary_v4: Option<Ipv4Addr>,
     v4: Vec<Ipv4Addr>,
+    /// `v4` as integers, sorted: what the hot path searches.
+    v4_bits: Vec<u32>,
     v6: Vec<Ipv6Addr>,
 }
 
@@ -54,7 +56,19 @@ impl Host {
         host.v4.dedup();
         host.v6.sort_unstable();
         host.v6.dedup();
+        host.sync_bits();
         host
+    }
+
+    fn sync_bits(&mut self) {
+        self.v4_bits = self.v4.iter().map(|a| a.to_bits()).collect();
+        self.v4_bits.sort_unstable();
+    }
+
+    /// The IPv4 addresses as sorted integers, for the rewriter's hot path.
+    #[inline]
+    pub(crate) fn v4_bits(&self) -> &[u32] {
+        &self.v4_bits
     }
 
     /// Whether `addr` is one of the server's own addresses (an IPv4-mapped IPv6 address counts as
@@ -83,7 +97,7 @@ impl Host {
     #[inline]
     #[must_use]
     pub fn contains_v4(&self, addr: Ipv4Addr) -> bool {
-        self.v4.binary_search(&addr).is_ok()
+        contains_bits(&self.v4_bits, addr.to_bits())
     }
 
     /// The first IPv4 address given, if any.
@@ -96,6 +110,7 @@ impl Host {
     /// Keeps only the IPv4 addresses for which `keep` is true (the primary one too).
     pub(crate) fn retain_v4(&mut self, mut keep: impl FnMut(Ipv4Addr) -> bool) {
         self.v4.retain(|a| keep(*a));
+        self.sync_bits();
         if self.primary_v4.is_some_and(|p| !keep(p)) {
             self.primary_v4 = None;
         }
@@ -118,5 +133,16 @@ impl Host {
     #[must_use]
     pub fn ipv6(&self) -> &[Ipv6Addr] {
         &self.v6
+    }
+}
+
+/// Whether the sorted `set` holds `bits`: a linear scan for the handful of addresses a server
+/// usually has, a binary search past that.
+#[inline(always)]
+pub(crate) fn contains_bits(set: &[u32], bits: u32) -> bool {
+    if set.len() <= 8 {
+        set.contains(&bits)
+    } else {
+        set.binary_search(&bits).is_ok()
     }
 }

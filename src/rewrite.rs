@@ -44,6 +44,7 @@ use core::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use crate::engine::{Engine, ProcessPlan};
 use crate::error::RewriteError;
+use crate::host::contains_bits;
 use crate::policy::LeaseFailure;
 use crate::session::{Session, SessionId};
 
@@ -278,13 +279,20 @@ enum Vip {
 #[derive(Debug, Clone, Copy)]
 pub struct Rewriter<'e> {
     engine: &'e Engine,
+    /// The server's IPv4 addresses as sorted integers (the engine's).
+    host_v4: &'e [u32],
+    /// The excluded-ports bitmap (the engine's).
+    excluded: &'e [u64],
     session: Session,
-    /// The session's loopback address, when L applies (and the session is virtualized).
-    loopback: Option<Ipv4Addr>,
+    /// Whether any rule can apply: the session is virtualized and L or V applies.
+    active: bool,
+    /// The session's loopback address as an integer when L applies, else 0 (never a loopback address).
+    lo: u32,
+    /// The localhost address that is replaced, as an integer.
+    localhost: u32,
     vip: Vip,
     /// Preferred loopback lists the process (and V applies).
     prefer_loopback: bool,
-    localhost: Ipv4Addr,
     isolate: bool,
 }
 
@@ -326,10 +334,14 @@ impl Engine {
     ) -> Result<Rewriter<'_>, RewriteError> {
         let policy = self.policy();
         let active = session.is_virtualized();
-        let loopback = if active && plan.loopback().applies() {
-            Some(session.id().loopback().map_err(RewriteError::Session)?)
+        let lo = if active && plan.loopback().applies() {
+            session
+                .id()
+                .loopback()
+                .map_err(RewriteError::Session)?
+                .to_bits()
         } else {
-            None
+            0
         };
         let vip = if !(active && plan.virtual_ip().applies()) {
             Vip::Off
@@ -352,28 +364,22 @@ impl Engine {
         };
         Ok(Rewriter {
             engine: self,
+            host_v4: self.host().v4_bits(),
+            excluded: self.excluded_words(),
             session,
-            loopback,
+            active: lo != 0 || vip != Vip::Off,
+            lo,
             vip,
             prefer_loopback: vip != Vip::Off && plan.prefer_loopback().applies(),
-            localhost: policy.virtual_loopback.localhost,
+            localhost: policy.virtual_loopback.localhost.to_bits(),
             isolate: policy.virtual_loopback.isolate,
         })
     }
 }
 
-/// The IPv4 address of `addr`: an IPv4 address, or an IPv4-mapped IPv6 one.
-#[inline]
-fn v4_of(ip: IpAddr) -> Option<Ipv4Addr> {
-    match ip {
-        IpAddr::V4(v4) => Some(v4),
-        IpAddr::V6(v6) => v6.to_ipv4_mapped(),
-    }
-}
-
 /// `addr` with its IP replaced by `ip`, keeping the family (IPv4-mapped for IPv6), port, flow info
 /// and scope id.
-#[inline]
+#[inline(always)]
 fn with_ip(addr: SocketAddr, ip: Ipv4Addr) -> SocketAddr {
     match addr {
         SocketAddr::V4(a) => SocketAddr::V4(SocketAddrV4::new(ip, a.port())),
@@ -387,7 +393,7 @@ fn with_ip(addr: SocketAddr, ip: Ipv4Addr) -> SocketAddr {
 }
 
 /// `addr` with its IP replaced by `ip` and port 0: an implicit source bind.
-#[inline]
+#[inline(always)]
 fn source(addr: SocketAddr, ip: Ipv4Addr) -> SocketAddr {
     let mut s = with_ip(addr, ip);
     s.set_port(0);
@@ -398,7 +404,7 @@ fn source(addr: SocketAddr, ip: Ipv4Addr) -> SocketAddr {
     s
 }
 
-#[inline]
+#[inline(always)]
 fn with_ip_addr(like: IpAddr, ip: Ipv4Addr) -> IpAddr {
     match like {
         IpAddr::V4(_) => IpAddr::V4(ip),
@@ -439,7 +445,7 @@ impl Rewriter<'_> {
     #[inline]
     #[must_use]
     pub fn session_loopback(&self) -> Option<Ipv4Addr> {
-        self.loopback
+        (self.lo != 0).then(|| Ipv4Addr::from_bits(self.lo))
     }
 
     /// The session's VIP when virtual IP applies to this process and the session has one.
@@ -474,7 +480,7 @@ impl Rewriter<'_> {
     #[inline]
     #[must_use]
     pub fn is_active(&self) -> bool {
-        self.loopback.is_some() || self.vip != Vip::Off
+        self.active
     }
 
     /// The address a `bind` on an `AF_INET` or v6-only `AF_INET6` socket should use instead of
@@ -751,226 +757,191 @@ impl Rewriter<'_> {
         }
     }
 
-    // ---- the rules, each returning the rule that decided --------------------------------------
+    // ---- the rules ----------------------------------------------------------------------------
+    //
+    // Each `*_core` decides on the compact form of an address (`Ip`: IPv4 bits, or what kind of
+    // IPv6 address it is) and returns the new IPv4 bits to put in its place, with the rule that
+    // decided. The `std::net` methods above and the raw `sockaddr` methods both call them, so the
+    // two can never disagree; `#[inline(always)]` lets the compiler drop the rule where only the
+    // address is used.
 
-    #[inline]
+    #[inline(always)]
     fn excluded(&self, port: u16) -> bool {
-        self.engine.is_port_excluded(port)
+        self.excluded
+            .get(usize::from(port >> 6))
+            .is_some_and(|w| w & (1u64 << (port & 63)) != 0)
     }
 
-    /// The VIP for a bind of `addr` (V), by the rewriter's VIP state.
-    #[inline]
-    fn vip_bind(&self, addr: SocketAddr, rule: Rule) -> Decided<SocketAddr> {
+    /// The VIP for a bind that takes it, by the rewriter's VIP state.
+    #[inline(always)]
+    fn vip_bind(&self, rule: Rule) -> (Result<Option<u32>, Fail>, Rule) {
         match self.vip {
-            Vip::Addr(v) => (Ok(with_ip(addr, v)), rule),
-            Vip::ServerAddress => (Ok(addr), Rule::NoVipUseServerAddress),
-            Vip::NoConnectivity => (
-                Err(RewriteError::NoConnectivity {
-                    session: self.session.id(),
-                    addr,
-                }),
-                Rule::NoVipNoConnectivity,
-            ),
-            Vip::Off => (Ok(addr), Rule::Unchanged),
+            Vip::Addr(v) => (Ok(Some(v.to_bits())), rule),
+            Vip::ServerAddress => (Ok(None), Rule::NoVipUseServerAddress),
+            Vip::NoConnectivity => (Err(Fail::NoConnectivity), Rule::NoVipNoConnectivity),
+            Vip::Off => (Ok(None), Rule::Unchanged),
         }
     }
 
-    #[inline]
-    fn decide_bind(&self, addr: SocketAddr, stack: Stack) -> Decided<SocketAddr> {
-        if !self.is_active() {
-            return (Ok(addr), self.inactive_rule());
+    #[inline(always)]
+    pub(crate) fn bind_core(
+        &self,
+        ip: Ip,
+        port: u16,
+        stack: Stack,
+    ) -> (Result<Option<u32>, Fail>, Rule) {
+        if !self.active {
+            return (Ok(None), self.inactive_rule());
         }
-        let Some(ip) = v4_of(addr.ip()) else {
-            // Pure IPv6.
-            if addr.ip().is_unspecified() && self.vip != Vip::Off {
+        let bits = match ip {
+            Ip::V4(bits) => bits,
+            Ip::V6Unspecified if self.vip != Vip::Off => {
                 return match stack {
-                    Stack::Dual => self.vip_bind(addr, Rule::DualStackUnspecifiedToVip),
-                    Stack::Single => (Ok(addr), Rule::V6OnlyUnspecified),
+                    Stack::Dual => self.vip_bind(Rule::DualStackUnspecifiedToVip),
+                    Stack::Single => (Ok(None), Rule::V6OnlyUnspecified),
                 };
             }
-            let rule = if addr.ip().is_loopback() {
-                Rule::Ipv6Loopback
-            } else {
-                Rule::Unchanged
-            };
-            return (Ok(addr), rule);
+            Ip::V6Loopback => return (Ok(None), Rule::Ipv6Loopback),
+            Ip::V6Unspecified | Ip::V6Other => return (Ok(None), Rule::Unchanged),
         };
-        if let Some(lo) = self.loopback
-            && ip == self.localhost
-        {
-            if self.excluded(addr.port()) {
-                return (Ok(addr), Rule::PortExcluded);
+        if bits == self.localhost && self.lo != 0 {
+            if self.excluded(port) {
+                return (Ok(None), Rule::PortExcluded);
             }
-            return (Ok(with_ip(addr, lo)), Rule::LocalhostToSessionLoopback);
+            return (Ok(Some(self.lo)), Rule::LocalhostToSessionLoopback);
         }
         if self.vip != Vip::Off {
-            if ip.is_unspecified() {
-                return self.vip_bind(addr, Rule::UnspecifiedToVip);
+            if bits == 0 {
+                return self.vip_bind(Rule::UnspecifiedToVip);
             }
-            if self.engine.host().contains_v4(ip) {
-                return self.vip_bind(addr, Rule::ServerAddressToVip);
+            if contains_bits(self.host_v4, bits) {
+                return self.vip_bind(Rule::ServerAddressToVip);
             }
         }
-        (Ok(addr), Rule::Unchanged)
+        (Ok(None), Rule::Unchanged)
     }
 
-    #[inline]
-    fn decide_connect(&self, dest: SocketAddr) -> Decided<Connect> {
-        let unchanged = |rule| (Ok(Connect { dest, source: None }), rule);
-        if !self.is_active() {
-            return unchanged(self.inactive_rule());
-        }
-        let Some(ip) = v4_of(dest.ip()) else {
-            let rule = if dest.ip().is_loopback() {
-                Rule::Ipv6Loopback
-            } else {
-                Rule::Unchanged
-            };
-            return unchanged(rule);
+    #[inline(always)]
+    pub(crate) fn connect_core(&self, ip: Ip, port: u16) -> (Result<ConnectCore, Fail>, Rule) {
+        const UNCHANGED: ConnectCore = ConnectCore {
+            dest: None,
+            source: None,
         };
-        if !ip.is_loopback() {
+        if !self.active {
+            return (Ok(UNCHANGED), self.inactive_rule());
+        }
+        let bits = match ip {
+            Ip::V4(bits) => bits,
+            Ip::V6Loopback => return (Ok(UNCHANGED), Rule::Ipv6Loopback),
+            Ip::V6Unspecified | Ip::V6Other => return (Ok(UNCHANGED), Rule::Unchanged),
+        };
+        if bits >> 24 != 127 {
             // A non-loopback destination: only the source can change (V).
             return match self.vip {
                 Vip::Addr(v) => (
-                    Ok(Connect {
-                        dest,
-                        source: Some(source(dest, v)),
+                    Ok(ConnectCore {
+                        dest: None,
+                        source: Some(v.to_bits()),
                     }),
                     Rule::SourceVip,
                 ),
-                Vip::ServerAddress => unchanged(Rule::NoVipUseServerAddress),
-                Vip::NoConnectivity => (
-                    Err(RewriteError::NoConnectivity {
-                        session: self.session.id(),
-                        addr: dest,
-                    }),
-                    Rule::NoVipNoConnectivity,
-                ),
-                Vip::Off => unchanged(Rule::Unchanged),
+                Vip::ServerAddress => (Ok(UNCHANGED), Rule::NoVipUseServerAddress),
+                Vip::NoConnectivity => (Err(Fail::NoConnectivity), Rule::NoVipNoConnectivity),
+                Vip::Off => (Ok(UNCHANGED), Rule::Unchanged),
             };
         }
 
         // A loopback destination.
-        let mut out = dest;
+        let mut dest = None;
         let mut rule = Rule::Unchanged;
-        let mut own_loopback = None;
-        if let Some(lo) = self.loopback {
-            if self.excluded(dest.port()) {
+        let mut own_loopback = false;
+        if self.lo != 0 {
+            if self.excluded(port) {
                 rule = Rule::PortExcluded;
-            } else if ip == self.localhost || ip == lo {
-                out = with_ip(dest, lo);
-                own_loopback = Some(lo);
-                rule = if ip == lo {
+            } else if bits == self.localhost || bits == self.lo {
+                if bits != self.lo {
+                    dest = Some(self.lo);
+                }
+                own_loopback = true;
+                rule = if bits == self.lo {
                     Rule::SourceSessionLoopback
                 } else {
                     Rule::LocalhostToSessionLoopback
                 };
-            } else if let Some(owner) = SessionId::from_loopback(ip)
+            } else if let Some(owner) = SessionId::from_loopback(Ipv4Addr::from_bits(bits))
                 && owner.get() != 0
             {
                 if self.isolate {
-                    return (
-                        Err(RewriteError::Isolated {
-                            session: self.session.id(),
-                            dest,
-                            owner,
-                        }),
-                        Rule::Isolated,
-                    );
+                    return (Err(Fail::Isolated(owner)), Rule::Isolated);
                 }
                 rule = Rule::OtherSessionLoopback;
             }
         }
-        let source_addr = match self.vip {
+        let source = match self.vip {
             Vip::Addr(v) if !self.prefer_loopback => {
-                rule = if rule == Rule::LocalhostToSessionLoopback {
-                    rule
-                } else {
-                    Rule::SourceVip
-                };
-                Some(source(out, v))
+                if rule != Rule::LocalhostToSessionLoopback {
+                    rule = Rule::SourceVip;
+                }
+                Some(v.to_bits())
             }
             Vip::NoConnectivity if !self.prefer_loopback => {
-                return (
-                    Err(RewriteError::NoConnectivity {
-                        session: self.session.id(),
-                        addr: dest,
-                    }),
-                    Rule::NoVipNoConnectivity,
-                );
+                return (Err(Fail::NoConnectivity), Rule::NoVipNoConnectivity);
             }
             _ => {
                 if self.prefer_loopback && rule == Rule::Unchanged {
                     rule = Rule::PreferLoopback;
                 }
-                own_loopback.map(|lo| source(out, lo))
+                if own_loopback { Some(self.lo) } else { None }
             }
         };
-        (
-            Ok(Connect {
-                dest: out,
-                source: source_addr,
-            }),
-            rule,
-        )
+        (Ok(ConnectCore { dest, source }), rule)
     }
 
-    #[inline]
-    fn decide_reported(&self, addr: SocketAddr) -> (SocketAddr, Rule) {
-        match (self.loopback, v4_of(addr.ip())) {
-            (Some(lo), Some(ip)) if ip == lo => {
-                if self.excluded(addr.port()) {
-                    (addr, Rule::PortExcluded)
+    #[inline(always)]
+    pub(crate) fn reported_core(&self, ip: Ip, port: u16) -> (Option<u32>, Rule) {
+        match ip {
+            Ip::V4(bits) if bits == self.lo && self.lo != 0 => {
+                if self.excluded(port) {
+                    (None, Rule::PortExcluded)
                 } else {
-                    (
-                        with_ip(addr, self.localhost),
-                        Rule::SessionLoopbackToLocalhost,
-                    )
+                    (Some(self.localhost), Rule::SessionLoopbackToLocalhost)
                 }
             }
-            _ if !self.is_active() => (addr, self.inactive_rule()),
-            _ => (addr, Rule::Unchanged),
+            _ if !self.active => (None, self.inactive_rule()),
+            _ => (None, Rule::Unchanged),
         }
     }
 
-    #[inline]
-    fn decide_resolved(&self, addr: IpAddr) -> (IpAddr, Rule) {
-        match (self.vip, v4_of(addr)) {
-            (Vip::Addr(v), Some(ip)) if self.engine.host().contains_v4(ip) => {
-                (with_ip_addr(addr, v), Rule::ResolvedServerAddressToVip)
+    #[inline(always)]
+    fn resolved_core(&self, ip: Ip) -> (Option<u32>, Rule) {
+        match (self.vip, ip) {
+            (Vip::Addr(v), Ip::V4(bits)) if contains_bits(self.host_v4, bits) => {
+                (Some(v.to_bits()), Rule::ResolvedServerAddressToVip)
             }
-            _ if !self.is_active() => (addr, self.inactive_rule()),
-            _ => (addr, Rule::Unchanged),
+            _ if !self.active => (None, self.inactive_rule()),
+            _ => (None, Rule::Unchanged),
         }
     }
 
-    #[inline]
-    fn decide_reverse(&self, addr: IpAddr) -> (IpAddr, Rule) {
-        let Some(ip) = v4_of(addr) else {
-            return (
-                addr,
-                if self.is_active() {
-                    Rule::Unchanged
-                } else {
-                    self.inactive_rule()
-                },
-            );
-        };
-        if let Vip::Addr(v) = self.vip
-            && ip == v
-            && let Some(server) = self.engine.host().primary_v4()
-        {
-            return (with_ip_addr(addr, server), Rule::ReverseVipToServer);
-        }
-        if self.loopback == Some(ip) {
-            return (
-                with_ip_addr(addr, self.localhost),
-                Rule::ReverseSessionLoopbackToLocalhost,
-            );
+    #[inline(always)]
+    fn reverse_core(&self, ip: Ip) -> (Option<u32>, Rule) {
+        if let Ip::V4(bits) = ip {
+            if let Vip::Addr(v) = self.vip
+                && bits == v.to_bits()
+                && let Some(server) = self.engine.host().primary_v4()
+            {
+                return (Some(server.to_bits()), Rule::ReverseVipToServer);
+            }
+            if bits == self.lo && self.lo != 0 {
+                return (
+                    Some(self.localhost),
+                    Rule::ReverseSessionLoopbackToLocalhost,
+                );
+            }
         }
         (
-            addr,
-            if self.is_active() {
+            None,
+            if self.active {
                 Rule::Unchanged
             } else {
                 self.inactive_rule()
@@ -978,7 +949,7 @@ impl Rewriter<'_> {
         )
     }
 
-    #[inline]
+    #[inline(always)]
     fn inactive_rule(&self) -> Rule {
         if self.session.is_virtualized() {
             Rule::Unchanged
@@ -986,6 +957,126 @@ impl Rewriter<'_> {
             Rule::SessionNotVirtualized
         }
     }
+
+    /// The public error for a failed decision on `addr`.
+    #[inline(always)]
+    pub(crate) fn error(&self, fail: Fail, addr: SocketAddr) -> RewriteError {
+        let session = self.session.id();
+        match fail {
+            Fail::NoConnectivity => RewriteError::NoConnectivity { session, addr },
+            Fail::Isolated(owner) => RewriteError::Isolated {
+                session,
+                dest: addr,
+                owner,
+            },
+        }
+    }
+
+    // ---- std::net adapters -----------------------------------------------------------------------
+
+    #[inline(always)]
+    fn decide_bind(&self, addr: SocketAddr, stack: Stack) -> Decided<SocketAddr> {
+        let (r, rule) = self.bind_core(Ip::of(addr.ip()), addr.port(), stack);
+        (
+            r.map(|new| new.map_or(addr, |b| with_ip(addr, Ipv4Addr::from_bits(b))))
+                .map_err(|f| self.error(f, addr)),
+            rule,
+        )
+    }
+
+    #[inline(always)]
+    fn decide_connect(&self, dest: SocketAddr) -> Decided<Connect> {
+        let (r, rule) = self.connect_core(Ip::of(dest.ip()), dest.port());
+        let r = match r {
+            Ok(c) => {
+                let out = c
+                    .dest
+                    .map_or(dest, |b| with_ip(dest, Ipv4Addr::from_bits(b)));
+                Ok(Connect {
+                    dest: out,
+                    source: c.source.map(|b| source(dest, Ipv4Addr::from_bits(b))),
+                })
+            }
+            Err(f) => Err(self.error(f, dest)),
+        };
+        (r, rule)
+    }
+
+    #[inline(always)]
+    fn decide_reported(&self, addr: SocketAddr) -> (SocketAddr, Rule) {
+        let (new, rule) = self.reported_core(Ip::of(addr.ip()), addr.port());
+        (
+            new.map_or(addr, |b| with_ip(addr, Ipv4Addr::from_bits(b))),
+            rule,
+        )
+    }
+
+    #[inline(always)]
+    fn decide_resolved(&self, addr: IpAddr) -> (IpAddr, Rule) {
+        let (new, rule) = self.resolved_core(Ip::of(addr));
+        (
+            new.map_or(addr, |b| with_ip_addr(addr, Ipv4Addr::from_bits(b))),
+            rule,
+        )
+    }
+
+    #[inline(always)]
+    fn decide_reverse(&self, addr: IpAddr) -> (IpAddr, Rule) {
+        let (new, rule) = self.reverse_core(Ip::of(addr));
+        (
+            new.map_or(addr, |b| with_ip_addr(addr, Ipv4Addr::from_bits(b))),
+            rule,
+        )
+    }
+}
+
+/// An address as the rules see it: the IPv4 address (of an IPv4 or IPv4-mapped IPv6 address) as an
+/// integer, or which kind of IPv6 address it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ip {
+    V4(u32),
+    V6Unspecified,
+    V6Loopback,
+    V6Other,
+}
+
+impl Ip {
+    #[inline(always)]
+    pub(crate) fn of(ip: IpAddr) -> Ip {
+        match ip {
+            IpAddr::V4(v4) => Ip::V4(v4.to_bits()),
+            IpAddr::V6(v6) => Ip::of_v6(v6.to_bits()),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn of_v6(bits: u128) -> Ip {
+        if bits >> 32 == 0xFFFF {
+            // ::ffff:a.b.c.d — the low 32 bits are the IPv4 address.
+            Ip::V4(bits as u32)
+        } else if bits == 0 {
+            Ip::V6Unspecified
+        } else if bits == 1 {
+            Ip::V6Loopback
+        } else {
+            Ip::V6Other
+        }
+    }
+}
+
+/// Why a decision fails, before it is dressed as a [`RewriteError`] with the caller's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fail {
+    NoConnectivity,
+    Isolated(SessionId),
+}
+
+/// A connect decision: the new destination and the source to bind, as IPv4 bits (`None`: unchanged
+/// / no source bind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnectCore {
+    pub(crate) dest: Option<u32>,
+    pub(crate) source: Option<u32>,
 }
 
 /// The result of one rewrite, as [`Explanation`] reports it.

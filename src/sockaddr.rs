@@ -29,10 +29,10 @@
 //!   left exactly as the application wrote them; an output (the implicit source) is written only
 //!   on success.
 
-use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use crate::error::SockaddrError;
-use crate::rewrite::{Rewriter, Stack};
+use crate::rewrite::{Fail, Ip, Rewriter, Stack};
 
 /// `sizeof(struct sockaddr_in)`.
 pub const SOCKADDR_IN_LEN: usize = 16;
@@ -161,6 +161,7 @@ impl SockaddrLayout {
     /// assert_eq!(SockaddrLayout::LINUX.family(&[1, 0]), Ok(1)); // AF_UNIX
     /// assert!(SockaddrLayout::LINUX.family(&[2]).is_err());
     /// ```
+    #[inline]
     pub fn family(&self, buf: &[u8]) -> Result<u16, SockaddrError> {
         if buf.len() > SOCKADDR_STORAGE_LEN {
             return Err(SockaddrError::TooLong {
@@ -222,6 +223,7 @@ enum Kind {
     V6,
 }
 
+#[inline(always)]
 fn kind(buf: &[u8], layout: SockaddrLayout) -> Result<Kind, SockaddrError> {
     let family = layout.family(buf)?;
     let (kind, need) = if family == layout.af_inet {
@@ -240,6 +242,7 @@ fn kind(buf: &[u8], layout: SockaddrLayout) -> Result<Kind, SockaddrError> {
     Ok(kind)
 }
 
+#[inline(always)]
 fn array<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
     buf.get(at..at + N)
         .and_then(|s| <[u8; N]>::try_from(s).ok())
@@ -331,17 +334,10 @@ pub fn write_sockaddr(
     Ok(need)
 }
 
+#[inline(always)]
 fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
     if let Some(dst) = buf.get_mut(at..at + bytes.len()) {
         dst.copy_from_slice(bytes);
-    }
-}
-
-/// Replaces the IP address in `buf` (already checked by [`kind`]) with `ip`'s, same family.
-fn put_ip(buf: &mut [u8], ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => put(buf, 4, &v4.octets()),
-        IpAddr::V6(v6) => put(buf, 8, &v6.octets()),
     }
 }
 
@@ -390,9 +386,11 @@ impl Rewriter<'_> {
         layout: SockaddrLayout,
         stack: Stack,
     ) -> Result<bool, SockaddrError> {
-        let addr = read_sockaddr(buf, layout)?;
-        let out = self.bind_on(addr, stack)?;
-        Ok(self.apply(buf, addr, out))
+        let raw = Raw::parse(buf, layout)?;
+        match self.bind_core(raw.ip, raw.port, stack).0 {
+            Ok(new) => Ok(raw.put(buf, new)),
+            Err(f) => Err(self.raw_error(f, buf, layout)),
+        }
     }
 
     /// [`connect`](Rewriter::connect) on the raw destination in `dest`, rewritten in place; the
@@ -424,9 +422,7 @@ impl Rewriter<'_> {
         layout: SockaddrLayout,
         source: &mut [u8],
     ) -> Result<RawConnect, SockaddrError> {
-        let addr = read_sockaddr(dest, layout)?;
-        let c = self.connect(addr)?;
-        self.apply_connect(dest, addr, c, layout, source)
+        self.raw_connect(dest, layout, source)
     }
 
     /// [`send_to`](Rewriter::send_to) on raw bytes: as [`connect_sockaddr`](Self::connect_sockaddr).
@@ -453,9 +449,8 @@ impl Rewriter<'_> {
         layout: SockaddrLayout,
         source: &mut [u8],
     ) -> Result<RawConnect, SockaddrError> {
-        let addr = read_sockaddr(dest, layout)?;
-        let c = self.send_to(addr)?;
-        self.apply_connect(dest, addr, c, layout, source)
+        // `sendto` follows exactly the rules of `connect` (see `Rewriter::send_to`).
+        self.raw_connect(dest, layout, source)
     }
 
     /// [`reported`](Rewriter::reported) on raw bytes, in place: pass the complete address the system
@@ -483,36 +478,87 @@ impl Rewriter<'_> {
         buf: &mut [u8],
         layout: SockaddrLayout,
     ) -> Result<bool, SockaddrError> {
-        let addr = read_sockaddr(buf, layout)?;
-        let out = self.reported(addr);
-        Ok(self.apply(buf, addr, out))
+        let raw = Raw::parse(buf, layout)?;
+        Ok(raw.put(buf, self.reported_core(raw.ip, raw.port).0))
     }
 
-    fn apply(&self, buf: &mut [u8], before: SocketAddr, after: SocketAddr) -> bool {
-        if before.ip() == after.ip() {
-            return false;
-        }
-        put_ip(buf, after.ip());
-        true
-    }
-
-    fn apply_connect(
+    #[inline]
+    fn raw_connect(
         &self,
         dest: &mut [u8],
-        before: SocketAddr,
-        c: crate::rewrite::Connect,
         layout: SockaddrLayout,
         source: &mut [u8],
     ) -> Result<RawConnect, SockaddrError> {
+        let raw = Raw::parse(dest, layout)?;
+        let c = match self.connect_core(raw.ip, raw.port).0 {
+            Ok(c) => c,
+            Err(f) => return Err(self.raw_error(f, dest, layout)),
+        };
         // Write the source first: if it does not fit, nothing at all is changed.
         let source_len = match c.source {
-            Some(s) => Some(write_sockaddr(s, source, layout)?),
+            Some(bits) => {
+                let ip = Ipv4Addr::from_bits(bits);
+                let addr = if raw.v6 {
+                    SocketAddr::V6(SocketAddrV6::new(ip.to_ipv6_mapped(), 0, 0, 0))
+                } else {
+                    SocketAddr::V4(SocketAddrV4::new(ip, 0))
+                };
+                Some(write_sockaddr(addr, source, layout)?)
+            }
             None => None,
         };
-        let dest_changed = self.apply(dest, before, c.dest);
         Ok(RawConnect {
-            dest_changed,
+            dest_changed: raw.put(dest, c.dest),
             source_len,
         })
+    }
+
+    /// The error for a failed decision, naming the address in `buf` (the slow path only).
+    #[cold]
+    fn raw_error(&self, fail: Fail, buf: &[u8], layout: SockaddrLayout) -> SockaddrError {
+        match read_sockaddr(buf, layout) {
+            Ok(addr) => SockaddrError::Rewrite(self.error(fail, addr)),
+            Err(e) => e,
+        }
+    }
+}
+
+/// Where the address is in a checked buffer, in the form the rules take.
+#[derive(Clone, Copy)]
+struct Raw {
+    ip: Ip,
+    port: u16,
+    v6: bool,
+}
+
+impl Raw {
+    #[inline(always)]
+    fn parse(buf: &[u8], layout: SockaddrLayout) -> Result<Raw, SockaddrError> {
+        let port = u16::from_be_bytes(array(buf, 2));
+        Ok(match kind(buf, layout)? {
+            Kind::V4 => Raw {
+                ip: Ip::V4(u32::from_be_bytes(array(buf, 4))),
+                port,
+                v6: false,
+            },
+            Kind::V6 => Raw {
+                ip: Ip::of_v6(u128::from_be_bytes(array(buf, 8))),
+                port,
+                v6: true,
+            },
+        })
+    }
+
+    /// Puts the new IPv4 address (IPv4-mapped in a `sockaddr_in6`) in place; `None` leaves the
+    /// buffer alone. Returns whether anything was written.
+    #[inline(always)]
+    fn put(self, buf: &mut [u8], new: Option<u32>) -> bool {
+        let Some(bits) = new else { return false };
+        if self.v6 {
+            put(buf, 8, &Ipv4Addr::from_bits(bits).to_ipv6_mapped().octets());
+        } else {
+            put(buf, 4, &bits.to_be_bytes());
+        }
+        true
     }
 }
