@@ -1,77 +1,272 @@
-//! Explains what ipvirt does for the sessions given.
+//! Explains what ipvirt does: for a policy, the sessions and the processes given, which features
+//! apply and why, and what each kind of socket call becomes.
 //!
 //! ```text
-//! cargo run --example explain -- --session 7 --session 255
+//! cargo run --example explain                                   # the built-in CRM/CTI policy
+//! cargo run --example explain -- --policy examples/policies/rds-per-session.toml \
+//!     --session 7 --process 'C:\Apps\crm.exe' --vip 198.51.100.7
 //! ```
 //!
-//! With no arguments it explains a few representative sessions (0, 7, 254, 255, the largest).
+//! Options (all optional):
+//!   --policy FILE        a TOML policy (default: examples/policies/crm-cti.toml, built in)
+//!   --session ID         a remote session to explain (repeatable; default 7)
+//!   --console ID         a console/administrative session to explain (repeatable)
+//!   --process IMAGE      an executable, by path or name (repeatable; default: the policy's programs
+//!                        and one unlisted program)
+//!   --vip IP             the session's virtual IP (default: the pool's address for the session, or
+//!                        none when the pool is empty)
+//!   --no-vip             the session has no VIP (shows the lease-failure behaviour)
+//!   --server-addr IP     one of the server's own addresses (repeatable; default 192.0.2.10)
+//!   --port PORT          the port in the sample calls (default 9000)
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
-use ipvirt::{SessionId, SessionKind};
+use ipvirt::{Call, Engine, Host, Policy, Session, SessionId};
 
-const USAGE: &str = "usage: explain [--session ID]...";
+const BUILT_IN: &str = include_str!("policies/crm-cti.toml");
 
-fn main() -> ExitCode {
-    let mut sessions = Vec::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
+const USAGE: &str = "usage: explain [--policy FILE] [--session ID]... [--console ID]... [--process IMAGE]... \
+[--vip IP | --no-vip] [--server-addr IP]... [--port PORT]";
+
+struct Args {
+    policy: Option<String>,
+    sessions: Vec<Session>,
+    processes: Vec<String>,
+    vip: Option<Option<Ipv4Addr>>,
+    servers: Vec<IpAddr>,
+    port: u16,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        policy: None,
+        sessions: Vec::new(),
+        processes: Vec::new(),
+        vip: None,
+        servers: Vec::new(),
+        port: 9000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
-            "--session" | "-s" => match args.next().map(|v| v.parse::<SessionId>()) {
-                Some(Ok(id)) => sessions.push(id),
-                Some(Err(e)) => return fail(&e.to_string()),
-                None => return fail("--session needs a value"),
-            },
-            "--help" | "-h" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
+            "--policy" => a.policy = Some(value("--policy")?),
+            "--session" | "-s" => {
+                let id: SessionId = value("--session")?
+                    .parse()
+                    .map_err(|e| format!("--session: {e}"))?;
+                a.sessions.push(Session::remote(id));
             }
-            other => return fail(&format!("unknown argument {other:?}")),
+            "--console" => {
+                let id: SessionId = value("--console")?
+                    .parse()
+                    .map_err(|e| format!("--console: {e}"))?;
+                a.sessions.push(Session::console(id));
+            }
+            "--process" | "-p" => a.processes.push(value("--process")?),
+            "--vip" => {
+                let v = value("--vip")?;
+                a.vip =
+                    Some(Some(v.parse().map_err(|_| {
+                        format!("--vip: {v:?} is not an IPv4 address")
+                    })?));
+            }
+            "--no-vip" => a.vip = Some(None),
+            "--server-addr" => {
+                let v = value("--server-addr")?;
+                a.servers.push(
+                    v.parse()
+                        .map_err(|_| format!("--server-addr: {v:?} is not an IP address"))?,
+                );
+            }
+            "--port" => {
+                let v = value("--port")?;
+                a.port = v
+                    .parse()
+                    .map_err(|_| format!("--port: {v:?} is not a port number (0-65535)"))?;
+            }
+            "--help" | "-h" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    if sessions.is_empty() {
-        println!("(no --session given: explaining a few representative sessions)\n");
-        sessions = [0, 7, 254, 255, 65_535, SessionId::MAX.get()]
-            .into_iter()
-            .map(SessionId::new)
-            .collect();
-    }
-    for id in sessions {
-        explain_session(id);
+    Ok(a)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return fail(&e),
+    };
+    let (source, text) = match &args.policy {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(t) => (path.clone(), t),
+            Err(e) => return fail(&format!("cannot read policy {path:?}: {e}")),
+        },
+        None => (
+            "built-in examples/policies/crm-cti.toml".to_string(),
+            BUILT_IN.to_string(),
+        ),
+    };
+    let policy = match Policy::from_toml(&text) {
+        Ok(p) => p,
+        Err(e) => return fail(&format!("{source}: {e}")),
+    };
+    let servers = if args.servers.is_empty() {
+        vec![IpAddr::from([192, 0, 2, 10])]
+    } else {
+        args.servers.clone()
+    };
+    let engine = match policy.compile(Host::new(servers.iter().copied())) {
+        Ok(e) => e,
+        Err(e) => return fail(&format!("{source}: {e}")),
+    };
+
+    println!("policy: {source}");
+    println!(
+        "server addresses: {}",
+        servers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!();
+
+    let sessions = if args.sessions.is_empty() {
+        vec![Session::remote(SessionId::new(7))]
+    } else {
+        args.sessions.clone()
+    };
+    let processes = if args.processes.is_empty() {
+        default_processes(&policy)
+    } else {
+        args.processes.clone()
+    };
+    for &session in &sessions {
+        explain_session(session);
+        let vip = match args.vip {
+            Some(v) => v,
+            None => pool_address(&policy, session.id()),
+        };
+        for image in &processes {
+            explain_process(&engine, session, image, vip, args.port);
+        }
     }
     ExitCode::SUCCESS
 }
 
-fn explain_session(id: SessionId) {
-    let Ok(addr) = id.loopback() else {
-        // Unreachable for parsed ids (FromStr checks the range), kept for completeness.
-        println!(
-            "session {id}: no loopback address (largest is {})",
-            SessionId::MAX
-        );
-        return;
-    };
-    let offset = id.get() + 1;
-    println!("session {id}: loopback {addr}");
-    println!("  127.0.0.0 + ({id} + 1) = 127.0.0.0 + {offset}");
-    let [_, a, b, c] = addr.octets();
-    if offset > 255 {
-        println!(
-            "  {offset} = {a}·65536 + {b}·256 + {c}: the sum carries past the last octet into the ones before it"
-        );
+fn explain_session(session: Session) {
+    let id = session.id();
+    print!("{session}: ");
+    match id.loopback() {
+        Ok(addr) => {
+            print!("loopback address {addr} = 127.0.0.0 + ({id} + 1)");
+            if id.get() + 1 > 255 {
+                let [_, a, b, c] = addr.octets();
+                print!(
+                    ", {} = {a}·65536 + {b}·256 + {c} (the sum carries across octets)",
+                    id.get() + 1
+                );
+            }
+            println!();
+        }
+        Err(e) => println!("{e}"),
     }
     if id.get() == 0 {
         println!(
-            "  note: session 0 gets 127.0.0.1, the real localhost; it is the services session and never"
+            "  session 0 maps to 127.0.0.1, the real localhost: it is the services session and is never isolated"
         );
+    }
+    if !session.is_virtualized() {
         println!(
-            "  virtualized (only {:?} sessions other than 0 are), so it is not isolated",
-            SessionKind::Remote
+            "  this session is not virtualized: only remote sessions other than session 0 are"
         );
-    } else {
-        println!("  session {id} binding 127.0.0.1:PORT really binds {addr}:PORT");
     }
     println!();
+}
+
+fn explain_process(
+    engine: &Engine,
+    session: Session,
+    image: &str,
+    vip: Option<Ipv4Addr>,
+    port: u16,
+) {
+    print!("{}", engine.explain(session, image));
+    let plan = engine.process(image);
+    let rw = match engine.rewriter(session, &plan, vip) {
+        Ok(rw) => rw,
+        Err(e) => {
+            println!("  cannot rewrite for this session: {e}\n");
+            return;
+        }
+    };
+    if plan.virtual_ip().applies() && session.is_virtualized() {
+        match vip {
+            Some(v) => println!("  the session's VIP: {v}"),
+            None => println!("  the session has no VIP"),
+        }
+    }
+    let server = engine
+        .host()
+        .primary_v4()
+        .unwrap_or(Ipv4Addr::new(192, 0, 2, 10));
+    let samples: [(Call, SocketAddr); 8] = [
+        (Call::Bind, SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
+        (Call::Bind, SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))),
+        (Call::Bind, SocketAddr::from((server, port))),
+        (Call::BindDualStack, SocketAddr::from(([0u16; 8], port))),
+        (Call::Connect, SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
+        (Call::Connect, SocketAddr::from(([198, 51, 100, 20], 443))),
+        (
+            Call::Reported,
+            SocketAddr::from((rw.session_loopback().unwrap_or(Ipv4Addr::LOCALHOST), port)),
+        ),
+        (Call::Resolved, SocketAddr::from((server, 0))),
+    ];
+    println!("  what its calls become:");
+    for (call, addr) in samples {
+        println!("    {}", rw.explain(call, addr));
+    }
+    println!();
+}
+
+/// The programs the policy names, plus one it does not.
+fn default_processes(policy: &Policy) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in policy
+        .virtual_loopback
+        .programs
+        .iter()
+        .chain(&policy.virtual_ip.programs)
+        .chain(&policy.prefer_loopback.processes)
+    {
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(p)) {
+            out.push(p.clone());
+        }
+    }
+    out.push(r"C:\Windows\System32\notepad.exe".to_string());
+    out
+}
+
+/// A stand-in for the pool: the session's address is the pool's `id`-th, so the output is
+/// deterministic. (A real deployment leases from `ipvirt`'s pool or DHCP.)
+fn pool_address(policy: &Policy, id: SessionId) -> Option<Ipv4Addr> {
+    let mut n = u64::from(id.get());
+    for entry in &policy.virtual_ip.pool {
+        if n < entry.len() {
+            return Some(Ipv4Addr::from_bits(
+                entry.first().to_bits() + u32::try_from(n).ok()?,
+            ));
+        }
+        n -= entry.len();
+    }
+    None
 }
 
 fn fail(msg: &str) -> ExitCode {

@@ -427,11 +427,10 @@ impl ProcessExplanation<'_> {
                 } else {
                     "programs"
                 };
+                let n = entry + 1;
                 write!(
                     f,
-                    "{:?} (entry {} of {key}.{list_key}) matches {:?}",
-                    text,
-                    entry + 1,
+                    "\"{text}\" (entry {n} of {key}.{list_key}) matches \"{}\"",
                     self.image
                 )
             }
@@ -441,11 +440,12 @@ impl ProcessExplanation<'_> {
                 } else {
                     "programs"
                 };
+                let n = list.len();
+                let entries = if n == 1 { "entry" } else { "entries" };
                 write!(
                     f,
-                    "{:?} is not in {key}.{list_key} ({} entries)",
-                    self.image,
-                    list.len()
+                    "\"{}\" is not in {key}.{list_key} ({n} {entries})",
+                    self.image
                 )
             }
         }
@@ -462,7 +462,7 @@ impl fmt::Display for ProcessExplanation<'_> {
                 "does not apply"
             }
         };
-        writeln!(f, "process {:?} in {}", self.image, self.session)?;
+        writeln!(f, "process \"{}\" in {}", self.image, self.session)?;
         if !self.session.is_virtualized() {
             writeln!(
                 f,

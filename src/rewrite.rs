@@ -28,9 +28,12 @@
 //!
 //! When V applies to the process but the session has no VIP (`vip` is `None`), the policy's
 //! `virtual_ip.on_lease_failure` decides: `use-server-address` passes the call through (the session
-//! uses the server's address), `no-connectivity` fails every call that would have used the VIP with
-//! [`RewriteError::NoConnectivity`], which the hook maps to `EADDRNOTAVAIL` (POSIX) /
-//! `WSAEADDRNOTAVAIL` (Winsock).
+//! uses the server's address), `no-connectivity` fails every call that would have put the VIP on the
+//! network — a bind to `0.0.0.0`, `::` (dual stack) or a server address, and a connect or send to a
+//! non-loopback destination — with [`RewriteError::NoConnectivity`], which the hook maps to
+//! `EADDRNOTAVAIL` (POSIX) / `WSAEADDRNOTAVAIL` (Winsock). Connections to loopback destinations still
+//! work (with the session loopback as their source under virtual loopback): the session is cut off
+//! the network, not from the programs of its own session.
 //!
 //! ## Port exclusions
 //!
@@ -884,9 +887,8 @@ impl Rewriter<'_> {
                 }
                 Some(v.to_bits())
             }
-            Vip::NoConnectivity if !self.prefer_loopback => {
-                return (Err(Fail::NoConnectivity), Rule::NoVipNoConnectivity);
-            }
+            // Without a VIP, loopback traffic stays on the machine and needs none: "no
+            // connectivity" cuts the session off the network, not from its own loopback.
             _ => {
                 if self.prefer_loopback && rule == Rule::Unchanged {
                     rule = Rule::PreferLoopback;
