@@ -492,3 +492,62 @@ fn virtual_ips_in_a_network_namespace() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_layer_is_invisible_at_the_edges() {
+    require!("cc");
+    let Some(lib) = preload_lib() else {
+        eprintln!("skipped: the LD_PRELOAD layer could not be built");
+        return;
+    };
+    let dir = scratch("fidelity");
+    let exe = dir.join("fidelity");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/preload/fidelity.c");
+    let cc = Command::new("cc")
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(cc.status.success(), "cc failed:\n{}", text(&cc));
+    let policy = write_policy(&dir, "policy.toml", &loopback_policy(&["fidelity"], &[]));
+    let port = free_port();
+    let native = run({
+        let mut c = Command::new(&exe);
+        c.arg(port.to_string());
+        c
+    });
+    let layered = run({
+        let mut c = in_session(&lib, &policy, 7, exe.to_str().unwrap());
+        c.env("IPVIRT_DEBUG", "1").arg(port.to_string());
+        c
+    });
+    let (n, l) = (
+        String::from_utf8_lossy(&native.stdout),
+        String::from_utf8_lossy(&layered.stdout),
+    );
+    assert!(
+        native.status.success() && layered.status.success(),
+        "native:\n{n}\nlayered:\n{l}\n{}",
+        text(&layered)
+    );
+    // The layer really acted (its debug lines name the rewrites)…
+    let log = String::from_utf8_lossy(&layered.stderr);
+    assert!(
+        log.contains("bind 127.0.0.1:") && log.contains("127.0.0.8:"),
+        "the layer did nothing:\n{log}"
+    );
+    // …and the program could not tell.
+    for (a, b) in n.lines().zip(l.lines()) {
+        assert_eq!(
+            a, b,
+            "native vs layered differ\nnative:\n{n}\nlayered:\n{l}"
+        );
+    }
+    assert_eq!(
+        n.lines().count(),
+        l.lines().count(),
+        "native:\n{n}\nlayered:\n{l}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
