@@ -276,6 +276,8 @@ fn real_getsockname() -> Option<NameFn> {
 const TRACKED: usize = 65_536;
 /// Sockets known to be bound (the kernel never unbinds one).
 static BOUND: [AtomicU64; TRACKED / 64] = [const { AtomicU64::new(0) }; TRACKED / 64];
+/// Sockets the layer saw created (by `socket`) and not bound since: known unbound without asking.
+static FRESH: [AtomicU64; TRACKED / 64] = [const { AtomicU64::new(0) }; TRACKED / 64];
 /// Unconnected datagram sockets the layer bound implicitly: `getsockname` reports the unspecified
 /// address for them, as the kernel's own implicit bind would have.
 static IMPLICIT: [AtomicU64; TRACKED / 64] = [const { AtomicU64::new(0) }; TRACKED / 64];
@@ -309,6 +311,12 @@ fn has(set: &[AtomicU64], fd: c_int) -> bool {
 fn forget(fd: c_int) {
     flag(&BOUND, fd, false);
     flag(&IMPLICIT, fd, false);
+    flag(&FRESH, fd, false);
+}
+
+fn mark_bound(fd: c_int) {
+    flag(&BOUND, fd, true);
+    flag(&FRESH, fd, false);
 }
 
 /// Whether the socket has a local address already (port != 0). On any doubt, says yes: then the
@@ -316,6 +324,9 @@ fn forget(fd: c_int) {
 fn is_bound(fd: c_int) -> bool {
     if has(&BOUND, fd) {
         return true;
+    }
+    if has(&FRESH, fd) {
+        return false;
     }
     let Some(getsockname) = real_getsockname() else {
         return true;
@@ -329,7 +340,7 @@ fn is_bound(fd: c_int) -> bool {
     let bound = read_sockaddr(buf.get(..len as usize).unwrap_or(&[]), LAYOUT)
         .map_or(true, |a| a.port() != 0);
     if bound {
-        flag(&BOUND, fd, true);
+        mark_bound(fd);
     }
     bound
 }
@@ -503,7 +514,7 @@ fn bind_source(fd: c_int, source: &[u8], datagram_only: bool) -> Result<bool, c_
         // EINVAL: it was bound after all (another thread): carry on as the program asked.
         return if e == libc::EINVAL { Ok(false) } else { Err(e) };
     }
-    flag(&BOUND, fd, true);
+    mark_bound(fd);
     Ok(true)
 }
 
@@ -521,6 +532,7 @@ pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_
     let fd = unsafe { real(domain, ty, protocol) };
     if fd >= 0 {
         forget(fd);
+        flag(&FRESH, fd, true);
     }
     fd
 }
@@ -586,7 +598,7 @@ pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) 
         }
     };
     if r == 0 {
-        flag(&BOUND, fd, true);
+        mark_bound(fd);
     }
     r
 }
@@ -621,6 +633,8 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
                 return -1;
             }
             flag(&IMPLICIT, fd, false);
+            // The kernel binds a socket when it connects it.
+            flag(&FRESH, fd, false);
             if raw.dest_changed || raw.source_len.is_some() {
                 debug(before, n, st, Call::Connect);
             }
@@ -669,6 +683,8 @@ fn prepare_send(st: &State, fd: c_int, view: &mut [u8]) -> Result<bool, ssize_t>
             if raw.dest_changed || raw.source_len.is_some() {
                 debug(before, n, st, Call::SendTo);
             }
+            // The kernel binds an unbound socket when it sends.
+            flag(&FRESH, fd, false);
             Ok(raw.dest_changed)
         }
         Err(SockaddrError::Rewrite(e)) => Err(fail_with(&SockaddrError::Rewrite(e)) as ssize_t),

@@ -1,0 +1,217 @@
+//! The LD_PRELOAD layer's overhead on real system calls: each group measures the bare libc calls and
+//! the same calls through the layer (its exported `socket`, `bind`, `connect`, `close`, loaded with
+//! `dlopen` into this process and configured for session 7 with virtual loopback on) in the same run.
+//!
+//! Run: `cargo bench --bench preload` (it builds the layer with `cargo build --release --example
+//! ipvirt_preload` when it is missing). Linux only; elsewhere it prints why it did nothing.
+//!
+//! - `socket_bind_close`: `socket` + `bind(127.0.0.1:0)` + `close`; the layer rewrites the bind to
+//!   the session loopback `127.0.0.8:0`.
+//! - `loopback_connect`: `socket` + `connect(127.0.0.1:PORT)` + `close` to a listener; the layer
+//!   sends it to `127.0.0.8:PORT` and binds the source to `127.0.0.8:0` first (the implicit bind is
+//!   part of the rewrite, so it is part of the cost).
+
+// dlopen/dlsym and raw system calls: this bench is FFI by nature.
+#![allow(unsafe_code)]
+
+use criterion::{Criterion, criterion_group, criterion_main};
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::ffi::{CString, c_int, c_void};
+    use std::net::TcpListener;
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    use libc::{sockaddr, socklen_t};
+
+    pub(crate) type SocketFn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
+    pub(crate) type AddrFn = unsafe extern "C" fn(c_int, *const sockaddr, socklen_t) -> c_int;
+    pub(crate) type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
+
+    #[derive(Clone, Copy)]
+    pub(crate) struct Calls {
+        pub(crate) socket: SocketFn,
+        pub(crate) bind: AddrFn,
+        pub(crate) connect: AddrFn,
+        pub(crate) close: CloseFn,
+    }
+
+    pub(crate) fn bare() -> Calls {
+        Calls {
+            socket: libc::socket,
+            bind: libc::bind,
+            connect: libc::connect,
+            close: libc::close,
+        }
+    }
+
+    fn library() -> Result<PathBuf, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let profile = exe
+            .parent()
+            .and_then(|p| p.parent())
+            .ok_or("no target directory")?
+            .to_path_buf();
+        let lib = profile.join("examples/libipvirt_preload.so");
+        if !lib.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let release = profile.file_name().is_some_and(|n| n == "release");
+            let mut c = Command::new(cargo);
+            c.args(["build", "--example", "ipvirt_preload"]);
+            if release {
+                c.arg("--release");
+            }
+            if let Some(target) = profile.parent() {
+                c.env("CARGO_TARGET_DIR", target);
+            }
+            let ok = c.status().map_err(|e| e.to_string())?.success();
+            if !ok || !lib.exists() {
+                return Err(format!("could not build {}", lib.display()));
+            }
+        }
+        Ok(lib)
+    }
+
+    /// Loads the layer for session 7 with this benchmark listed for virtual loopback.
+    pub(crate) fn layered() -> Result<Calls, String> {
+        let lib = library()?;
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let image = std::fs::read_link("/proc/self/exe").unwrap_or(exe);
+        let name = image
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let policy = std::env::temp_dir().join(format!("ipvirt-bench-{}.toml", std::process::id()));
+        std::fs::write(
+            &policy,
+            format!("[virtual_loopback]\nenabled = true\nprograms = [{name:?}]\n"),
+        )
+        .map_err(|e| e.to_string())?;
+        // SAFETY: set before the library is loaded, while this process runs one thread.
+        unsafe {
+            std::env::set_var("IPVIRT_SESSION", "7");
+            std::env::set_var("IPVIRT_POLICY", &policy);
+        }
+        let path = CString::new(lib.to_string_lossy().as_bytes()).map_err(|e| e.to_string())?;
+        // SAFETY: dlopen of a path; the library's constructor reads the variables set above.
+        let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        if handle.is_null() {
+            return Err(format!("dlopen {} failed", lib.display()));
+        }
+        let sym = |name: &str| -> Result<*mut c_void, String> {
+            let c = CString::new(name).map_err(|e| e.to_string())?;
+            // SAFETY: handle is a live library handle and c a NUL-terminated name.
+            let p = unsafe { libc::dlsym(handle, c.as_ptr()) };
+            if p.is_null() {
+                Err(format!("the layer does not export {name}"))
+            } else {
+                Ok(p)
+            }
+        };
+        // SAFETY: the layer exports these symbols with exactly libc's signatures.
+        unsafe {
+            Ok(Calls {
+                socket: std::mem::transmute::<*mut c_void, SocketFn>(sym("socket")?),
+                bind: std::mem::transmute::<*mut c_void, AddrFn>(sym("bind")?),
+                connect: std::mem::transmute::<*mut c_void, AddrFn>(sym("connect")?),
+                close: std::mem::transmute::<*mut c_void, CloseFn>(sym("close")?),
+            })
+        }
+    }
+
+    pub(crate) fn sin(ip: [u8; 4], port: u16) -> libc::sockaddr_in {
+        libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(ip),
+            },
+            sin_zero: [0; 8],
+        }
+    }
+
+    /// One `socket` + `bind` + `close`.
+    pub(crate) fn bind_once(c: Calls, addr: &libc::sockaddr_in) {
+        // SAFETY: plain system calls on a socket this function owns.
+        unsafe {
+            let fd = (c.socket)(libc::AF_INET, libc::SOCK_STREAM, 0);
+            let r = (c.bind)(fd, (addr as *const libc::sockaddr_in).cast(), 16);
+            assert_eq!(r, 0, "bind failed");
+            (c.close)(fd);
+        }
+    }
+
+    /// One `socket` + `connect` + `close` (with SO_LINGER 0, so no TIME_WAIT piles up).
+    pub(crate) fn connect_once(c: Calls, addr: &libc::sockaddr_in) {
+        // SAFETY: plain system calls on a socket this function owns.
+        unsafe {
+            let fd = (c.socket)(libc::AF_INET, libc::SOCK_STREAM, 0);
+            let r = (c.connect)(fd, (addr as *const libc::sockaddr_in).cast(), 16);
+            assert_eq!(r, 0, "connect failed");
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&raw const linger).cast(),
+                size_of::<libc::linger>() as socklen_t,
+            );
+            (c.close)(fd);
+        }
+    }
+
+    /// A listener that accepts and drops connections in the background.
+    pub(crate) fn listener(ip: [u8; 4], port: u16) -> std::io::Result<u16> {
+        let l = TcpListener::bind((std::net::Ipv4Addr::from(ip), port))?;
+        let port = l.local_addr()?.port();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                drop(s);
+            }
+        });
+        Ok(port)
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn bench(c: &mut Criterion) {
+    use linux::*;
+    let layered = match layered() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("preload bench skipped: {e}");
+            return;
+        }
+    };
+    let bare = bare();
+
+    let mut g = c.benchmark_group("socket_bind_close");
+    let lo = sin([127, 0, 0, 1], 0);
+    g.bench_function("baseline_bare", |b| b.iter(|| bind_once(bare, &lo)));
+    g.bench_function("layered", |b| b.iter(|| bind_once(layered, &lo)));
+    g.finish();
+
+    // Listeners where each run connects: 127.0.0.1:P natively, 127.0.0.8:P through the layer.
+    let port = listener([127, 0, 0, 1], 0).expect("listener on 127.0.0.1");
+    if let Err(e) = listener([127, 0, 0, 8], port) {
+        eprintln!("loopback_connect skipped: cannot listen on 127.0.0.8:{port}: {e}");
+        return;
+    }
+    let dest = sin([127, 0, 0, 1], port);
+    let mut g = c.benchmark_group("loopback_connect");
+    g.bench_function("baseline_bare", |b| b.iter(|| connect_once(bare, &dest)));
+    g.bench_function("layered", |b| b.iter(|| connect_once(layered, &dest)));
+    g.finish();
+}
+
+#[cfg(not(target_os = "linux"))]
+fn bench(_: &mut Criterion) {
+    eprintln!("preload bench skipped: the LD_PRELOAD layer is Linux-only");
+}
+
+criterion_group!(preload, bench);
+criterion_main!(preload);
