@@ -68,7 +68,7 @@ impl Policy {
     ///
     /// [`CompileError::LocalhostNotLoopback`] when `virtual_loopback.localhost` is outside
     /// 127.0.0.0/8 or is `127.0.0.0`: rewriting it would break the rule that loopback stays loopback.
-    /// (Everything else [`Policy::validate`](crate::Policy) reports is advice: the engine does what
+    /// (Everything the policy validation reports is advice: the engine does what
     /// the settings say.)
     ///
     /// # Examples

@@ -75,7 +75,7 @@ use crate::error::PolicyError;
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Policy {
-    /// The server's operating system, used only by [`Policy::validate`]; `None` when not stated.
+    /// The server's operating system, used only by validation; `None` when not stated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
     /// Citrix virtual loopback.
