@@ -319,6 +319,90 @@ impl SockaddrError {
     }
 }
 
+/// An error building or restoring a [`StaticPool`](crate::StaticPool).
+///
+/// # Examples
+///
+/// ```
+/// use ipvirt::{Host, PoolError, StaticPool};
+///
+/// let host = Host::new(["192.0.2.7".parse().unwrap()]);
+/// let err = StaticPool::new(&["192.0.2.7".parse().unwrap()], &host).unwrap_err();
+/// assert_eq!(err, PoolError::Empty);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// No address is left once the server's own addresses are taken out (or no entry was given).
+    #[error("the VIP pool is empty: it has no address that is not one of the server's own")]
+    Empty,
+    /// The pool holds more addresses than the largest accepted, 16 777 216 (a /8).
+    #[error("the VIP pool has {size} addresses: at most 16777216 (a /8) are accepted")]
+    TooLarge {
+        /// How many addresses the entries hold.
+        size: u64,
+    },
+    /// A snapshot names the same session twice.
+    #[error("the pool snapshot names session {session} twice")]
+    DuplicateSession {
+        /// The session.
+        session: SessionId,
+    },
+    /// A snapshot leases the same address twice.
+    #[error("the pool snapshot leases {addr} twice")]
+    DuplicateAddress {
+        /// The address.
+        addr: core::net::Ipv4Addr,
+    },
+    /// A snapshot names an address that is not in the pool (or is one of the server's own).
+    #[error("the pool snapshot names {addr}, which is not in the pool")]
+    OutsidePool {
+        /// The address.
+        addr: core::net::Ipv4Addr,
+    },
+    /// A snapshot names a session id past [`SessionId::MAX`].
+    #[error("the pool snapshot names session {session}, past the largest session id 16777214")]
+    InvalidSession {
+        /// The session.
+        session: SessionId,
+    },
+}
+
+/// An error leasing a VIP. Every payload is `Copy`.
+///
+/// A hook turns it into the policy's lease-failure behaviour by passing no VIP to
+/// [`Engine::rewriter`](crate::Engine::rewriter) (`pool.lease(s).ok()`).
+///
+/// # Examples
+///
+/// ```
+/// use ipvirt::{Host, LeaseError, SessionId, StaticPool};
+///
+/// let mut pool = StaticPool::new(&["192.0.2.7".parse().unwrap()], &Host::default()).unwrap();
+/// pool.lease(SessionId::new(1)).unwrap();
+/// let err = pool.lease(SessionId::new(2)).unwrap_err();
+/// assert_eq!(err, LeaseError::Exhausted { session: SessionId::new(2), size: 1 });
+/// assert_eq!(err.to_string(), "no VIP left for session 2: all 1 addresses of the pool are leased");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LeaseError {
+    /// Every address of the pool is leased.
+    #[error("no VIP left for session {session}: all {size} addresses of the pool are leased")]
+    Exhausted {
+        /// The session that asked.
+        session: SessionId,
+        /// The pool's size.
+        size: u32,
+    },
+    /// The session id is past [`SessionId::MAX`].
+    #[error("session {session} cannot lease a VIP: session ids go up to 16777214")]
+    InvalidSession {
+        /// The session that asked.
+        session: SessionId,
+    },
+}
+
 /// Any error of this crate.
 ///
 /// Every domain error converts into it with `?`; match on the variant to get the specific error back.
@@ -356,6 +440,12 @@ pub enum Error {
     /// See [`SockaddrError`].
     #[error(transparent)]
     Sockaddr(#[from] SockaddrError),
+    /// See [`PoolError`].
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// See [`LeaseError`].
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
     /// See [`ParsePoolEntryError`].
     #[error(transparent)]
     ParsePoolEntry(#[from] ParsePoolEntryError),

@@ -90,14 +90,16 @@ mod readme {}
 
 pub use engine::{Decision, Engine, ProcessExplanation, ProcessPlan, Reason};
 pub use error::{
-    CompileError, Error, ParsePoolEntryError, ParseSessionError, PolicyError, RewriteError,
-    SessionError, SockaddrError,
+    CompileError, Error, LeaseError, ParsePoolEntryError, ParseSessionError, PolicyError,
+    PoolError, RewriteError, SessionError, SockaddrError,
 };
 pub use host::Host;
 pub use policy::{
     LeaseFailure, Platform, Policy, PreferLoopback, VipMode, VirtualIp, VirtualLoopback,
 };
-pub use pool::PoolEntry;
+#[cfg(feature = "std")]
+pub use pool::SharedPool;
+pub use pool::{AddressSource, PoolEntry, PoolSnapshot, StaticPool};
 pub use process::{ProgramList, fold_program_name};
 pub use rewrite::{Call, Connect, Explanation, Outcome, Rewriter, Rule, Stack};
 pub use session::{Session, SessionId, SessionKind};
