@@ -551,3 +551,115 @@ fn the_layer_is_invisible_at_the_edges() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The session launcher example, built by `cargo test` with the other examples (or built here).
+fn launcher() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let profile_dir = exe.parent()?.parent()?;
+    let bin = profile_dir.join("examples").join("session");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        Command::new(cargo)
+            .args(["build", "--example", "session"])
+            .env("CARGO_TARGET_DIR", profile_dir.parent()?)
+            .status()
+            .ok()?;
+    }
+    bin.exists().then_some(bin)
+}
+
+fn leases_in(state: &Path) -> Vec<(u32, String)> {
+    let snap: ipvirt::PoolSnapshot =
+        serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
+    snap.leases
+        .iter()
+        .map(|(s, a)| (s.get(), a.to_string()))
+        .collect()
+}
+
+#[test]
+fn session_launcher_leases_shares_and_releases() {
+    require!("sh", "sleep");
+    let (Some(lib), Some(launcher)) = (preload_lib(), launcher()) else {
+        eprintln!("skipped: the launcher or the layer could not be built");
+        return;
+    };
+    let dir = scratch("launcher");
+    let policy = write_policy(
+        &dir,
+        "policy.toml",
+        "[virtual_ip]\nenabled = true\nmode = \"per-session\"\nadapter = \"192.0.2.0/24\"\npool = [\"192.0.2.100-192.0.2.101\"]\n",
+    );
+    let state = dir.join("leases.json");
+    let launch = |id: u32, script: &str| {
+        let mut c = Command::new(&launcher);
+        c.args(["--id", &id.to_string(), "--policy"])
+            .arg(&policy)
+            .arg("--pool-state")
+            .arg(&state)
+            .arg("--preload")
+            .arg(&lib)
+            .args(["--", "sh", "-c", script])
+            .stdin(Stdio::null());
+        c
+    };
+    // Session 7 holds its lease while it runs; session 8, launched meanwhile, gets the other address
+    // and sees 7's lease in the shared file; session 9 finds the pool exhausted but still runs.
+    let mut first = launch(
+        7,
+        "echo \"vip=$IPVIRT_VIP session=$IPVIRT_SESSION\"; sleep 3",
+    );
+    first.stdout(Stdio::piped());
+    let first = first.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(state.exists() && leases_in(&state).len() == 1) {
+        assert!(Instant::now() < deadline, "session 7 never leased");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut second = launch(8, "echo \"vip=$IPVIRT_VIP preload=$LD_PRELOAD\"; sleep 3");
+    second.stdout(Stdio::piped());
+    let second = second.spawn().unwrap();
+    while leases_in(&state).len() != 2 {
+        assert!(Instant::now() < deadline, "session 8 never leased");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let third = run(launch(9, "echo \"vip=[$IPVIRT_VIP]\""));
+    let first = first.wait_with_output().unwrap();
+    let second = second.wait_with_output().unwrap();
+    let (o1, o2, o3) = (text(&first), text(&second), text(&third));
+    assert!(o1.contains("vip=192.0.2.100 session=7"), "{o1}");
+    assert!(o2.contains("vip=192.0.2.101 preload="), "{o2}");
+    assert!(o2.contains("libipvirt_preload.so"), "{o2}");
+    assert!(
+        o3.contains("vip=[]") && o3.contains("no virtual IP left"),
+        "{o3}"
+    );
+    // Every lease is released when its command ends.
+    assert_eq!(leases_in(&state), vec![]);
+
+    // The command's exit code passes through.
+    let out = run(launch(7, "exit 3"));
+    assert_eq!(out.status.code(), Some(3));
+
+    // Stopping the launcher with SIGTERM stops the command and still releases the lease.
+    let mut c = launch(7, "sleep 30");
+    let child = c.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while leases_in(&state).is_empty() {
+        assert!(Instant::now() < deadline, "never leased");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(128 + 15), "{}", text(&out));
+    assert_eq!(leases_in(&state), vec![]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
