@@ -95,7 +95,8 @@ pub use error::{
 };
 pub use host::Host;
 pub use policy::{
-    LeaseFailure, Platform, Policy, PreferLoopback, VipMode, VirtualIp, VirtualLoopback,
+    Diagnostic, DiagnosticCode, LeaseFailure, Platform, Policy, PreferLoopback, Severity, VipMode,
+    VirtualIp, VirtualLoopback,
 };
 #[cfg(feature = "std")]
 pub use pool::SharedPool;

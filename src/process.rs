@@ -135,7 +135,6 @@ impl ProgramList {
 }
 
 /// Entries of `list` that fold to the same name as an earlier entry: `(earlier index, later index)`.
-#[allow(dead_code)] // the validator (duplicate entries) calls it
 pub(crate) fn duplicates<S: AsRef<str>>(list: &[S]) -> Vec<(usize, usize)> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::new();

@@ -45,6 +45,9 @@ use crate::pool::PoolEntry;
 
 #[cfg(feature = "std")]
 mod toml_file;
+mod validate;
+
+pub use validate::{Diagnostic, DiagnosticCode, Severity};
 
 use crate::error::PolicyError;
 
@@ -75,7 +78,7 @@ use crate::error::PolicyError;
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Policy {
-    /// The server's operating system, used only by validation; `None` when not stated.
+    /// The server's operating system, used only by [`Policy::validate`]; `None` when not stated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
     /// Citrix virtual loopback.

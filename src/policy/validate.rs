@@ -1,0 +1,518 @@
+//! Policy validation: whether the settings make sense together, in words (SPEC §3, §4).
+//!
+//! Reading a policy checks syntax and types; [`Policy::validate`] checks meaning and returns
+//! [`Diagnostic`]s instead of failing: the engine always does what the settings say, and an
+//! administrator decides what to fix. Each diagnostic has a [`Severity`], a stable
+//! [`DiagnosticCode`] (its [`as_str`](DiagnosticCode::as_str) form never changes between releases,
+//! so tools can match on it), and a sentence that names the setting (by its policy-file key) and the
+//! value.
+//!
+//! | code | severity | when |
+//! |---|---|---|
+//! | `platform-unsupported` | error | a feature is on and the platform is Windows 10/11 Enterprise multi-session |
+//! | `platform-desktop` | error | a feature is on and the platform is a desktop Windows |
+//! | `platform-vip-lsp-fix` | warning | virtual IP on Windows Server 2019/2022 (needs the Winsock LSP catalog fix or update) |
+//! | `platform-not-stated` | info | a feature is on and no platform is stated: platform checks skipped |
+//! | `prefer-loopback-unexpected` | warning | preferred loopback is on while virtual IP or virtual loopback is off ("unexpected results") |
+//! | `prefer-loopback-not-listed` | warning | a preferred-loopback process is not in the virtual loopback programs list |
+//! | `vip-programs-ignored` | warning | `virtual_ip.programs` is set in per-session mode |
+//! | `vip-no-adapter` | error | virtual IP is on without `adapter`: it stays off |
+//! | `vip-no-pool` | warning | virtual IP is on without a pool: only a DHCP source can give addresses |
+//! | `vip-no-programs` | warning | per-program virtual IP with an empty program list |
+//! | `pool-outside-adapter` | error | a pool entry is not inside the adapter network |
+//! | `pool-adapter-edge` | warning | a pool entry holds the adapter network's network or broadcast address |
+//! | `pool-not-unicast` | error | a pool entry holds unspecified, loopback, multicast or broadcast addresses |
+//! | `pool-overlap` | info | pool entries overlap (they are merged) |
+//! | `pool-server-address` | warning | a pool entry holds one of the server's addresses (never leased; [`Policy::validate_for`]) |
+//! | `loopback-no-programs` | warning | virtual loopback is on with an empty programs list: nothing is rewritten |
+//! | `localhost-not-loopback` | error | `virtual_loopback.localhost` is outside 127.0.0.0/8 or is 127.0.0.0 |
+//! | `excluded-port-zero` | warning | port 0 is excluded: every bind to the localhost address with port 0 is left alone |
+//! | `duplicate-port` | warning | a port is excluded twice |
+//! | `duplicate-program` | warning | a list names the same program twice (after case and separator folding) |
+//! | `program-wildcard` | warning | a list entry has `*` or `?`: there are no wildcards, it is matched literally |
+//! | `program-empty` | warning | a list entry is empty: it matches nothing |
+//! | `isolate-without-loopback` | info | `virtual_loopback.isolate` is on while virtual loopback is off: no effect |
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::net::Ipv4Addr;
+
+use super::{Platform, Policy, VipMode};
+use crate::host::Host;
+use crate::process::{duplicates, fold_program_name};
+
+/// How serious a [`Diagnostic`] is.
+///
+/// ```
+/// use ipvirt::Severity;
+///
+/// assert!(Severity::Error > Severity::Warning);
+/// assert_eq!(Severity::Info.to_string(), "info");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Worth knowing; nothing is wrong.
+    Info,
+    /// The policy works, probably not as intended.
+    Warning,
+    /// The policy cannot work as written (on this platform, or at all).
+    Error,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        })
+    }
+}
+
+/// What a [`Diagnostic`] is about; [`as_str`](Self::as_str) is its stable code.
+///
+/// ```
+/// use ipvirt::DiagnosticCode;
+///
+/// assert_eq!(DiagnosticCode::PreferLoopbackUnexpected.as_str(), "prefer-loopback-unexpected");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[allow(missing_docs)] // each variant is documented by the module's table, by its code
+pub enum DiagnosticCode {
+    PlatformUnsupported,
+    PlatformDesktop,
+    PlatformVipLspFix,
+    PlatformNotStated,
+    PreferLoopbackUnexpected,
+    PreferLoopbackNotListed,
+    VipProgramsIgnored,
+    VipNoAdapter,
+    VipNoPool,
+    VipNoPrograms,
+    PoolOutsideAdapter,
+    PoolAdapterEdge,
+    PoolNotUnicast,
+    PoolOverlap,
+    PoolServerAddress,
+    LoopbackNoPrograms,
+    LocalhostNotLoopback,
+    ExcludedPortZero,
+    DuplicatePort,
+    DuplicateProgram,
+    ProgramWildcard,
+    ProgramEmpty,
+    IsolateWithoutLoopback,
+}
+
+impl DiagnosticCode {
+    /// The stable code.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DiagnosticCode::PlatformUnsupported => "platform-unsupported",
+            DiagnosticCode::PlatformDesktop => "platform-desktop",
+            DiagnosticCode::PlatformVipLspFix => "platform-vip-lsp-fix",
+            DiagnosticCode::PlatformNotStated => "platform-not-stated",
+            DiagnosticCode::PreferLoopbackUnexpected => "prefer-loopback-unexpected",
+            DiagnosticCode::PreferLoopbackNotListed => "prefer-loopback-not-listed",
+            DiagnosticCode::VipProgramsIgnored => "vip-programs-ignored",
+            DiagnosticCode::VipNoAdapter => "vip-no-adapter",
+            DiagnosticCode::VipNoPool => "vip-no-pool",
+            DiagnosticCode::VipNoPrograms => "vip-no-programs",
+            DiagnosticCode::PoolOutsideAdapter => "pool-outside-adapter",
+            DiagnosticCode::PoolAdapterEdge => "pool-adapter-edge",
+            DiagnosticCode::PoolNotUnicast => "pool-not-unicast",
+            DiagnosticCode::PoolOverlap => "pool-overlap",
+            DiagnosticCode::PoolServerAddress => "pool-server-address",
+            DiagnosticCode::LoopbackNoPrograms => "loopback-no-programs",
+            DiagnosticCode::LocalhostNotLoopback => "localhost-not-loopback",
+            DiagnosticCode::ExcludedPortZero => "excluded-port-zero",
+            DiagnosticCode::DuplicatePort => "duplicate-port",
+            DiagnosticCode::DuplicateProgram => "duplicate-program",
+            DiagnosticCode::ProgramWildcard => "program-wildcard",
+            DiagnosticCode::ProgramEmpty => "program-empty",
+            DiagnosticCode::IsolateWithoutLoopback => "isolate-without-loopback",
+        }
+    }
+}
+
+impl fmt::Display for DiagnosticCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One finding of [`Policy::validate`].
+///
+/// ```
+/// use ipvirt::{DiagnosticCode, Policy, Severity};
+///
+/// let policy = Policy::from_toml("[virtual_ip]\nenabled = true\n")?;
+/// let d = policy.validate().into_iter().find(|d| d.code == DiagnosticCode::VipNoAdapter).unwrap();
+/// assert_eq!(d.severity, Severity::Error);
+/// assert!(d.to_string().starts_with("error[vip-no-adapter]: virtual_ip.enabled is true but virtual_ip.adapter is not set"));
+/// # Ok::<(), ipvirt::PolicyError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Diagnostic {
+    /// How serious it is.
+    pub severity: Severity,
+    /// What it is about (stable).
+    pub code: DiagnosticCode,
+    /// The sentence: the setting, the value, and what follows.
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]: {}", self.severity, self.code, self.message)
+    }
+}
+
+struct Out(Vec<Diagnostic>);
+
+impl Out {
+    fn push(&mut self, severity: Severity, code: DiagnosticCode, message: String) {
+        self.0.push(Diagnostic {
+            severity,
+            code,
+            message,
+        });
+    }
+}
+
+impl Policy {
+    /// Checks that the settings make sense together; see the table of [`DiagnosticCode`]s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ipvirt::{DiagnosticCode, Policy};
+    ///
+    /// let policy = Policy::from_toml(r#"
+    ///     platform = "windows-server-2016"
+    ///     [virtual_loopback]
+    ///     enabled = true
+    ///     programs = ["crm.exe"]
+    ///     [prefer_loopback]
+    ///     enabled = true
+    ///     processes = ["crm.exe"]
+    /// "#)?;
+    /// let codes: Vec<_> = policy.validate().iter().map(|d| d.code).collect();
+    /// assert_eq!(codes, [DiagnosticCode::PreferLoopbackUnexpected]); // virtual IP is off
+    /// # Ok::<(), ipvirt::PolicyError>(())
+    /// ```
+    #[must_use]
+    pub fn validate(&self) -> Vec<Diagnostic> {
+        let mut out = Out(Vec::new());
+        self.check_platform(&mut out);
+        self.check_loopback(&mut out);
+        self.check_vip(&mut out);
+        self.check_prefer(&mut out);
+        self.check_lists(&mut out);
+        out.0
+    }
+
+    /// [`validate`](Self::validate), plus the checks that need the server's own addresses.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ipvirt::{DiagnosticCode, Host, Policy};
+    ///
+    /// let policy = Policy::from_toml(
+    ///     "[virtual_ip]\nenabled = true\nmode = \"per-session\"\nadapter = \"192.0.2.0/24\"\npool = [\"192.0.2.0/24\"]\n",
+    /// )?;
+    /// let host = Host::new(["192.0.2.10".parse()?]);
+    /// assert!(policy.validate_for(&host).iter().any(|d| d.code == DiagnosticCode::PoolServerAddress));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn validate_for(&self, host: &Host) -> Vec<Diagnostic> {
+        let mut out = Out(self.validate());
+        for entry in &self.virtual_ip.pool {
+            for &server in host.ipv4() {
+                if entry.contains(server) {
+                    out.push(
+                        Severity::Warning,
+                        DiagnosticCode::PoolServerAddress,
+                        format!(
+                            "virtual_ip.pool entry \"{entry}\" holds {server}, one of the server's own addresses: it is never leased"
+                        ),
+                    );
+                }
+            }
+        }
+        out.0
+    }
+
+    fn any_feature(&self) -> bool {
+        self.virtual_loopback.enabled || self.virtual_ip.enabled || self.prefer_loopback.enabled
+    }
+
+    fn check_platform(&self, out: &mut Out) {
+        if !self.any_feature() {
+            return;
+        }
+        match self.platform {
+            None => out.push(
+                Severity::Info,
+                DiagnosticCode::PlatformNotStated,
+                "platform is not stated: the checks of supported platforms were skipped".into(),
+            ),
+            Some(p @ (Platform::Windows10MultiSession | Platform::Windows11MultiSession)) => out.push(
+                Severity::Error,
+                DiagnosticCode::PlatformUnsupported,
+                format!(
+                    "platform = \"{p}\": Windows 10/11 Enterprise multi-session supports neither Remote Desktop IP Virtualization nor Citrix virtual loopback"
+                ),
+            ),
+            Some(p @ Platform::WindowsDesktop) => out.push(
+                Severity::Error,
+                DiagnosticCode::PlatformDesktop,
+                format!(
+                    "platform = \"{p}\": virtual IP and virtual loopback apply only to multi-session Windows Server, not to desktop Windows"
+                ),
+            ),
+            Some(p @ (Platform::WindowsServer2019 | Platform::WindowsServer2022)) if self.virtual_ip.enabled => out.push(
+                Severity::Warning,
+                DiagnosticCode::PlatformVipLspFix,
+                format!(
+                    "platform = \"{p}\" with virtual_ip.enabled: Remote Desktop IP Virtualization needs the Winsock LSP catalog fix (or the Windows update that includes it) on this version"
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+
+    fn check_loopback(&self, out: &mut Out) {
+        let vl = &self.virtual_loopback;
+        let lh = vl.localhost;
+        if lh.octets()[0] != 127 || lh == Ipv4Addr::new(127, 0, 0, 0) {
+            out.push(
+                Severity::Error,
+                DiagnosticCode::LocalhostNotLoopback,
+                format!(
+                    "virtual_loopback.localhost = {lh} is not a loopback address: it must be in 127.0.0.0/8 and not 127.0.0.0 (the policy cannot be compiled)"
+                ),
+            );
+        }
+        if vl.enabled && vl.programs.is_empty() {
+            out.push(
+                Severity::Warning,
+                DiagnosticCode::LoopbackNoPrograms,
+                "virtual_loopback.enabled is true but virtual_loopback.programs is empty: only listed programs are rewritten, so nothing is".into(),
+            );
+        }
+        if vl.isolate && !vl.enabled {
+            out.push(
+                Severity::Info,
+                DiagnosticCode::IsolateWithoutLoopback,
+                "virtual_loopback.isolate is true but virtual_loopback.enabled is false: isolation has no effect".into(),
+            );
+        }
+        if vl.excluded_ports.contains(&0) {
+            out.push(
+                Severity::Warning,
+                DiagnosticCode::ExcludedPortZero,
+                format!(
+                    "virtual_loopback.excluded_ports contains 0, which is no real port: every bind to {lh}:0 (an ephemeral port) is left on {lh}"
+                ),
+            );
+        }
+        let mut seen = Vec::new();
+        for &p in &vl.excluded_ports {
+            if seen.contains(&p) {
+                out.push(
+                    Severity::Warning,
+                    DiagnosticCode::DuplicatePort,
+                    format!("virtual_loopback.excluded_ports lists port {p} more than once"),
+                );
+            } else {
+                seen.push(p);
+            }
+        }
+    }
+
+    fn check_vip(&self, out: &mut Out) {
+        let vip = &self.virtual_ip;
+        if vip.enabled {
+            if vip.adapter.is_none() {
+                out.push(
+                    Severity::Error,
+                    DiagnosticCode::VipNoAdapter,
+                    "virtual_ip.enabled is true but virtual_ip.adapter is not set: without VIPAdapter, virtual IP stays off".into(),
+                );
+            }
+            if vip.pool.is_empty() {
+                out.push(
+                    Severity::Warning,
+                    DiagnosticCode::VipNoPool,
+                    "virtual_ip.enabled is true but virtual_ip.pool is empty: the static pool has no address, so only a DHCP address source can give sessions a VIP".into(),
+                );
+            }
+            match vip.mode {
+                VipMode::PerSession if !vip.programs.is_empty() => out.push(
+                    Severity::Warning,
+                    DiagnosticCode::VipProgramsIgnored,
+                    format!(
+                        "virtual_ip.programs lists {} program(s) but virtual_ip.mode is per-session: every process of the session gets the VIP and the list is ignored",
+                        vip.programs.len()
+                    ),
+                ),
+                VipMode::PerProgram if vip.programs.is_empty() => out.push(
+                    Severity::Warning,
+                    DiagnosticCode::VipNoPrograms,
+                    "virtual_ip.mode is per-program but virtual_ip.programs is empty: no process gets the VIP".into(),
+                ),
+                _ => {}
+            }
+        }
+        for (i, entry) in vip.pool.iter().enumerate() {
+            let (first, last) = (entry.first(), entry.last());
+            let bad = |a: Ipv4Addr| {
+                a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast()
+            };
+            let (f, l) = (first.to_bits(), last.to_bits());
+            let spans = |lo: u32, hi: u32| f <= hi && l >= lo;
+            if bad(first)
+                || bad(last)
+                || spans(0x7F00_0000, 0x7FFF_FFFF)
+                || spans(0xE000_0000, 0xEFFF_FFFF)
+                || spans(0, 0)
+            {
+                out.push(
+                    Severity::Error,
+                    DiagnosticCode::PoolNotUnicast,
+                    format!(
+                        "virtual_ip.pool entry \"{entry}\" holds addresses that cannot be a VIP (unspecified, loopback, multicast or broadcast)"
+                    ),
+                );
+            }
+            if let Some(adapter) = vip.adapter {
+                let net = adapter.trunc();
+                if !(net.contains(&first) && net.contains(&last)) {
+                    out.push(
+                        Severity::Error,
+                        DiagnosticCode::PoolOutsideAdapter,
+                        format!("virtual_ip.pool entry \"{entry}\" is not inside virtual_ip.adapter {net}: those VIPs would not be on the adapter's network"),
+                    );
+                } else if net.prefix_len() < 31 {
+                    for edge in [net.network(), net.broadcast()] {
+                        if entry.contains(edge) {
+                            out.push(
+                                Severity::Warning,
+                                DiagnosticCode::PoolAdapterEdge,
+                                format!(
+                                    "virtual_ip.pool entry \"{entry}\" holds {edge}, the network or broadcast address of virtual_ip.adapter {net}"
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            for other in vip.pool.get(i + 1..).unwrap_or_default() {
+                if entry.first() <= other.last() && other.first() <= entry.last() {
+                    out.push(
+                        Severity::Info,
+                        DiagnosticCode::PoolOverlap,
+                        format!("virtual_ip.pool entries \"{entry}\" and \"{other}\" overlap: they are merged"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn check_prefer(&self, out: &mut Out) {
+        let pl = &self.prefer_loopback;
+        if !pl.enabled {
+            return;
+        }
+        let off: Vec<&str> = [
+            (!self.virtual_ip.enabled).then_some("virtual_ip.enabled"),
+            (!self.virtual_loopback.enabled).then_some("virtual_loopback.enabled"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !off.is_empty() {
+            out.push(
+                Severity::Warning,
+                DiagnosticCode::PreferLoopbackUnexpected,
+                format!(
+                    "prefer_loopback.enabled is true but {} is false: preferred loopback is meant for when both virtual IP and virtual loopback are on, otherwise results are unexpected",
+                    off.join(" and ")
+                ),
+            );
+        }
+        let loopback: Vec<String> = self
+            .virtual_loopback
+            .programs
+            .iter()
+            .map(|p| fold_program_name(p))
+            .collect();
+        for p in &pl.processes {
+            let folded = fold_program_name(p);
+            if folded.is_empty() {
+                continue;
+            }
+            let base = folded.rsplit('\\').next().unwrap_or(&folded);
+            let listed = loopback
+                .iter()
+                .any(|l| *l == folded || (!l.contains('\\') && l == base));
+            if !listed {
+                out.push(
+                    Severity::Warning,
+                    DiagnosticCode::PreferLoopbackNotListed,
+                    format!(
+                        "prefer_loopback.processes lists \"{p}\", which is not in virtual_loopback.programs: its loopback traffic stays on 127.0.0.1 instead of the session's loopback address"
+                    ),
+                );
+            }
+        }
+    }
+
+    fn check_lists(&self, out: &mut Out) {
+        let lists: [(&str, &[String]); 3] = [
+            ("virtual_loopback.programs", &self.virtual_loopback.programs),
+            ("virtual_ip.programs", &self.virtual_ip.programs),
+            ("prefer_loopback.processes", &self.prefer_loopback.processes),
+        ];
+        for (key, list) in lists {
+            for (first, later) in duplicates(list) {
+                let (a, b) = (
+                    list.get(first).map_or("", String::as_str),
+                    list.get(later).map_or("", String::as_str),
+                );
+                out.push(
+                    Severity::Warning,
+                    DiagnosticCode::DuplicateProgram,
+                    format!(
+                        "{key} entry {} \"{b}\" names the same program as entry {} \"{a}\"",
+                        later + 1,
+                        first + 1
+                    ),
+                );
+            }
+            for (i, entry) in list.iter().enumerate() {
+                if entry.trim().is_empty() {
+                    out.push(
+                        Severity::Warning,
+                        DiagnosticCode::ProgramEmpty,
+                        format!("{key} entry {} is empty: it matches nothing", i + 1),
+                    );
+                } else if entry.contains(['*', '?']) {
+                    out.push(
+                        Severity::Warning,
+                        DiagnosticCode::ProgramWildcard,
+                        format!("{key} entry {} \"{entry}\" contains a wildcard: names match literally, so it matches only a file with that very name", i + 1),
+                    );
+                }
+            }
+        }
+    }
+}
