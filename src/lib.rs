@@ -91,12 +91,12 @@ mod readme {}
 pub use engine::{Decision, Engine, ProcessExplanation, ProcessPlan, Reason};
 pub use error::{
     CompileError, Error, LeaseError, ParsePoolEntryError, ParseSessionError, PolicyError,
-    PoolError, RewriteError, SessionError, SockaddrError,
+    PoolError, RegError, RewriteError, SessionError, SockaddrError,
 };
 pub use host::Host;
 pub use policy::{
-    Diagnostic, DiagnosticCode, LeaseFailure, Platform, Policy, PreferLoopback, Severity, VipMode,
-    VirtualIp, VirtualLoopback,
+    Diagnostic, DiagnosticCode, LeaseFailure, Origin, Platform, Policy, PreferLoopback, RegImport,
+    Severity, VipMode, VipOrigins, VirtualIp, VirtualLoopback,
 };
 #[cfg(feature = "std")]
 pub use pool::SharedPool;

@@ -43,10 +43,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::pool::PoolEntry;
 
+mod registry;
 #[cfg(feature = "std")]
 mod toml_file;
 mod validate;
 
+pub use registry::{Origin, RegImport, VipOrigins};
 pub use validate::{Diagnostic, DiagnosticCode, Severity};
 
 use crate::error::PolicyError;

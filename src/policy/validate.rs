@@ -32,6 +32,14 @@
 //! | `program-wildcard` | warning | a list entry has `*` or `?`: there are no wildcards, it is matched literally |
 //! | `program-empty` | warning | a list entry is empty: it matches nothing |
 //! | `isolate-without-loopback` | info | `virtual_loopback.isolate` is on while virtual loopback is off: no effect |
+//!
+//! [`Policy::from_reg`] adds three codes of its own for values it had to ignore:
+//!
+//! | code | severity | when |
+//! |---|---|---|
+//! | `reg-unknown-value` | info | a value under one of the policy keys is not a setting ipvirt knows |
+//! | `reg-wrong-type` | warning | a known value has the wrong registry type |
+//! | `reg-bad-value` | warning or error | a known value has a value it cannot take (`VirtualMode = 5`, a `VIPAdapter` that is not a CIDR) |
 
 use alloc::format;
 use alloc::string::String;
@@ -105,6 +113,9 @@ pub enum DiagnosticCode {
     ProgramWildcard,
     ProgramEmpty,
     IsolateWithoutLoopback,
+    RegUnknownValue,
+    RegWrongType,
+    RegBadValue,
 }
 
 impl DiagnosticCode {
@@ -135,6 +146,9 @@ impl DiagnosticCode {
             DiagnosticCode::ProgramWildcard => "program-wildcard",
             DiagnosticCode::ProgramEmpty => "program-empty",
             DiagnosticCode::IsolateWithoutLoopback => "isolate-without-loopback",
+            DiagnosticCode::RegUnknownValue => "reg-unknown-value",
+            DiagnosticCode::RegWrongType => "reg-wrong-type",
+            DiagnosticCode::RegBadValue => "reg-bad-value",
         }
     }
 }

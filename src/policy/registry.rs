@@ -1,0 +1,673 @@
+//! Importing the policy from a registry export (`.reg`), as `regedit` writes it.
+//!
+//! Three keys carry the settings that live in the registry (SPEC §3):
+//!
+//! | key | values |
+//! |---|---|
+//! | `HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services\TSAppSrv\VirtualIP` (group policy) | `EnableVirtualIP`, `VirtualMode`, `PerApp`, `VIPAdapter`, `PromptOnIPLeaseFail` |
+//! | `HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Control\Terminal Server\TSAppSrv\VirtualIP` (local) | the same |
+//! | `HKEY_LOCAL_MACHINE\SOFTWARE\Wow6432Node\Citrix\VIP` | `PreferLoopback`, `PreferLoopbackProcesses` |
+//!
+//! Each Microsoft value is read from the group-policy key first, then the local key, then defaults;
+//! [`RegImport::origins`] says where each came from. Citrix *virtual loopback* itself is a Citrix
+//! policy, not a registry value, and the static VIP pool is the pool plug-in's configuration: a
+//! `.reg` import leaves `virtual_loopback` and `virtual_ip.pool` at their defaults (merge them from a
+//! TOML policy).
+//!
+//! The reader takes the file's bytes: UTF-16LE with a byte-order mark (what `regedit` writes),
+//! UTF-16BE with a mark, UTF-8 with or without one; bytes of a file without a mark that are not UTF-8
+//! are read as Windows-1252/Latin-1 (`REGEDIT4` files are ANSI). CRLF or LF; the headers
+//! `Windows Registry Editor Version 5.00` and `REGEDIT4`; `;` comments; `\` line continuations;
+//! quoted names and strings with `\\` and `\"`; `@` for a key's default value; `dword:`, `hex:` and
+//! `hex(N):` data (`hex(7)` REG_MULTI_SZ in UTF-16LE, or in ANSI under `REGEDIT4`); deleted keys
+//! `[-…]` and deleted values `"name"=-`. Key names match case-insensitively, and `HKLM` stands for
+//! `HKEY_LOCAL_MACHINE`.
+//!
+//! A line that is not well formed is a [`RegError`] naming its line. A well-formed value the
+//! import cannot use — an unknown name under one of the three keys, a wrong type, a `VirtualMode`
+//! other than 0 or 1, a `VIPAdapter` that is not a CIDR — is a [`Diagnostic`] in
+//! [`RegImport::diagnostics`], and the value is ignored; keys other than the three are ignored.
+//!
+//! Why not the `regashii` crate, which reads regedit exports: tried against our fixtures (0.4), it
+//! silently skips a malformed line together with every value after it in the file, silently drops
+//! `dword:`/`hex` data it cannot parse, and reports no line numbers, so it cannot tell an
+//! administrator which line of a policy file is wrong.
+
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use ipnet::Ipv4Net;
+
+use super::validate::{Diagnostic, DiagnosticCode, Severity};
+use super::{LeaseFailure, Policy, VipMode};
+use crate::error::RegError;
+
+const KEY_POLICY: &str = r"hkey_local_machine\software\policies\microsoft\windows nt\terminal services\tsappsrv\virtualip";
+const KEY_LOCAL: &str =
+    r"hkey_local_machine\system\currentcontrolset\control\terminal server\tsappsrv\virtualip";
+const KEY_CITRIX: &str = r"hkey_local_machine\software\wow6432node\citrix\vip";
+
+/// Where a Microsoft RD IP Virtualization value came from.
+///
+/// ```
+/// use ipvirt::Origin;
+///
+/// assert_ne!(Origin::GroupPolicy, Origin::Local);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// The group-policy key (`SOFTWARE\Policies\…\TSAppSrv\VirtualIP`): it wins.
+    GroupPolicy,
+    /// The local key (`SYSTEM\CurrentControlSet\…\TSAppSrv\VirtualIP`).
+    Local,
+}
+
+/// Where each Microsoft value of a [`RegImport`] came from (`None`: neither key had it; the default
+/// applies).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct VipOrigins {
+    /// `EnableVirtualIP`.
+    pub enabled: Option<Origin>,
+    /// `VirtualMode`.
+    pub mode: Option<Origin>,
+    /// `PerApp`.
+    pub programs: Option<Origin>,
+    /// `VIPAdapter`.
+    pub adapter: Option<Origin>,
+    /// `PromptOnIPLeaseFail`.
+    pub on_lease_failure: Option<Origin>,
+}
+
+/// The result of [`Policy::from_reg`]: the policy, where its Microsoft values came from, and what
+/// the import could not use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RegImport {
+    /// The policy the export describes.
+    pub policy: Policy,
+    /// Where each Microsoft value came from.
+    pub origins: VipOrigins,
+    /// Values that were ignored, and why.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// A value's data, as the file wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Data {
+    Sz(String),
+    Dword(u32),
+    /// `hex(N):` bytes (`hex:` is type 3, REG_BINARY).
+    Hex(u32, Vec<u8>),
+    Deleted,
+}
+
+impl Data {
+    fn type_name(&self) -> String {
+        match self {
+            Data::Sz(_) => "REG_SZ".into(),
+            Data::Dword(_) => "REG_DWORD".into(),
+            Data::Hex(2, _) => "REG_EXPAND_SZ".into(),
+            Data::Hex(3, _) => "REG_BINARY".into(),
+            Data::Hex(7, _) => "REG_MULTI_SZ".into(),
+            Data::Hex(11, _) => "REG_QWORD".into(),
+            Data::Hex(n, _) => format!("hex({n:x})"),
+            Data::Deleted => "a deletion".into(),
+        }
+    }
+}
+
+/// The values the import collects from one key: (name, data, line), later lines win.
+type Values = Vec<(String, Data, usize)>;
+
+impl Policy {
+    /// Reads a registry export (the bytes of a `.reg` file); see the module documentation above for
+    /// the keys and formats.
+    ///
+    /// # Errors
+    ///
+    /// [`RegError`] for a file that is not a registry export (no header, bad UTF-16) or has a
+    /// malformed line; the error names the line.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ipvirt::{Origin, Policy, VipMode};
+    ///
+    /// let reg = "Windows Registry Editor Version 5.00\r\n\r\n\
+    ///     [HKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Control\\Terminal Server\\TSAppSrv\\VirtualIP]\r\n\
+    ///     \"EnableVirtualIP\"=dword:00000001\r\n\
+    ///     \"VirtualMode\"=dword:00000000\r\n\
+    ///     \"VIPAdapter\"=\"192.0.2.96/24\"\r\n";
+    /// let import = Policy::from_reg(reg.as_bytes())?;
+    /// assert!(import.policy.virtual_ip.enabled);
+    /// assert_eq!(import.policy.virtual_ip.mode, VipMode::PerSession);
+    /// assert_eq!(import.origins.adapter, Some(Origin::Local));
+    /// # Ok::<(), ipvirt::RegError>(())
+    /// ```
+    pub fn from_reg(bytes: &[u8]) -> Result<RegImport, RegError> {
+        let text = decode(bytes)?;
+        let lines = logical_lines(&text);
+        let mut iter = lines.iter().filter(|(_, l)| !l.trim().is_empty());
+        let (hline, header) = iter.next().map(|(n, l)| (*n, l.trim())).unwrap_or((1, ""));
+        let regedit4 = match header {
+            "Windows Registry Editor Version 5.00" => false,
+            "REGEDIT4" => true,
+            other => {
+                return Err(RegError::Header {
+                    line: hline,
+                    found: other.chars().take(60).collect(),
+                });
+            }
+        };
+
+        let mut keys: Vec<(String, Values)> = Vec::new();
+        let mut current: Option<usize> = None;
+        for (line, raw) in iter {
+            let (line, t) = (*line, raw.trim());
+            if t.starts_with(';') {
+                continue;
+            }
+            if let Some(inner) = t.strip_prefix('[') {
+                let Some(inner) = inner.strip_suffix(']') else {
+                    return Err(malformed(line, t, "a key line must end with ']'"));
+                };
+                let (deleted, name) = match inner.strip_prefix('-') {
+                    Some(n) => (true, n),
+                    None => (false, inner),
+                };
+                let name = canonical_key(name);
+                if name.is_empty() {
+                    return Err(malformed(line, t, "the key name is empty"));
+                }
+                let idx = match keys.iter().position(|(k, _)| *k == name) {
+                    Some(i) => i,
+                    None => {
+                        keys.push((name.clone(), Vec::new()));
+                        keys.len() - 1
+                    }
+                };
+                if deleted {
+                    // A deleted key removes what the file set in it (and in its subkeys) so far.
+                    for (k, values) in &mut keys {
+                        if *k == name || k.starts_with(&format!("{name}\\")) {
+                            values.clear();
+                        }
+                    }
+                    current = None;
+                } else {
+                    current = Some(idx);
+                }
+                continue;
+            }
+            if t.starts_with('"') || t.starts_with('@') {
+                let (name, data) = parse_value(line, t)?;
+                let Some(idx) = current else {
+                    return Err(malformed(line, t, "a value must follow a key line [..]"));
+                };
+                if let Some((_, values)) = keys.get_mut(idx) {
+                    values.push((name, data, line));
+                }
+                continue;
+            }
+            return Err(malformed(
+                line,
+                t,
+                "expected a key [..], a value \"name\"=data, or a ; comment",
+            ));
+        }
+
+        let find = |k: &str| {
+            keys.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_slice())
+                .unwrap_or_default()
+        };
+        let mut import = RegImport {
+            policy: Policy::default(),
+            origins: VipOrigins::default(),
+            diagnostics: Vec::new(),
+        };
+        import.apply_microsoft(find(KEY_POLICY), find(KEY_LOCAL), regedit4);
+        import.apply_citrix(find(KEY_CITRIX), regedit4);
+        Ok(import)
+    }
+}
+
+fn malformed(line: usize, text: &str, reason: &'static str) -> RegError {
+    RegError::Malformed {
+        line,
+        text: text.chars().take(80).collect(),
+        reason,
+    }
+}
+
+/// The final value of `name` in a key (later lines win; a deletion removes it), case-insensitively.
+fn last<'a>(values: &'a [(String, Data, usize)], name: &str) -> Option<(&'a Data, usize)> {
+    match values
+        .iter()
+        .rev()
+        .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
+    {
+        Some((_, Data::Deleted, _)) | None => None,
+        Some((_, d, l)) => Some((d, *l)),
+    }
+}
+
+impl RegImport {
+    fn diag(&mut self, severity: Severity, code: DiagnosticCode, message: String) {
+        self.diagnostics.push(Diagnostic {
+            severity,
+            code,
+            message,
+        });
+    }
+
+    fn unknown_values(&mut self, key: &str, values: &[(String, Data, usize)], known: &[&str]) {
+        for (name, _, line) in values {
+            if !known.iter().any(|k| k.eq_ignore_ascii_case(name)) {
+                let shown = if name.is_empty() {
+                    "@ (the default value)"
+                } else {
+                    name
+                };
+                self.diag(
+                    Severity::Info,
+                    DiagnosticCode::RegUnknownValue,
+                    format!("line {line}: value \"{shown}\" under {key} is not a setting ipvirt knows: ignored"),
+                );
+            }
+        }
+    }
+
+    fn wrong_type(&mut self, line: usize, name: &str, want: &str, got: &Data) {
+        self.diag(
+            Severity::Warning,
+            DiagnosticCode::RegWrongType,
+            format!(
+                "line {line}: {name} should be {want}, not {}: ignored",
+                got.type_name()
+            ),
+        );
+    }
+
+    fn dword(&mut self, values: &[(String, Data, usize)], name: &str) -> Option<(u32, usize)> {
+        match last(values, name)? {
+            (Data::Dword(v), l) => Some((*v, l)),
+            (other, l) => {
+                let other = other.clone();
+                self.wrong_type(l, name, "REG_DWORD", &other);
+                None
+            }
+        }
+    }
+
+    fn multi(
+        &mut self,
+        values: &[(String, Data, usize)],
+        name: &str,
+        regedit4: bool,
+    ) -> Option<Vec<String>> {
+        match last(values, name)? {
+            (Data::Hex(7, bytes), _) => Some(multi_sz(bytes, regedit4)),
+            // A single program written as a plain string is accepted as a one-entry list.
+            (Data::Sz(s), _) => Some(if s.is_empty() {
+                Vec::new()
+            } else {
+                alloc::vec![s.clone()]
+            }),
+            (other, l) => {
+                let other = other.clone();
+                self.wrong_type(l, name, "REG_MULTI_SZ", &other);
+                None
+            }
+        }
+    }
+
+    fn apply_microsoft(
+        &mut self,
+        gp: &[(String, Data, usize)],
+        local: &[(String, Data, usize)],
+        regedit4: bool,
+    ) {
+        const KNOWN: [&str; 5] = [
+            "EnableVirtualIP",
+            "VirtualMode",
+            "PerApp",
+            "VIPAdapter",
+            "PromptOnIPLeaseFail",
+        ];
+        self.unknown_values("the VirtualIP group-policy key", gp, &KNOWN);
+        self.unknown_values("the VirtualIP local key", local, &KNOWN);
+        let sources = [(gp, Origin::GroupPolicy), (local, Origin::Local)];
+
+        for (values, origin) in sources {
+            if let Some((v, line)) = self.dword(values, "EnableVirtualIP")
+                && self.origins.enabled.is_none()
+            {
+                self.policy.virtual_ip.enabled = self.flag(v, line, "EnableVirtualIP");
+                self.origins.enabled = Some(origin);
+            }
+        }
+        for (values, origin) in sources {
+            if let Some((v, line)) = self.dword(values, "VirtualMode") {
+                let mode = match v {
+                    0 => Some(VipMode::PerSession),
+                    1 => Some(VipMode::PerProgram),
+                    _ => {
+                        self.diag(
+                            Severity::Warning,
+                            DiagnosticCode::RegBadValue,
+                            format!("line {line}: VirtualMode = {v} is neither 0 (per session) nor 1 (per program): ignored"),
+                        );
+                        None
+                    }
+                };
+                if let Some(mode) = mode
+                    && self.origins.mode.is_none()
+                {
+                    self.policy.virtual_ip.mode = mode;
+                    self.origins.mode = Some(origin);
+                }
+            }
+        }
+        for (values, origin) in sources {
+            if let Some(list) = self.multi(values, "PerApp", regedit4)
+                && self.origins.programs.is_none()
+            {
+                self.policy.virtual_ip.programs = list;
+                self.origins.programs = Some(origin);
+            }
+        }
+        for (values, origin) in sources {
+            match last(values, "VIPAdapter") {
+                Some((Data::Sz(s), line)) => match s.trim().parse::<Ipv4Net>() {
+                    Ok(net) if self.origins.adapter.is_none() => {
+                        self.policy.virtual_ip.adapter = Some(net);
+                        self.origins.adapter = Some(origin);
+                    }
+                    Ok(_) => {}
+                    Err(_) => self.diag(
+                        Severity::Error,
+                        DiagnosticCode::RegBadValue,
+                        format!("line {line}: VIPAdapter = \"{s}\" is not an IPv4 CIDR such as 192.0.2.96/24: ignored"),
+                    ),
+                },
+                Some((other, line)) => {
+                    let other = other.clone();
+                    self.wrong_type(line, "VIPAdapter", "REG_SZ", &other);
+                }
+                None => {}
+            }
+        }
+        for (values, origin) in sources {
+            if let Some((v, line)) = self.dword(values, "PromptOnIPLeaseFail")
+                && self.origins.on_lease_failure.is_none()
+            {
+                self.policy.virtual_ip.on_lease_failure =
+                    if self.flag(v, line, "PromptOnIPLeaseFail") {
+                        LeaseFailure::NoConnectivity
+                    } else {
+                        LeaseFailure::UseServerAddress
+                    };
+                self.origins.on_lease_failure = Some(origin);
+            }
+        }
+    }
+
+    fn apply_citrix(&mut self, values: &[(String, Data, usize)], regedit4: bool) {
+        self.unknown_values(
+            "the Citrix VIP key",
+            values,
+            &["PreferLoopback", "PreferLoopbackProcesses"],
+        );
+        if let Some((v, line)) = self.dword(values, "PreferLoopback") {
+            self.policy.prefer_loopback.enabled = self.flag(v, line, "PreferLoopback");
+        }
+        if let Some(list) = self.multi(values, "PreferLoopbackProcesses", regedit4) {
+            self.policy.prefer_loopback.processes = list;
+        }
+    }
+
+    /// A DWORD flag: 1 on, 0 off; anything else is on (as Windows reads it) with a warning.
+    fn flag(&mut self, v: u32, line: usize, name: &str) -> bool {
+        if v > 1 {
+            self.diag(
+                Severity::Warning,
+                DiagnosticCode::RegBadValue,
+                format!("line {line}: {name} = {v} is neither 0 nor 1: read as on"),
+            );
+        }
+        v != 0
+    }
+}
+
+/// Lower-cased key path with `HKLM` spelled out and no trailing separator.
+fn canonical_key(name: &str) -> String {
+    let lower = name.trim().trim_end_matches('\\').to_lowercase();
+    match lower.strip_prefix("hklm\\") {
+        Some(rest) => format!("hkey_local_machine\\{rest}"),
+        None if lower == "hklm" => "hkey_local_machine".to_owned(),
+        None => lower,
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<String, RegError> {
+    let utf16 = |body: &[u8], le: bool| -> Result<String, RegError> {
+        if !body.len().is_multiple_of(2) {
+            return Err(RegError::Utf16 {
+                offset: bytes.len() - 1,
+            });
+        }
+        let units = body.chunks_exact(2).map(|c| match *c {
+            [a, b] if le => u16::from_le_bytes([a, b]),
+            [a, b] => u16::from_be_bytes([a, b]),
+            _ => 0,
+        });
+        let mut out = String::with_capacity(body.len() / 2);
+        for (i, ch) in core::char::decode_utf16(units).enumerate() {
+            out.push(ch.map_err(|_| RegError::Utf16 { offset: 2 + 2 * i })?);
+        }
+        Ok(out)
+    };
+    match bytes {
+        [0xFF, 0xFE, rest @ ..] => utf16(rest, true),
+        [0xFE, 0xFF, rest @ ..] => utf16(rest, false),
+        [0xEF, 0xBB, 0xBF, rest @ ..] => Ok(String::from_utf8_lossy(rest).into_owned()),
+        _ => match core::str::from_utf8(bytes) {
+            Ok(s) => Ok(s.to_owned()),
+            Err(_) => Ok(bytes.iter().map(|&b| char::from(b)).collect()),
+        },
+    }
+}
+
+/// Physical lines joined at `\` continuations, each with its first line's number.
+fn logical_lines(text: &str) -> Vec<(usize, String)> {
+    let mut out: Vec<(usize, String)> = Vec::new();
+    let mut pending: Option<(usize, String)> = None;
+    for (i, raw) in text.split('\n').enumerate() {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let (start, mut acc) = match pending.take() {
+            Some((n, mut acc)) => {
+                acc.push_str(line.trim_start());
+                (n, acc)
+            }
+            None => (i + 1, line.to_owned()),
+        };
+        let continues = {
+            let t = acc.trim_end();
+            // A continuation is a trailing backslash outside a quoted string (hex data lines).
+            t.ends_with('\\') && !t.ends_with("\\\\\"") && !in_string_at_end(t)
+        };
+        if continues {
+            let t = acc.trim_end().trim_end_matches('\\').to_owned();
+            acc = t;
+            pending = Some((start, acc));
+        } else {
+            out.push((start, acc));
+        }
+    }
+    if let Some(p) = pending {
+        out.push(p);
+    }
+    out
+}
+
+/// Whether the end of `t` is inside a quoted string (so a trailing `\` is an escape, not a
+/// continuation).
+fn in_string_at_end(t: &str) -> bool {
+    let mut inside = false;
+    let mut escaped = false;
+    for c in t.chars() {
+        match c {
+            '\\' if inside && !escaped => escaped = true,
+            '"' if !escaped => inside = !inside,
+            _ => escaped = false,
+        }
+    }
+    inside
+}
+
+/// Parses `"name"=data` or `@=data`.
+fn parse_value(line: usize, t: &str) -> Result<(String, Data), RegError> {
+    let (name, rest) = if let Some(r) = t.strip_prefix('@') {
+        (String::new(), r)
+    } else {
+        let (s, r) = parse_quoted(t)
+            .ok_or_else(|| malformed(line, t, "the value name's closing quote is missing"))?;
+        (s, r)
+    };
+    let rest = rest.trim_start();
+    let Some(data) = rest.strip_prefix('=') else {
+        return Err(malformed(line, t, "expected '=' after the value name"));
+    };
+    let data = data.trim();
+    if data == "-" {
+        return Ok((name, Data::Deleted));
+    }
+    if data.starts_with('"') {
+        let (s, after) = parse_quoted(data)
+            .ok_or_else(|| malformed(line, t, "the string's closing quote is missing"))?;
+        if !after.trim().is_empty() {
+            return Err(malformed(line, t, "unexpected text after the string"));
+        }
+        return Ok((name, Data::Sz(s)));
+    }
+    let lower = data.to_ascii_lowercase();
+    if let Some(hex) = lower.strip_prefix("dword:") {
+        let hex = hex.trim();
+        if hex.is_empty() || hex.len() > 8 {
+            return Err(malformed(line, t, "dword: needs 1 to 8 hex digits"));
+        }
+        let v = u32::from_str_radix(hex, 16)
+            .map_err(|_| malformed(line, t, "dword: needs 1 to 8 hex digits"))?;
+        return Ok((name, Data::Dword(v)));
+    }
+    let (kind, bytes) = if let Some(b) = lower.strip_prefix("hex:") {
+        (3, b)
+    } else if let Some(r) = lower.strip_prefix("hex(") {
+        let (n, b) = r
+            .split_once("):")
+            .ok_or_else(|| malformed(line, t, "expected hex(N): with a hex type number"))?;
+        let n = u32::from_str_radix(n.trim(), 16)
+            .map_err(|_| malformed(line, t, "expected hex(N): with a hex type number"))?;
+        (n, b)
+    } else {
+        return Err(malformed(
+            line,
+            t,
+            "expected \"string\", dword:, hex: or hex(N): data, or - to delete",
+        ));
+    };
+    let mut out = Vec::new();
+    for part in bytes.split(',') {
+        let p = part.trim();
+        if p.is_empty() {
+            continue; // a trailing comma, or the comma before a continuation
+        }
+        if p.len() != 2 {
+            return Err(malformed(
+                line,
+                t,
+                "hex data must be two-digit bytes separated by commas",
+            ));
+        }
+        out.push(u8::from_str_radix(p, 16).map_err(|_| {
+            malformed(
+                line,
+                t,
+                "hex data must be two-digit bytes separated by commas",
+            )
+        })?);
+    }
+    Ok((name, Data::Hex(kind, out)))
+}
+
+/// A quoted string at the start of `s` with `\\` and `\"` escapes, and the rest after it.
+fn parse_quoted(s: &str) -> Option<(String, &str)> {
+    let body = s.strip_prefix('"')?;
+    let mut out = String::new();
+    let mut chars = body.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some((_, e @ ('\\' | '"'))) => out.push(e),
+                Some((_, other)) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => out.push('\\'),
+            },
+            '"' => return Some((out, body.get(i + 1..).unwrap_or(""))),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// REG_MULTI_SZ bytes: UTF-16LE strings (ANSI under `REGEDIT4`), each NUL-terminated, the list
+/// ended by an empty string. Empty strings are dropped.
+fn multi_sz(bytes: &[u8], regedit4: bool) -> Vec<String> {
+    let text: String = if regedit4 {
+        bytes.iter().map(|&b| char::from(b)).collect()
+    } else {
+        let units = bytes.chunks(2).map(|c| match *c {
+            [a, b] => u16::from_le_bytes([a, b]),
+            [a] => u16::from(a),
+            _ => 0,
+        });
+        core::char::decode_utf16(units)
+            .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
+            .collect()
+    };
+    text.split('\0')
+        .filter(|s| !s.is_empty())
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continuations_and_escapes() {
+        let lines =
+            logical_lines("a\r\n\"x\"=hex(7):41,00,\\\r\n  42,00\r\n\"p\"=\"C:\\\\dir\\\\\"\r\n");
+        assert_eq!(lines[1], (2, "\"x\"=hex(7):41,00,42,00".to_string()));
+        assert_eq!(lines[2].0, 4);
+        let (name, data) = parse_value(4, &lines[2].1).unwrap();
+        assert_eq!((name.as_str(), data), ("p", Data::Sz("C:\\dir\\".into())));
+    }
+
+    #[test]
+    fn multi_sz_both_encodings() {
+        assert_eq!(
+            multi_sz(&[0x61, 0, 0, 0, 0x62, 0, 0, 0, 0, 0], false),
+            ["a", "b"]
+        );
+        assert_eq!(multi_sz(b"a\0bc\0\0", true), ["a", "bc"]);
+    }
+}
