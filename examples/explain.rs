@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Options (all optional):
-//!   --policy FILE        a TOML policy (default: examples/policies/crm-cti.toml, built in)
+//!   --policy FILE        a TOML policy or a regedit export (.reg) (default:
+//!                        examples/policies/crm-cti.toml, built in)
 //!   --session ID         a remote session to explain (repeatable; default 7)
 //!   --console ID         a console/administrative session to explain (repeatable)
 //!   --process IMAGE      an executable, by path or name (repeatable; default: the policy's programs
@@ -102,19 +103,47 @@ fn main() -> ExitCode {
         }
         Err(e) => return fail(&e),
     };
-    let (source, text) = match &args.policy {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(t) => (path.clone(), t),
+    let (source, bytes) = match &args.policy {
+        Some(path) => match std::fs::read(path) {
+            Ok(b) => (path.clone(), b),
             Err(e) => return fail(&format!("cannot read policy {path:?}: {e}")),
         },
         None => (
             "built-in examples/policies/crm-cti.toml".to_string(),
-            BUILT_IN.to_string(),
+            BUILT_IN.as_bytes().to_vec(),
         ),
     };
-    let policy = match Policy::from_toml(&text) {
-        Ok(p) => p,
-        Err(e) => return fail(&format!("{source}: {e}")),
+    // A registry export (.reg, or any file that starts like one) or a TOML policy.
+    let looks_reg = source.to_ascii_lowercase().ends_with(".reg")
+        || bytes.starts_with(&[0xFF, 0xFE])
+        || bytes.starts_with(b"REGEDIT4")
+        || bytes.starts_with(b"Windows Registry Editor");
+    let mut notes = Vec::new();
+    let policy = if looks_reg {
+        match Policy::from_reg(&bytes) {
+            Ok(import) => {
+                notes.extend(import.diagnostics.iter().map(ToString::to_string));
+                let o = import.origins;
+                for (name, origin) in [
+                    ("EnableVirtualIP", o.enabled),
+                    ("VirtualMode", o.mode),
+                    ("PerApp", o.programs),
+                    ("VIPAdapter", o.adapter),
+                    ("PromptOnIPLeaseFail", o.on_lease_failure),
+                ] {
+                    if let Some(origin) = origin {
+                        notes.push(format!("{name} comes from the {origin:?} key"));
+                    }
+                }
+                import.policy
+            }
+            Err(e) => return fail(&format!("{source}: {e}")),
+        }
+    } else {
+        match Policy::from_toml(&String::from_utf8_lossy(&bytes)) {
+            Ok(p) => p,
+            Err(e) => return fail(&format!("{source}: {e}")),
+        }
     };
     let servers = if args.servers.is_empty() {
         vec![IpAddr::from([192, 0, 2, 10])]
@@ -135,6 +164,18 @@ fn main() -> ExitCode {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    for note in &notes {
+        println!("  {note}");
+    }
+    let diagnostics = policy.validate_for(&Host::new(servers.iter().copied()));
+    if diagnostics.is_empty() {
+        println!("validation: no findings");
+    } else {
+        println!("validation:");
+        for d in &diagnostics {
+            println!("  {d}");
+        }
+    }
     println!();
 
     let sessions = if args.sessions.is_empty() {
