@@ -276,6 +276,20 @@ impl ProcessPlan {
         prefer_loopback: Decision::no(Reason::FeatureOff),
     };
 
+    /// A plan from its three decisions (the C ABI passes plans by value).
+    #[cfg(feature = "capi")]
+    pub(crate) const fn from_decisions(
+        loopback: Decision,
+        virtual_ip: Decision,
+        prefer_loopback: Decision,
+    ) -> ProcessPlan {
+        ProcessPlan {
+            loopback,
+            virtual_ip,
+            prefer_loopback,
+        }
+    }
+
     /// Whether virtual loopback applies ("L" in SPEC §5), and why.
     #[inline]
     #[must_use]

@@ -73,6 +73,8 @@
 
 extern crate alloc;
 
+#[cfg(feature = "capi")]
+pub mod capi;
 mod engine;
 mod error;
 mod host;

@@ -1,0 +1,166 @@
+/*
+ * ipvirt.h — the C ABI of ipvirt (Rust crate, feature "capi").
+ *
+ * ipvirt decides where a socket call's addresses go for per-session virtual loopback (Citrix) and
+ * virtual IP (Microsoft RD IP Virtualization); the hooking layer calling it does the call.
+ *
+ * Conventions
+ *   - Every function returns an ipvirt_status (IPVIRT_OK is 0), except the _free functions and
+ *     ipvirt_version.
+ *   - Inputs come before outputs; every buffer is followed by its length in bytes.
+ *   - Outputs are written only when the call returns IPVIRT_OK, except the error-message buffer of
+ *     ipvirt_engine_new and the text of ipvirt_status_message, which explain failures. Strings are
+ *     NUL-terminated and truncated to fit.
+ *   - Pointers are checked for NULL (IPVIRT_NULL_ARGUMENT); an optional buffer may be NULL with
+ *     length 0.
+ *   - No panic crosses the boundary: it becomes IPVIRT_PANIC.
+ *   - Handles are immutable once made and may be used from any thread. A rewriter keeps its engine
+ *     alive: the engine may be freed first. Free each handle exactly once.
+ *   - Socket addresses are the platform's struct sockaddr_in / sockaddr_in6 bytes, with the layout
+ *     given by an ipvirt_layout value.
+ *
+ * Linking: link the static library (libipvirt.a) with the system libraries `rustc --print
+ * native-static-libs` lists (on Linux: -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc).
+ */
+#ifndef IPVIRT_H
+#define IPVIRT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes. The values are frozen. */
+typedef enum ipvirt_status {
+    IPVIRT_OK = 0,
+    IPVIRT_NULL_ARGUMENT = 1,      /* a required pointer was NULL */
+    IPVIRT_INVALID_UTF8 = 2,       /* a string argument is not UTF-8 */
+    IPVIRT_POLICY_ERROR = 3,       /* the policy text could not be read (message: line and key) */
+    IPVIRT_COMPILE_ERROR = 4,      /* the policy could not be compiled (message says why) */
+    IPVIRT_BUFFER_TOO_SHORT = 5,   /* a buffer is shorter than what it must hold */
+    IPVIRT_BUFFER_TOO_LONG = 6,    /* a socket-address buffer is longer than 128 bytes */
+    IPVIRT_UNSUPPORTED_FAMILY = 7, /* not AF_INET/AF_INET6: pass the call through untouched */
+    IPVIRT_NO_CONNECTIVITY = 8,    /* fail the call with EADDRNOTAVAIL / WSAEADDRNOTAVAIL */
+    IPVIRT_ISOLATED = 9,           /* fail the call with ECONNREFUSED / WSAECONNREFUSED */
+    IPVIRT_INVALID_SESSION = 10,   /* session id past 16777214 (with virtual loopback) or bad kind */
+    IPVIRT_INVALID_VIP = 11,       /* the VIP is not a usable unicast IPv4 address */
+    IPVIRT_INVALID_ARGUMENT = 12,  /* another argument is out of range */
+    IPVIRT_PANIC = 13              /* ipvirt panicked (a bug); nothing was written */
+} ipvirt_status;
+
+/* Socket-address layouts. */
+typedef enum ipvirt_layout {
+    IPVIRT_LAYOUT_NATIVE = 0,           /* the platform ipvirt was compiled for */
+    IPVIRT_LAYOUT_LINUX = 1,            /* AF_INET6 = 10, 16-bit little-endian family */
+    IPVIRT_LAYOUT_LINUX_BIG_ENDIAN = 2, /* AF_INET6 = 10, 16-bit big-endian family */
+    IPVIRT_LAYOUT_WINDOWS = 3,          /* AF_INET6 = 23 */
+    IPVIRT_LAYOUT_MACOS = 4,            /* sa_len byte, AF_INET6 = 30 */
+    IPVIRT_LAYOUT_FREEBSD = 5           /* sa_len byte, AF_INET6 = 28 */
+} ipvirt_layout;
+
+/* Opaque handles. */
+typedef struct ipvirt_engine ipvirt_engine;
+typedef struct ipvirt_rewriter ipvirt_rewriter;
+
+/*
+ * Which features apply to a process, and why. Reasons: 0 feature off, 1 no adapter (virtual IP),
+ * 2 per-session mode, 3 listed (the *_entry field is the 0-based index of the matching entry),
+ * 4 not listed. Pass it back unchanged to ipvirt_rewriter_new.
+ */
+typedef struct ipvirt_plan {
+    uint8_t loopback;        /* 1: virtual loopback applies */
+    uint8_t virtual_ip;      /* 1: virtual IP applies */
+    uint8_t prefer_loopback; /* 1: preferred loopback lists the process */
+    uint8_t loopback_reason;
+    uint8_t virtual_ip_reason;
+    uint8_t prefer_loopback_reason;
+    uint32_t loopback_entry;
+    uint32_t virtual_ip_entry;
+    uint32_t prefer_loopback_entry;
+} ipvirt_plan;
+
+/* The version of ipvirt, a static NUL-terminated string. */
+const char *ipvirt_version(void);
+
+/*
+ * Writes the description of `status` into buf (NUL-terminated, truncated to fit) and its full
+ * length (without the NUL) to *needed when needed is not NULL. Returns IPVIRT_OK,
+ * IPVIRT_BUFFER_TOO_SHORT when truncated, IPVIRT_INVALID_ARGUMENT for an unknown status.
+ */
+ipvirt_status ipvirt_status_message(uint32_t status, char *buf, size_t buf_len, size_t *needed);
+
+/*
+ * Builds an engine from a TOML policy (policy_len bytes of UTF-8) and the server's own IPv4
+ * addresses (servers_len bytes, 4 per address, network byte order; NULL with 0 for none). On
+ * success writes the handle to *out. On failure writes the reason (a policy error names the line
+ * and key) into err when err is not NULL, and its full length to *err_needed when not NULL.
+ */
+ipvirt_status ipvirt_engine_new(const uint8_t *policy, size_t policy_len,
+                                const uint8_t *servers, size_t servers_len,
+                                ipvirt_engine **out,
+                                char *err, size_t err_len, size_t *err_needed);
+
+/* Frees an engine (NULL is a no-op). Its rewriters stay valid. */
+void ipvirt_engine_free(ipvirt_engine *engine);
+
+/* The plan for a process, from its executable image (a path or a name, image_len bytes of UTF-8). */
+ipvirt_status ipvirt_engine_process(const ipvirt_engine *engine,
+                                    const uint8_t *image, size_t image_len,
+                                    ipvirt_plan *out);
+
+/*
+ * A rewriter for the process `plan` describes in session `session_id` of kind `session_kind`
+ * (0 remote, 1 console/administrative), whose VIP is `vip` (4 bytes, network order; NULL with 0 for
+ * none, and the policy's lease-failure setting applies).
+ */
+ipvirt_status ipvirt_rewriter_new(const ipvirt_engine *engine,
+                                  uint32_t session_id, uint32_t session_kind,
+                                  const ipvirt_plan *plan,
+                                  const uint8_t *vip, size_t vip_len,
+                                  ipvirt_rewriter **out);
+
+/* Frees a rewriter (NULL is a no-op). */
+void ipvirt_rewriter_free(ipvirt_rewriter *rewriter);
+
+/*
+ * bind: rewrites the socket address in addr (addr_len bytes) in place; *changed is 1 if it changed.
+ * dual_stack is 1 for an AF_INET6 socket with IPV6_V6ONLY off, else 0.
+ */
+ipvirt_status ipvirt_rewriter_bind(const ipvirt_rewriter *rw,
+                                   uint8_t *addr, size_t addr_len,
+                                   uint32_t layout, uint32_t dual_stack,
+                                   uint32_t *changed);
+
+/*
+ * connect: rewrites the destination in dest (dest_len bytes) in place; when the socket should be
+ * bound first (if it is not bound yet), writes that source address into source (give it 28 bytes
+ * or more) and its length to *source_written (0: no bind). *dest_changed is 1 if dest changed.
+ */
+ipvirt_status ipvirt_rewriter_connect(const ipvirt_rewriter *rw,
+                                      uint8_t *dest, size_t dest_len,
+                                      uint32_t layout,
+                                      uint8_t *source, size_t source_len,
+                                      size_t *source_written, uint32_t *dest_changed);
+
+/* sendto / sendmsg: as ipvirt_rewriter_connect. */
+ipvirt_status ipvirt_rewriter_sendto(const ipvirt_rewriter *rw,
+                                     uint8_t *dest, size_t dest_len,
+                                     uint32_t layout,
+                                     uint8_t *source, size_t source_len,
+                                     size_t *source_written, uint32_t *dest_changed);
+
+/*
+ * getsockname, getpeername, accept, recvfrom: rewrites the complete address the system returned
+ * (addr_len bytes) in place to what the application should see; *changed is 1 if it changed.
+ */
+ipvirt_status ipvirt_rewriter_reported(const ipvirt_rewriter *rw,
+                                       uint8_t *addr, size_t addr_len,
+                                       uint32_t layout, uint32_t *changed);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* IPVIRT_H */

@@ -1,0 +1,206 @@
+/* Exercises every function of ipvirt.h, NULLs and short buffers included. Exits 0 when every
+ * check passes; prints each failing check. Built and run by tests/capi.rs. */
+#include "ipvirt.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+static int failures = 0;
+#define CHECK(cond)                                                              \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            printf("FAIL line %d: %s\n", __LINE__, #cond);                       \
+            failures++;                                                          \
+        }                                                                        \
+    } while (0)
+
+static const char POLICY[] =
+    "[virtual_loopback]\n"
+    "enabled = true\n"
+    "programs = [\"crm.exe\"]\n"
+    "excluded_ports = [27000]\n"
+    "isolate = true\n"
+    "[virtual_ip]\n"
+    "enabled = true\n"
+    "programs = [\"crm.exe\", \"lone.exe\"]\n"
+    "adapter = \"192.0.2.0/24\"\n"
+    "on_lease_failure = \"no-connectivity\"\n";
+
+static struct sockaddr_in v4(const char *ip, int port) {
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((unsigned short)port);
+    inet_pton(AF_INET, ip, &a.sin_addr);
+    return a;
+}
+
+static int is(const struct sockaddr_in *a, const char *ip, int port) {
+    char buf[32];
+    inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf);
+    return strcmp(buf, ip) == 0 && ntohs(a->sin_port) == port && a->sin_family == AF_INET;
+}
+
+int main(void) {
+    char msg[256];
+    size_t needed = 0;
+
+    /* version and status messages */
+    CHECK(ipvirt_version() != NULL && strlen(ipvirt_version()) > 0);
+    CHECK(ipvirt_status_message(IPVIRT_NO_CONNECTIVITY, msg, sizeof msg, &needed) == IPVIRT_OK);
+    CHECK(strstr(msg, "EADDRNOTAVAIL") != NULL && needed == strlen(msg));
+    char tiny[5];
+    CHECK(ipvirt_status_message(IPVIRT_ISOLATED, tiny, sizeof tiny, &needed) == IPVIRT_BUFFER_TOO_SHORT);
+    CHECK(strlen(tiny) == 4 && needed > 4);
+    CHECK(ipvirt_status_message(999, msg, sizeof msg, NULL) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(ipvirt_status_message(0, NULL, 0, &needed) == IPVIRT_BUFFER_TOO_SHORT && needed == 7);
+
+    /* engine_new: NULLs, a policy error with its message (also truncated), success */
+    ipvirt_engine *engine = NULL;
+    CHECK(ipvirt_engine_new(NULL, 0, NULL, 0, &engine, NULL, 0, NULL) == IPVIRT_NULL_ARGUMENT);
+    CHECK(ipvirt_engine_new((const uint8_t *)POLICY, strlen(POLICY), NULL, 0, NULL, NULL, 0, NULL) == IPVIRT_NULL_ARGUMENT);
+    const char bad[] = "[virtual_ip]\nenabled = \"yes\"\n";
+    CHECK(ipvirt_engine_new((const uint8_t *)bad, strlen(bad), NULL, 0, &engine, msg, sizeof msg, &needed) == IPVIRT_POLICY_ERROR);
+    CHECK(engine == NULL);
+    CHECK(strstr(msg, "line 2") != NULL && strstr(msg, "virtual_ip.enabled") != NULL);
+    CHECK(ipvirt_engine_new((const uint8_t *)bad, strlen(bad), NULL, 0, &engine, tiny, sizeof tiny, &needed) == IPVIRT_POLICY_ERROR);
+    CHECK(strlen(tiny) == 4 && needed > 10);
+    const char nonloop[] = "[virtual_loopback]\nlocalhost = \"10.0.0.1\"\n";
+    CHECK(ipvirt_engine_new((const uint8_t *)nonloop, strlen(nonloop), NULL, 0, &engine, msg, sizeof msg, NULL) == IPVIRT_COMPILE_ERROR);
+    const uint8_t badutf8[] = {0xff, 0xfe, 0};
+    CHECK(ipvirt_engine_new(badutf8, 2, NULL, 0, &engine, NULL, 0, NULL) == IPVIRT_INVALID_UTF8);
+    const uint8_t servers[] = {192, 0, 2, 10};
+    CHECK(ipvirt_engine_new((const uint8_t *)POLICY, strlen(POLICY), servers, 3, &engine, NULL, 0, NULL) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(ipvirt_engine_new((const uint8_t *)POLICY, strlen(POLICY), NULL, 4, &engine, NULL, 0, NULL) == IPVIRT_NULL_ARGUMENT);
+    CHECK(ipvirt_engine_new((const uint8_t *)POLICY, strlen(POLICY), servers, sizeof servers, &engine, NULL, 0, NULL) == IPVIRT_OK);
+    CHECK(engine != NULL);
+
+    /* engine_process */
+    ipvirt_plan plan, other;
+    const char image[] = "C:\\Apps\\CRM.EXE";
+    CHECK(ipvirt_engine_process(NULL, (const uint8_t *)image, strlen(image), &plan) == IPVIRT_NULL_ARGUMENT);
+    CHECK(ipvirt_engine_process(engine, NULL, 0, &plan) == IPVIRT_NULL_ARGUMENT);
+    CHECK(ipvirt_engine_process(engine, (const uint8_t *)image, strlen(image), NULL) == IPVIRT_NULL_ARGUMENT);
+    CHECK(ipvirt_engine_process(engine, badutf8, 2, &plan) == IPVIRT_INVALID_UTF8);
+    CHECK(ipvirt_engine_process(engine, (const uint8_t *)image, strlen(image), &plan) == IPVIRT_OK);
+    CHECK(plan.loopback == 1 && plan.virtual_ip == 1 && plan.prefer_loopback == 0);
+    CHECK(plan.loopback_reason == 3 && plan.loopback_entry == 0);
+    CHECK(ipvirt_engine_process(engine, (const uint8_t *)"notepad.exe", 11, &other) == IPVIRT_OK);
+    CHECK(other.loopback == 0 && other.loopback_reason == 4);
+
+    /* rewriter_new: session 7, VIP 192.0.2.107 */
+    ipvirt_rewriter *rw = NULL, *novip = NULL, *console = NULL, *x = NULL;
+    const uint8_t vip[] = {192, 0, 2, 107};
+    CHECK(ipvirt_rewriter_new(NULL, 7, 0, &plan, vip, 4, &rw) == IPVIRT_NULL_ARGUMENT);
+    CHECK(ipvirt_rewriter_new(engine, 7, 0, NULL, vip, 4, &rw) == IPVIRT_NULL_ARGUMENT);
+    CHECK(ipvirt_rewriter_new(engine, 7, 2, &plan, vip, 4, &x) == IPVIRT_INVALID_SESSION);
+    CHECK(ipvirt_rewriter_new(engine, 20000000, 0, &plan, vip, 4, &x) == IPVIRT_INVALID_SESSION);
+    const uint8_t loopvip[] = {127, 0, 0, 5};
+    CHECK(ipvirt_rewriter_new(engine, 7, 0, &plan, loopvip, 4, &x) == IPVIRT_INVALID_VIP);
+    CHECK(ipvirt_rewriter_new(engine, 7, 0, &plan, vip, 3, &x) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(ipvirt_rewriter_new(engine, 7, 0, &plan, NULL, 4, &x) == IPVIRT_NULL_ARGUMENT);
+    ipvirt_plan broken = plan;
+    broken.loopback_reason = 9;
+    CHECK(ipvirt_rewriter_new(engine, 7, 0, &broken, vip, 4, &x) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(x == NULL);
+    CHECK(ipvirt_rewriter_new(engine, 7, 0, &plan, vip, 4, &rw) == IPVIRT_OK);
+    CHECK(ipvirt_rewriter_new(engine, 7, 0, &plan, NULL, 0, &novip) == IPVIRT_OK);
+    CHECK(ipvirt_rewriter_new(engine, 7, 1, &plan, vip, 4, &console) == IPVIRT_OK);
+
+    /* The engine may go first: the rewriters keep it alive. */
+    ipvirt_engine_free(engine);
+    ipvirt_engine_free(NULL);
+
+    uint32_t changed = 9;
+    struct sockaddr_in a;
+
+    /* bind rows */
+    a = v4("127.0.0.1", 9000);
+    CHECK(ipvirt_rewriter_bind(rw, (uint8_t *)&a, sizeof a, IPVIRT_LAYOUT_LINUX, 0, &changed) == IPVIRT_OK);
+    CHECK(changed == 1 && is(&a, "127.0.0.8", 9000));
+    a = v4("0.0.0.0", 9000);
+    CHECK(ipvirt_rewriter_bind(rw, (uint8_t *)&a, sizeof a, IPVIRT_LAYOUT_NATIVE, 0, &changed) == IPVIRT_OK);
+    CHECK(changed == 1 && is(&a, "192.0.2.107", 9000));
+    a = v4("192.0.2.10", 80);
+    CHECK(ipvirt_rewriter_bind(rw, (uint8_t *)&a, sizeof a, IPVIRT_LAYOUT_LINUX, 0, &changed) == IPVIRT_OK);
+    CHECK(changed == 1 && is(&a, "192.0.2.107", 80));
+    a = v4("127.0.0.1", 27000);
+    CHECK(ipvirt_rewriter_bind(rw, (uint8_t *)&a, sizeof a, IPVIRT_LAYOUT_LINUX, 0, &changed) == IPVIRT_OK);
+    CHECK(changed == 0 && is(&a, "127.0.0.1", 27000));
+    a = v4("127.0.0.1", 9000);
+    CHECK(ipvirt_rewriter_bind(console, (uint8_t *)&a, sizeof a, IPVIRT_LAYOUT_LINUX, 0, &changed) == IPVIRT_OK);
+    CHECK(changed == 0 && is(&a, "127.0.0.1", 9000));
+    a = v4("0.0.0.0", 9000);
+    changed = 9;
+    CHECK(ipvirt_rewriter_bind(novip, (uint8_t *)&a, sizeof a, IPVIRT_LAYOUT_LINUX, 0, &changed) == IPVIRT_NO_CONNECTIVITY);
+    CHECK(changed == 9 && is(&a, "0.0.0.0", 9000)); /* nothing written on failure */
+    struct sockaddr_in6 six;
+    memset(&six, 0, sizeof six);
+    six.sin6_family = AF_INET6;
+    six.sin6_port = htons(9000);
+    CHECK(ipvirt_rewriter_bind(rw, (uint8_t *)&six, sizeof six, IPVIRT_LAYOUT_LINUX, 1, &changed) == IPVIRT_OK);
+    CHECK(changed == 1 && six.sin6_addr.s6_addr[10] == 0xff && six.sin6_addr.s6_addr[12] == 192 && six.sin6_addr.s6_addr[15] == 107);
+    /* bad arguments: NULLs, short, long, other families, bad layout and flags */
+    CHECK(ipvirt_rewriter_bind(NULL, (uint8_t *)&a, sizeof a, 1, 0, &changed) == IPVIRT_NULL_ARGUMENT);
+    CHECK(ipvirt_rewriter_bind(rw, NULL, 16, 1, 0, &changed) == IPVIRT_NULL_ARGUMENT);
+    CHECK(ipvirt_rewriter_bind(rw, (uint8_t *)&a, sizeof a, 1, 0, NULL) == IPVIRT_NULL_ARGUMENT);
+    CHECK(ipvirt_rewriter_bind(rw, (uint8_t *)&a, 15, 1, 0, &changed) == IPVIRT_BUFFER_TOO_SHORT);
+    CHECK(ipvirt_rewriter_bind(rw, (uint8_t *)&a, 1, 1, 0, &changed) == IPVIRT_BUFFER_TOO_SHORT);
+    uint8_t big[200] = {2, 0};
+    CHECK(ipvirt_rewriter_bind(rw, big, sizeof big, 1, 0, &changed) == IPVIRT_BUFFER_TOO_LONG);
+    uint8_t unix_addr[16] = {AF_UNIX, 0, '/', 't', 'm', 'p'};
+    CHECK(ipvirt_rewriter_bind(rw, unix_addr, sizeof unix_addr, 1, 0, &changed) == IPVIRT_UNSUPPORTED_FAMILY);
+    CHECK(ipvirt_rewriter_bind(rw, (uint8_t *)&a, sizeof a, 42, 0, &changed) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(ipvirt_rewriter_bind(rw, (uint8_t *)&a, sizeof a, 1, 2, &changed) == IPVIRT_INVALID_ARGUMENT);
+
+    /* connect and sendto */
+    uint8_t source[128];
+    size_t written = 99;
+    uint32_t dchanged = 9;
+    a = v4("127.0.0.1", 9000);
+    CHECK(ipvirt_rewriter_connect(rw, (uint8_t *)&a, sizeof a, 1, source, sizeof source, &written, &dchanged) == IPVIRT_OK);
+    CHECK(dchanged == 1 && is(&a, "127.0.0.8", 9000));
+    CHECK(written == 16 && is((struct sockaddr_in *)source, "192.0.2.107", 0));
+    a = v4("198.51.100.1", 53);
+    CHECK(ipvirt_rewriter_sendto(rw, (uint8_t *)&a, sizeof a, 1, source, sizeof source, &written, &dchanged) == IPVIRT_OK);
+    CHECK(dchanged == 0 && written == 16 && is((struct sockaddr_in *)source, "192.0.2.107", 0));
+    a = v4("127.0.0.9", 9000); /* session 8's loopback, isolation on */
+    written = 99;
+    CHECK(ipvirt_rewriter_connect(rw, (uint8_t *)&a, sizeof a, 1, source, sizeof source, &written, &dchanged) == IPVIRT_ISOLATED);
+    CHECK(written == 99);
+    a = v4("198.51.100.1", 443);
+    CHECK(ipvirt_rewriter_connect(novip, (uint8_t *)&a, sizeof a, 1, source, sizeof source, &written, &dchanged) == IPVIRT_NO_CONNECTIVITY);
+    a = v4("127.0.0.1", 9000);
+    uint8_t small[8];
+    CHECK(ipvirt_rewriter_connect(rw, (uint8_t *)&a, sizeof a, 1, small, sizeof small, &written, &dchanged) == IPVIRT_BUFFER_TOO_SHORT);
+    CHECK(is(&a, "127.0.0.1", 9000)); /* nothing changed */
+    CHECK(ipvirt_rewriter_connect(rw, (uint8_t *)&a, sizeof a, 1, NULL, 0, &written, &dchanged) == IPVIRT_NULL_ARGUMENT);
+    CHECK(ipvirt_rewriter_sendto(rw, (uint8_t *)&a, sizeof a, 1, source, sizeof source, NULL, &dchanged) == IPVIRT_NULL_ARGUMENT);
+    CHECK(ipvirt_rewriter_connect(console, (uint8_t *)&a, sizeof a, 1, source, sizeof source, &written, &dchanged) == IPVIRT_OK);
+    CHECK(written == 0 && dchanged == 0);
+
+    /* reported */
+    a = v4("127.0.0.8", 5353);
+    CHECK(ipvirt_rewriter_reported(rw, (uint8_t *)&a, sizeof a, 1, &changed) == IPVIRT_OK);
+    CHECK(changed == 1 && is(&a, "127.0.0.1", 5353));
+    a = v4("192.0.2.107", 80);
+    CHECK(ipvirt_rewriter_reported(rw, (uint8_t *)&a, sizeof a, 1, &changed) == IPVIRT_OK);
+    CHECK(changed == 0 && is(&a, "192.0.2.107", 80));
+    CHECK(ipvirt_rewriter_reported(rw, NULL, 16, 1, &changed) == IPVIRT_NULL_ARGUMENT);
+    CHECK(ipvirt_rewriter_reported(rw, (uint8_t *)&a, 3, 1, &changed) == IPVIRT_BUFFER_TOO_SHORT);
+
+    /* Windows layout: same rows, other family numbers. */
+    uint8_t win[16] = {2, 0, 0x23, 0x28, 127, 0, 0, 1};
+    CHECK(ipvirt_rewriter_bind(rw, win, sizeof win, IPVIRT_LAYOUT_WINDOWS, 0, &changed) == IPVIRT_OK);
+    CHECK(changed == 1 && win[7] == 8);
+
+    ipvirt_rewriter_free(rw);
+    ipvirt_rewriter_free(novip);
+    ipvirt_rewriter_free(console);
+    ipvirt_rewriter_free(NULL);
+    printf("%d failures\n", failures);
+    return failures == 0 ? 0 : 1;
+}
