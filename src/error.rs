@@ -450,6 +450,30 @@ pub enum RegError {
     },
 }
 
+/// An error of the advisor (feature `std`).
+///
+/// # Examples
+///
+/// ```
+/// let err = ipvirt::advisor::parse("hello\nworld\n").unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "no line of the 2 non-empty lines parses as a socket table; tried ss -tulpn, netstat -ano[b], TCPView CSV"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdvisorError {
+    /// No line of the text parses in any supported format.
+    #[error("no line of the {lines} non-empty lines parses as a socket table; tried {tried}")]
+    NothingParsed {
+        /// How many non-empty lines the text has.
+        lines: usize,
+        /// The formats tried.
+        tried: String,
+    },
+}
+
 /// Any error of this crate.
 ///
 /// Every domain error converts into it with `?`; match on the variant to get the specific error back.
@@ -484,6 +508,9 @@ pub enum Error {
     /// See [`RewriteError`].
     #[error(transparent)]
     Rewrite(#[from] RewriteError),
+    /// See [`AdvisorError`].
+    #[error(transparent)]
+    Advisor(#[from] AdvisorError),
     /// See [`RegError`].
     #[error(transparent)]
     Reg(#[from] RegError),

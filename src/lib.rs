@@ -73,6 +73,8 @@
 
 extern crate alloc;
 
+#[cfg(feature = "std")]
+pub mod advisor;
 #[cfg(feature = "capi")]
 pub mod capi;
 mod engine;
@@ -92,8 +94,8 @@ mod readme {}
 
 pub use engine::{Decision, Engine, ProcessExplanation, ProcessPlan, Reason};
 pub use error::{
-    CompileError, Error, LeaseError, ParsePoolEntryError, ParseSessionError, PolicyError,
-    PoolError, RegError, RewriteError, SessionError, SockaddrError,
+    AdvisorError, CompileError, Error, LeaseError, ParsePoolEntryError, ParseSessionError,
+    PolicyError, PoolError, RegError, RewriteError, SessionError, SockaddrError,
 };
 pub use host::Host;
 pub use policy::{
