@@ -200,6 +200,7 @@ impl SockaddrLayout {
         }
     }
 
+    #[inline(always)]
     fn write_family(&self, buf: &mut [u8], family: u16, len: usize) {
         let bytes = match self.header {
             FamilyHeader::U16Le => family.to_le_bytes(),
@@ -496,15 +497,7 @@ impl Rewriter<'_> {
         };
         // Write the source first: if it does not fit, nothing at all is changed.
         let source_len = match c.source {
-            Some(bits) => {
-                let ip = Ipv4Addr::from_bits(bits);
-                let addr = if raw.v6 {
-                    SocketAddr::V6(SocketAddrV6::new(ip.to_ipv6_mapped(), 0, 0, 0))
-                } else {
-                    SocketAddr::V4(SocketAddrV4::new(ip, 0))
-                };
-                Some(write_sockaddr(addr, source, layout)?)
-            }
+            Some(bits) => Some(write_source(bits, raw.v6, source, layout)?),
             None => None,
         };
         Ok(RawConnect {
@@ -521,6 +514,42 @@ impl Rewriter<'_> {
             Err(e) => e,
         }
     }
+}
+
+/// Writes an implicit source (`bits`, port 0, in the destination's family) as a complete
+/// `sockaddr_in` or IPv4-mapped `sockaddr_in6`: what `write_sockaddr` does, without building a
+/// `SocketAddr`, on the path of every connect that binds first.
+#[inline(always)]
+fn write_source(
+    bits: u32,
+    v6: bool,
+    out: &mut [u8],
+    layout: SockaddrLayout,
+) -> Result<usize, SockaddrError> {
+    let need = if v6 {
+        SOCKADDR_IN6_LEN
+    } else {
+        SOCKADDR_IN_LEN
+    };
+    let Some(dst) = out.get_mut(..need) else {
+        return Err(SockaddrError::TooShort {
+            len: out.len(),
+            need,
+        });
+    };
+    let mut b = [0u8; SOCKADDR_IN6_LEN];
+    let family = if v6 { layout.af_inet6 } else { layout.af_inet };
+    layout.write_family(&mut b, family, need);
+    if v6 {
+        put(&mut b, 18, &[0xFF, 0xFF]);
+        put(&mut b, 20, &bits.to_be_bytes());
+    } else {
+        put(&mut b, 4, &bits.to_be_bytes());
+    }
+    if let Some(src) = b.get(..need) {
+        dst.copy_from_slice(src);
+    }
+    Ok(need)
 }
 
 /// Where the address is in a checked buffer, in the form the rules take.
