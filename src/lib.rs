@@ -36,28 +36,63 @@
 //! ## Quick start
 //!
 //! ```
-//! use std::net::Ipv4Addr;
-//! use ipvirt::{Session, SessionId};
+//! use std::net::SocketAddr;
+//! use ipvirt::{Host, Policy, Session, SessionId};
 //!
-//! // Session 7's private loopback address: what its `bind(127.0.0.1:9000)` really binds.
-//! let session = Session::remote(SessionId::new(7));
-//! assert!(session.is_virtualized());
-//! assert_eq!(session.id().loopback()?, Ipv4Addr::new(127, 0, 0, 8));
+//! // Once, when the service starts: read and compile the policy for this server.
+//! let policy = Policy::from_toml(r#"
+//!     [virtual_loopback]
+//!     enabled = true
+//!     programs = ["crm.exe"]
+//!     [virtual_ip]
+//!     enabled = true
+//!     programs = ["crm.exe"]
+//!     adapter = "192.0.2.0/24"
+//! "#)?;
+//! let engine = policy.compile(Host::new(["192.0.2.10".parse()?]))?;
 //!
-//! // And back: which session owns a loopback address seen on the wire.
-//! assert_eq!(SessionId::from_loopback(Ipv4Addr::new(127, 0, 1, 0)), Some(SessionId::new(255)));
-//! # Ok::<(), ipvirt::Error>(())
+//! // Once per process: which features apply to it.
+//! let plan = engine.process(r"C:\Apps\CRM.EXE");
+//!
+//! // Per session (and its VIP), then per socket call: no allocation, no lock, no string compare.
+//! let rw = engine.rewriter(Session::remote(SessionId::new(7)), &plan, Some("192.0.2.107".parse()?))?;
+//! let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+//! assert_eq!(rw.bind(a("127.0.0.1:9000"))?, a("127.0.0.8:9000"));
+//! assert_eq!(rw.bind(a("0.0.0.0:9000"))?, a("192.0.2.107:9000"));
+//! assert_eq!(rw.connect(a("198.51.100.5:443"))?.source, Some(a("192.0.2.107:0")));
+//! assert_eq!(rw.reported(a("127.0.0.8:9000")), a("127.0.0.1:9000"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! ## The public interface
 //!
-//! - [`SessionId`], [`Session`], [`SessionKind`]: sessions and the loopback mapping (SPEC §2).
-//! - [`Error`] and the per-domain errors ([`SessionError`], [`ParseSessionError`]).
+//! - Sessions: [`SessionId`] (the loopback mapping both ways), [`Session`], [`SessionKind`].
+//! - The policy: [`Policy`] and its sections [`VirtualLoopback`], [`VirtualIp`],
+//!   [`PreferLoopback`]; [`Policy::from_toml`], [`Policy::from_reg`] ([`RegImport`],
+//!   [`Origin`]), serde; [`Policy::validate`] → [`Diagnostic`]s ([`Severity`],
+//!   [`DiagnosticCode`]).
+//! - Process matching: [`ProgramList`], [`fold_program_name`].
+//! - The engine: [`Policy::compile`] with a [`Host`] → [`Engine`]; [`Engine::process`] →
+//!   [`ProcessPlan`] ([`Decision`], [`Reason`]); [`Engine::explain`].
+//! - The rewrites: [`Engine::rewriter`] → [`Rewriter`] (`bind`, `connect`, `send_to`, `reported`,
+//!   `resolved`, `reverse_lookup`, `explain` → [`Explanation`], [`Rule`]), [`Connect`], [`Stack`];
+//!   on raw bytes: [`SockaddrLayout`], [`read_sockaddr`], [`write_sockaddr`],
+//!   `Rewriter::*_sockaddr` → [`RawConnect`].
+//! - VIP pools: [`AddressSource`], [`StaticPool`], [`PoolEntry`], [`PoolSnapshot`], `SharedPool`
+//!   (`std`).
+//! - The advisor (`std`): [`advisor`].
+//! - The C ABI (feature `capi`): `capi`, header `src/ipvirt.h`.
+//! - Errors: one enum per operation ([`SessionError`], [`PolicyError`], [`RegError`],
+//!   [`CompileError`], [`RewriteError`], [`SockaddrError`], [`PoolError`], [`LeaseError`],
+//!   [`AdvisorError`], [`ParseSessionError`], [`ParsePoolEntryError`]) and [`Error`], which any of
+//!   them converts into.
 //!
 //! ## Features
 //!
-//! - `std` (default): links std. Without it the crate is `no_std` + `alloc` (for kernel drivers) and
-//!   uses `core::net` and `core::error::Error`.
+//! - `std` (default): links std; adds TOML reading ([`Policy::from_toml`]), the advisor and
+//!   `SharedPool`. Without it the crate is `no_std` + `alloc` (for kernel drivers) and uses
+//!   `core::net` and `core::error::Error`.
+//! - `capi`: the C ABI.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 #![doc(test(attr(deny(warnings))))]
