@@ -832,6 +832,45 @@ pub unsafe extern "C" fn sendmmsg(
     r
 }
 
+/// The capacity of an `(addr, *len)` result pair before a call: 0 when either is NULL.
+///
+/// # Safety
+///
+/// `len` must be NULL or point at a `socklen_t`.
+unsafe fn capacity(addr: *mut sockaddr, len: *mut socklen_t) -> socklen_t {
+    if addr.is_null() || len.is_null() {
+        0
+    } else {
+        // SAFETY: len points at a socklen_t (caller).
+        unsafe { *len }
+    }
+}
+
+/// After a call that filled `(addr, *len)` (given `cap` bytes) and returned `r`: shows the address
+/// as the program should see it. `ok` says whether the call succeeded; `fd` is the socket the
+/// address belongs to; `own_name` is true for `getsockname`.
+///
+/// # Safety
+///
+/// When `ok` and `cap > 0`, `addr` has `cap` bytes the kernel filled and `len` points at the length
+/// it set.
+unsafe fn show_result(
+    ok: bool,
+    fd: c_int,
+    addr: *mut sockaddr,
+    cap: socklen_t,
+    len: *mut socklen_t,
+    own_name: bool,
+) {
+    if ok
+        && cap > 0
+        && let Some(st) = state()
+    {
+        // SAFETY: the caller's contract.
+        unsafe { fix_reported(st, fd, addr, cap, *len, own_name) };
+    }
+}
+
 /// `getsockname(2)`: the session loopback shown as the localhost address the program used.
 ///
 /// # Safety
@@ -840,18 +879,14 @@ pub unsafe extern "C" fn sendmmsg(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
     let real = real!(getsockname: NameFn, -1);
-    // SAFETY: len is NULL or points at a socklen_t.
-    let cap = if len.is_null() { 0 } else { unsafe { *len } };
-    // SAFETY: forwarded unchanged.
-    let r = unsafe { real(fd, addr, len) };
-    if r == 0
-        && !len.is_null()
-        && let Some(st) = state()
-    {
-        // SAFETY: the kernel filled addr (cap bytes) and set *len.
-        unsafe { fix_reported(st, fd, addr, cap, *len, true) };
+    // SAFETY: getsockname's contract: len is NULL or points at a socklen_t.
+    let cap = unsafe { capacity(addr, len) };
+    // SAFETY: forwarded unchanged; then the kernel filled addr and *len.
+    unsafe {
+        let r = real(fd, addr, len);
+        show_result(r == 0, fd, addr, cap, len, true);
+        r
     }
-    r
 }
 
 /// `getpeername(2)`: as `getsockname`.
@@ -862,18 +897,14 @@ pub unsafe extern "C" fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut s
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
     let real = real!(getpeername: NameFn, -1);
-    // SAFETY: len is NULL or points at a socklen_t.
-    let cap = if len.is_null() { 0 } else { unsafe { *len } };
-    // SAFETY: forwarded unchanged.
-    let r = unsafe { real(fd, addr, len) };
-    if r == 0
-        && !len.is_null()
-        && let Some(st) = state()
-    {
-        // SAFETY: the kernel filled addr (cap bytes) and set *len.
-        unsafe { fix_reported(st, fd, addr, cap, *len, false) };
+    // SAFETY: getpeername's contract: len is NULL or points at a socklen_t.
+    let cap = unsafe { capacity(addr, len) };
+    // SAFETY: forwarded unchanged; then the kernel filled addr and *len.
+    unsafe {
+        let r = real(fd, addr, len);
+        show_result(r == 0, fd, addr, cap, len, false);
+        r
     }
-    r
 }
 
 /// `accept(2)`: the peer address as the program should see it.
@@ -884,24 +915,15 @@ pub unsafe extern "C" fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut s
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
     let real = real!(accept: NameFn, -1);
-    // SAFETY: len is NULL or points at a socklen_t.
-    let cap = if len.is_null() || addr.is_null() {
-        0
-    } else {
-        // SAFETY: len is NULL or points at a socklen_t.
-        unsafe { *len }
-    };
-    // SAFETY: forwarded unchanged.
+    // SAFETY: accept's contract: len is NULL or points at a socklen_t.
+    let cap = unsafe { capacity(addr, len) };
+    // SAFETY: forwarded unchanged; then the kernel filled addr and *len.
     let r = unsafe { real(fd, addr, len) };
     if r >= 0 {
         forget(r);
-        if cap > 0
-            && let Some(st) = state()
-        {
-            // SAFETY: the kernel filled addr (cap bytes) and set *len.
-            unsafe { fix_reported(st, r, addr, cap, *len, false) };
-        }
     }
+    // SAFETY: as above.
+    unsafe { show_result(r >= 0, r, addr, cap, len, false) };
     r
 }
 
@@ -918,24 +940,15 @@ pub unsafe extern "C" fn accept4(
     flags: c_int,
 ) -> c_int {
     let real = real!(accept4: unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t, c_int) -> c_int, -1);
-    // SAFETY: len is NULL or points at a socklen_t.
-    let cap = if len.is_null() || addr.is_null() {
-        0
-    } else {
-        // SAFETY: len is NULL or points at a socklen_t.
-        unsafe { *len }
-    };
+    // SAFETY: accept4's contract: len is NULL or points at a socklen_t.
+    let cap = unsafe { capacity(addr, len) };
     // SAFETY: forwarded unchanged.
     let r = unsafe { real(fd, addr, len, flags) };
     if r >= 0 {
         forget(r);
-        if cap > 0
-            && let Some(st) = state()
-        {
-            // SAFETY: the kernel filled addr (cap bytes) and set *len.
-            unsafe { fix_reported(st, r, addr, cap, *len, false) };
-        }
     }
+    // SAFETY: the kernel filled addr and *len when r >= 0.
+    unsafe { show_result(r >= 0, r, addr, cap, len, false) };
     r
 }
 
