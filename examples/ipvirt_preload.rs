@@ -21,7 +21,9 @@
 //! | `IPVIRT_DEBUG` | `1`: print each rewrite and its reason to stderr |
 //!
 //! The process is identified, like a Windows image name, by the basename of `/proc/self/exe`. A bad
-//! or missing configuration prints one line to stderr and leaves every call unchanged.
+//! or missing configuration prints one line to stderr (once per process: a shell script's helper
+//! processes each print theirs) and leaves every call unchanged. The layer sets no environment
+//! variable of its own, so the program sees its environment exactly as it was given.
 //!
 //! ## What is intercepted
 //!

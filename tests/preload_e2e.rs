@@ -663,3 +663,114 @@ fn session_launcher_leases_shares_and_releases() {
     assert_eq!(leases_in(&state), vec![]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const BIND_PROBE: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+try:
+    s.bind((sys.argv[1], 0))
+    print("bound", s.getsockname()[0])
+except OSError as e:
+    print("errno", e.errno)
+"#;
+
+#[test]
+fn no_connectivity_fails_with_eaddrnotavail() {
+    require!("python3");
+    let Some(lib) = preload_lib() else {
+        eprintln!("skipped: the LD_PRELOAD layer could not be built");
+        return;
+    };
+    let dir = scratch("no-connectivity");
+    let policy = write_policy(
+        &dir,
+        "policy.toml",
+        "[virtual_ip]\nenabled = true\nmode = \"per-session\"\nadapter = \"192.0.2.0/24\"\non_lease_failure = \"no-connectivity\"\n",
+    );
+    // No IPVIRT_VIP: the session has no VIP, and the policy says no connectivity.
+    let mut c = in_session(&lib, &policy, 7, "python3");
+    c.args(["-c", BIND_PROBE, "0.0.0.0"]);
+    let out = run(c);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("errno {}", libc::EADDRNOTAVAIL),
+        "{}",
+        text(&out)
+    );
+    // Loopback still works for such a session.
+    let mut c = in_session(&lib, &policy, 7, "python3");
+    c.args(["-c", BIND_PROBE, "127.0.0.1"]);
+    assert_eq!(
+        String::from_utf8_lossy(&run(c).stdout).trim(),
+        "bound 127.0.0.1"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_configuration_prints_one_line_and_changes_nothing() {
+    require!("python3");
+    let Some(lib) = preload_lib() else {
+        eprintln!("skipped: the LD_PRELOAD layer could not be built");
+        return;
+    };
+    let dir = scratch("bad-config");
+    let py = python_image();
+    let good = write_policy(&dir, "good.toml", &loopback_policy(&["python3", &py], &[]));
+    let broken = write_policy(&dir, "broken.toml", "[virtual_loopback]\nenabled = yes\n");
+    let cases: [(&str, Option<&Path>, &str, &str); 4] = [
+        (
+            "7",
+            Some(&dir.join("missing.toml")),
+            "IPVIRT_POLICY",
+            "missing.toml",
+        ),
+        (
+            "7",
+            Some(broken.as_path()),
+            "broken.toml: policy line 2",
+            "line 2",
+        ),
+        (
+            "seven",
+            Some(good.as_path()),
+            "IPVIRT_SESSION=\"seven\"",
+            "not a decimal number",
+        ),
+        ("7", None, "IPVIRT_POLICY is not set", "IPVIRT_POLICY"),
+    ];
+    for (session, policy, want1, want2) in cases {
+        let mut c = Command::new("python3");
+        c.env("LD_PRELOAD", &lib)
+            .env("IPVIRT_SESSION", session)
+            .env_remove("IPVIRT_VIP");
+        match policy {
+            Some(p) => c.env("IPVIRT_POLICY", p),
+            None => c.env_remove("IPVIRT_POLICY"),
+        };
+        c.args(["-c", BIND_PROBE, "127.0.0.1"]);
+        let out = run(c);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("ipvirt:"))
+            .collect();
+        // One line per process: python3 through the pyenv shim may run a shell first, which prints its own.
+        assert!(
+            !lines.is_empty() && lines.iter().all(|l| l.contains(want1) && l.contains(want2)),
+            "{stderr}"
+        );
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.ends_with("socket calls are left unchanged")),
+            "{stderr}"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "bound 127.0.0.1",
+            "{stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
