@@ -342,6 +342,14 @@ pub enum PoolError {
         /// How many addresses the entries hold.
         size: u64,
     },
+    /// An entry holds addresses that can never be a VIP.
+    #[error("VIP pool entry \"{entry}\" overlaps {block}: such addresses can never be a VIP")]
+    Reserved {
+        /// The entry.
+        entry: crate::pool::PoolEntry,
+        /// The block it overlaps, in words.
+        block: &'static str,
+    },
     /// A snapshot names the same session twice.
     #[error("the pool snapshot names session {session} twice")]
     DuplicateSession {

@@ -335,7 +335,8 @@ impl StaticPool {
     /// # Errors
     ///
     /// [`PoolError::Empty`] when no address is left, [`PoolError::TooLarge`] past 16 777 216
-    /// addresses (a /8).
+    /// addresses (a /8), [`PoolError::Reserved`] when an entry overlaps 0.0.0.0/8, 127.0.0.0/8,
+    /// 224.0.0.0/4 or 240.0.0.0/4 (addresses that can never be a VIP).
     ///
     /// # Examples
     ///
@@ -392,6 +393,31 @@ impl StaticPool {
             return Err(PoolError::TooLarge { size: total });
         }
         let size = u32::try_from(total).map_err(|_| PoolError::TooLarge { size: total })?;
+        // A VIP must be a unicast address a network bind may become: never one of these blocks
+        // (a loopback VIP would turn a network bind into a loopback one, SPEC §5).
+        const RESERVED: [(u32, u32, &str); 4] = [
+            (0x0000_0000, 0x00FF_FFFF, "0.0.0.0/8 (\"this network\")"),
+            (0x7F00_0000, 0x7FFF_FFFF, "127.0.0.0/8 (loopback)"),
+            (0xE000_0000, 0xEFFF_FFFF, "224.0.0.0/4 (multicast)"),
+            (
+                0xF000_0000,
+                0xFFFF_FFFF,
+                "240.0.0.0/4 (reserved and broadcast)",
+            ),
+        ];
+        for &(a, b) in &runs_bits {
+            if let Some(&(_, _, block)) = RESERVED.iter().find(|&&(lo, hi, _)| a <= hi && b >= lo) {
+                let entry = entries
+                    .iter()
+                    .copied()
+                    .find(|e| e.first().to_bits() <= b && e.last().to_bits() >= a)
+                    .unwrap_or(PoolEntry::Range {
+                        first: Ipv4Addr::from_bits(a),
+                        last: Ipv4Addr::from_bits(b),
+                    });
+                return Err(PoolError::Reserved { entry, block });
+            }
+        }
         let mut runs = Vec::with_capacity(runs_bits.len());
         let mut index = 0u32;
         for (a, b) in runs_bits {
@@ -411,7 +437,9 @@ impl StaticPool {
         })
     }
 
-    /// The pool a policy describes: `virtual_ip.pool`, less the server's addresses.
+    /// The pool a policy describes: `virtual_ip.pool`, less the server's addresses and, when
+    /// `virtual_ip.adapter` is set, less the adapter's own address and its network's network and
+    /// broadcast addresses.
     ///
     /// # Errors
     ///
@@ -428,7 +456,19 @@ impl StaticPool {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn from_policy(vip: &VirtualIp, host: &Host) -> Result<StaticPool, PoolError> {
-        StaticPool::new(&vip.pool, host)
+        // The adapter's own address, and its network's network and broadcast addresses, are not
+        // VIPs either.
+        let mut extra: Vec<core::net::IpAddr> =
+            host.ipv4().iter().copied().map(Into::into).collect();
+        extra.extend(host.ipv6().iter().copied().map(core::net::IpAddr::from));
+        if let Some(adapter) = vip.adapter {
+            extra.push(adapter.addr().into());
+            if adapter.prefix_len() < 31 {
+                extra.push(adapter.network().into());
+                extra.push(adapter.broadcast().into());
+            }
+        }
+        StaticPool::new(&vip.pool, &Host::new(extra))
     }
 
     /// How many addresses the pool holds.

@@ -169,9 +169,9 @@ fn size_limits() {
     let err = pool(&["0.0.0.0-255.255.255.255"], &[]).unwrap_err();
     assert_eq!(err, PoolError::TooLarge { size: 1 << 32 });
     assert!(err.to_string().contains("4294967296"));
-    // The whole top of the address space works (no overflow past 255.255.255.255).
-    let mut p = pool(&["255.255.255.254-255.255.255.255"], &["255.255.255.255"]).unwrap();
-    assert_eq!(p.lease(sid(1)).unwrap(), ip("255.255.255.254"));
+    // The top of the unicast space works (the run ends where the reserved blocks begin).
+    let mut p = pool(&["223.255.255.254-223.255.255.255"], &["223.255.255.255"]).unwrap();
+    assert_eq!(p.lease(sid(1)).unwrap(), ip("223.255.255.254"));
 }
 
 #[test]
@@ -311,5 +311,39 @@ fn address_source_is_object_safe_and_generic() {
     assert_eq!(
         AddressSource::session_of(&shared, ip("192.0.2.1")),
         Some(sid(1))
+    );
+}
+
+#[test]
+fn reserved_blocks_are_refused() {
+    for (entry, block) in [
+        ("127.0.0.0/8", "loopback"),
+        ("126.255.255.250-127.0.0.3", "loopback"),
+        ("224.0.0.1", "multicast"),
+        ("255.255.255.255", "240.0.0.0/4"),
+        ("0.0.0.1", "this network"),
+    ] {
+        let err = pool(&[entry], &[]).unwrap_err();
+        assert!(matches!(err, PoolError::Reserved { .. }), "{entry}: {err}");
+        assert!(
+            err.to_string().contains(entry.split('-').next().unwrap())
+                && err.to_string().contains(block),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn from_policy_leaves_out_the_adapter_addresses() {
+    let policy = Policy::from_toml(
+        "[virtual_ip]\nadapter = \"192.0.2.96/30\"\npool = [\"192.0.2.96-192.0.2.99\"]\n",
+    )
+    .unwrap();
+    let mut p = StaticPool::from_policy(&policy.virtual_ip, &Host::default()).unwrap();
+    // .96 is the adapter's own address and the network address, .99 the broadcast: .97 and .98 remain.
+    assert_eq!(p.size(), 2);
+    assert_eq!(
+        [p.lease(sid(1)).unwrap(), p.lease(sid(2)).unwrap()],
+        [ip("192.0.2.97"), ip("192.0.2.98")]
     );
 }
