@@ -368,6 +368,14 @@ pub enum PoolError {
         /// The address.
         addr: core::net::Ipv4Addr,
     },
+    /// A snapshot was written in a newer format than this crate reads.
+    #[error(
+        "the pool snapshot has format version {version}; this ipvirt reads versions 1 and 2 (it was written by a newer ipvirt)"
+    )]
+    UnsupportedVersion {
+        /// The snapshot's version.
+        version: u32,
+    },
     /// A snapshot names a session id past [`SessionId::MAX`].
     #[error("the pool snapshot names session {session}, past the largest session id 16777214")]
     InvalidSession {

@@ -78,8 +78,9 @@
 //!   `resolved`, `reverse_lookup`, `explain` → [`Explanation`], [`Rule`]), [`Connect`], [`Stack`];
 //!   on raw bytes: [`SockaddrLayout`], [`read_sockaddr`], [`write_sockaddr`],
 //!   `Rewriter::*_sockaddr` → [`RawConnect`].
-//! - VIP pools: [`AddressSource`], [`StaticPool`], [`PoolEntry`], [`PoolSnapshot`], `SharedPool`
-//!   (`std`).
+//! - VIP pools: [`AddressSource`], [`StaticPool`], [`PoolEntry`], [`PoolSnapshot`],
+//!   [`RestoreWarning`], `SharedPool` (`std`); lease state that survives kills and full disks:
+//!   `StateFile` (`std`, SPEC §10).
 //! - The advisor (`std`): [`advisor`].
 //! - The C ABI (feature `capi`): `capi`, header `src/ipvirt.h`.
 //! - Errors: one enum per operation ([`SessionError`], [`PolicyError`], [`RegError`],
@@ -90,7 +91,7 @@
 //! ## Features
 //!
 //! - `std` (default): links std; adds TOML reading ([`Policy::from_toml`]), the advisor and
-//!   `SharedPool`. Without it the crate is `no_std` + `alloc` (for kernel drivers) and uses
+//!   `SharedPool` and `StateFile`. Without it the crate is `no_std` + `alloc` (for kernel drivers) and uses
 //!   `core::net` and `core::error::Error`.
 //! - `capi`: the C ABI.
 
@@ -139,7 +140,9 @@ pub use policy::{
 };
 #[cfg(feature = "std")]
 pub use pool::SharedPool;
-pub use pool::{AddressSource, PoolEntry, PoolSnapshot, StaticPool};
+pub use pool::{AddressSource, PoolEntry, PoolSnapshot, RestoreWarning, StaticPool};
+#[cfg(feature = "std")]
+pub use pool::{StateError, StateFile, StateLock, StateStep};
 pub use process::{ProgramList, fold_program_name};
 pub use rewrite::{Call, Connect, Explanation, Outcome, Rewriter, Rule, Stack};
 pub use session::{Session, SessionId, SessionKind};

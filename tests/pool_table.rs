@@ -4,8 +4,8 @@
 use std::net::Ipv4Addr;
 
 use ipvirt::{
-    AddressSource, Host, LeaseError, Policy, PoolEntry, PoolError, PoolSnapshot, RewriteError,
-    Session, SessionId, StaticPool,
+    AddressSource, Host, LeaseError, Policy, PoolEntry, PoolError, PoolSnapshot, RestoreWarning,
+    RewriteError, Session, SessionId, StaticPool,
 };
 
 fn e(s: &str) -> PoolEntry {
@@ -217,51 +217,37 @@ fn corrupt_snapshots_are_errors_and_leave_no_partial_state() {
     p.lease(sid(1)).unwrap();
     let before = p.leases();
     type Pairs = Vec<(u32, &'static str)>;
-    let cases: [(Pairs, Pairs, PoolError); 6] = [
+    let cases: [(u32, Pairs, PoolError); 4] = [
         (
+            2,
             vec![(7, "192.0.2.1"), (7, "192.0.2.2")],
-            vec![],
             PoolError::DuplicateSession { session: sid(7) },
         ),
         (
+            2,
             vec![(7, "192.0.2.1"), (8, "192.0.2.1")],
-            vec![],
             PoolError::DuplicateAddress {
                 addr: ip("192.0.2.1"),
             },
         ),
         (
-            vec![(7, "192.0.2.1"), (8, "198.51.100.1")],
-            vec![],
-            PoolError::OutsidePool {
-                addr: ip("198.51.100.1"),
-            },
-        ),
-        (
-            vec![(7, "192.0.2.3")],
-            vec![],
-            PoolError::OutsidePool {
-                addr: ip("192.0.2.3"),
-            },
-        ),
-        (
+            2,
             vec![(16_777_215, "192.0.2.1")],
-            vec![],
             PoolError::InvalidSession {
                 session: sid(16_777_215),
             },
         ),
         (
+            3,
             vec![(7, "192.0.2.1")],
-            vec![(7, "192.0.2.2")],
-            PoolError::DuplicateSession { session: sid(7) },
+            PoolError::UnsupportedVersion { version: 3 },
         ),
     ];
-    for (leases, remembered, want) in cases {
+    for (version, leases, want) in cases {
         let snap = PoolSnapshot {
-            pool: vec![],
+            version,
             leases: leases.iter().map(|&(s, a)| (sid(s), ip(a))).collect(),
-            remembered: remembered.iter().map(|&(s, a)| (sid(s), ip(a))).collect(),
+            ..PoolSnapshot::default()
         };
         assert_eq!(p.restore(&snap), Err(want));
         assert_eq!(p.leases(), before, "partial state after {want}");
@@ -269,6 +255,130 @@ fn corrupt_snapshots_are_errors_and_leave_no_partial_state() {
     // Unknown fields and malformed addresses in the file are errors too.
     assert!(serde_json::from_str::<PoolSnapshot>(r#"{"leases":[[1,"x"]]}"#).is_err());
     assert!(serde_json::from_str::<PoolSnapshot>(r#"{"extra":1}"#).is_err());
+}
+
+#[test]
+fn stale_entries_after_a_pool_change_are_dropped_with_warnings() {
+    // 192.0.2.3 is a server address here, 198.51.100.1 was never in the pool: both as if the
+    // policy changed since the snapshot.
+    let mut p = pool(&["192.0.2.0/29"], &["192.0.2.3"]).unwrap();
+    let snap = PoolSnapshot {
+        version: 2,
+        leases: vec![
+            (sid(7), ip("192.0.2.1")),
+            (sid(8), ip("198.51.100.1")),
+            (sid(9), ip("192.0.2.3")),
+        ],
+        remembered: vec![
+            (sid(7), ip("192.0.2.2")),     // 7 is live: conflict
+            (sid(10), ip("192.0.2.1")),    // 7's live address: conflict
+            (sid(11), ip("198.51.100.2")), // outside
+            (sid(12), ip("192.0.2.4")),    // older entry for .4: dropped for the newer 13
+            (sid(13), ip("192.0.2.4")),
+            (sid(14), ip("192.0.2.5")),
+        ],
+        ..PoolSnapshot::default()
+    };
+    let warnings = p.restore(&snap).unwrap();
+    assert_eq!(
+        warnings,
+        [
+            RestoreWarning::LeaseOutsidePool {
+                session: sid(8),
+                addr: ip("198.51.100.1")
+            },
+            RestoreWarning::LeaseOutsidePool {
+                session: sid(9),
+                addr: ip("192.0.2.3")
+            },
+            RestoreWarning::RememberedConflict {
+                session: sid(7),
+                addr: ip("192.0.2.2")
+            },
+            RestoreWarning::RememberedConflict {
+                session: sid(10),
+                addr: ip("192.0.2.1")
+            },
+            RestoreWarning::RememberedOutsidePool {
+                session: sid(11),
+                addr: ip("198.51.100.2")
+            },
+            RestoreWarning::RememberedConflict {
+                session: sid(12),
+                addr: ip("192.0.2.4")
+            },
+        ]
+    );
+    assert_eq!(p.leases(), [(sid(7), ip("192.0.2.1"))]);
+    assert_eq!(
+        p.remembered(),
+        [(sid(13), ip("192.0.2.4")), (sid(14), ip("192.0.2.5"))]
+    );
+    // What is kept works: returning sessions get their addresses back.
+    assert_eq!(p.lease(sid(14)).unwrap(), ip("192.0.2.5"));
+    assert_eq!(p.lease(sid(13)).unwrap(), ip("192.0.2.4"));
+}
+
+#[test]
+fn returning_sessions_get_their_address_back_across_restores() {
+    // Each step is a separate launch: restore from the last snapshot, act, snapshot.
+    let step = |snap: &PoolSnapshot, f: &dyn Fn(&mut StaticPool) -> Option<Ipv4Addr>| {
+        let mut p = pool(&["192.0.2.0/29"], &[]).unwrap();
+        p.restore(snap).unwrap();
+        let got = f(&mut p);
+        (got, p.snapshot())
+    };
+    let snap = PoolSnapshot::default();
+    let (a7, snap) = step(&snap, &|p| p.lease(sid(7)).ok());
+    let (_, snap) = step(&snap, &|p| p.release(sid(7)));
+    let (a8, snap) = step(&snap, &|p| p.lease(sid(8)).ok());
+    let (_, snap) = step(&snap, &|p| p.release(sid(8)));
+    let (b7, snap) = step(&snap, &|p| p.lease(sid(7)).ok());
+    let (c9, _) = step(&snap, &|p| p.lease(sid(9)).ok());
+    assert_eq!(a7, Some(ip("192.0.2.1")));
+    assert_eq!(
+        a8,
+        Some(ip("192.0.2.2")),
+        "the cursor moved past 7's address"
+    );
+    assert_eq!(b7, a7, "7 came back to its address");
+    assert_eq!(
+        c9,
+        Some(ip("192.0.2.3")),
+        "rotation goes on after the restore"
+    );
+    // Version 1 snapshots (no cursor, no version field) still read.
+    let old: PoolSnapshot =
+        serde_json::from_str(r#"{"pool":[],"leases":[[7,"192.0.2.1"]],"remembered":[]}"#).unwrap();
+    assert_eq!(old.version, 1);
+    let mut p = pool(&["192.0.2.0/29"], &[]).unwrap();
+    assert_eq!(p.restore(&old), Ok(vec![]));
+    assert_eq!(p.address_of(sid(7)), Some(ip("192.0.2.1")));
+}
+
+#[test]
+fn the_oldest_remembered_session_is_forgotten_first() {
+    let n = StaticPool::REMEMBERED as u32;
+    // A /14 holds 262 142 addresses: room for every session below without reuse.
+    let mut p = pool(&["10.0.0.0/14"], &[]).unwrap();
+    for s in 1..=n + 1 {
+        p.lease(sid(s)).unwrap();
+    }
+    // Release in an order unrelated to ids and addresses: highest id first.
+    let order: Vec<u32> = (1..=n + 1).rev().collect();
+    for &s in &order {
+        p.release(sid(s));
+    }
+    let remembered = p.remembered();
+    assert_eq!(remembered.len(), StaticPool::REMEMBERED);
+    // The first released (n + 1) was forgotten; the next oldest is first in line.
+    assert_eq!(remembered.first().map(|&(s, _)| s), Some(sid(n)));
+    assert_eq!(remembered.last().map(|&(s, _)| s), Some(sid(1)));
+    assert!(!remembered.iter().any(|&(s, _)| s == sid(n + 1)));
+    // The order survives a snapshot.
+    let mut q = pool(&["10.0.0.0/14"], &[]).unwrap();
+    assert_eq!(q.restore(&p.snapshot()), Ok(vec![]));
+    assert_eq!(q.remembered(), remembered);
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Shared fixtures for the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod examples;
+
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV6};
 
 use ipvirt::{Engine, Host, Policy};

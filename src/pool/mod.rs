@@ -67,6 +67,7 @@ use core::fmt;
 use core::net::Ipv4Addr;
 use core::str::FromStr;
 
+use alloc::collections::BTreeMap;
 use hashbrown::HashMap;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -75,6 +76,11 @@ use crate::error::{LeaseError, ParsePoolEntryError, PoolError};
 use crate::host::Host;
 use crate::policy::VirtualIp;
 use crate::session::SessionId;
+
+#[cfg(feature = "std")]
+mod state_file;
+#[cfg(feature = "std")]
+pub use state_file::{StateError, StateFile, StateLock, StateStep};
 
 /// One entry of a static VIP pool: an inclusive range, a CIDR network, or a single address.
 ///
@@ -319,8 +325,13 @@ pub struct StaticPool {
     slots: Vec<u32>,
     free: FreeSet,
     leases: HashMap<SessionId, u32>,
-    /// Released sessions' previous addresses (index), at most `REMEMBERED`.
-    remembered: HashMap<SessionId, u32>,
+    /// Released sessions' previous addresses (index) and when they were released (a sequence
+    /// number), at most `REMEMBERED`.
+    remembered: HashMap<SessionId, (u32, u64)>,
+    /// The same sessions by release sequence number: the first is the oldest, evicted first.
+    remembered_age: BTreeMap<u64, SessionId>,
+    /// The next release sequence number.
+    next_age: u64,
     /// Where the next search for a free address starts.
     cursor: u32,
 }
@@ -433,6 +444,8 @@ impl StaticPool {
             free: FreeSet::full(size),
             leases: HashMap::new(),
             remembered: HashMap::new(),
+            remembered_age: BTreeMap::new(),
+            next_age: 0,
             cursor: 0,
         })
     }
@@ -552,7 +565,9 @@ impl StaticPool {
             + self.free.memory_bytes()
             + self.runs.capacity() * core::mem::size_of::<(u32, u32, u32)>()
             + map(&self.leases)
-            + map(&self.remembered)
+            + self.remembered.capacity() * (core::mem::size_of::<(SessionId, (u32, u64))>() + 1)
+            // A B-tree node holds up to 11 entries; count a full entry plus a share of the node.
+            + self.remembered_age.len() * (core::mem::size_of::<(u64, SessionId)>() + 8)
             + core::mem::size_of::<StaticPool>()
     }
 
@@ -584,7 +599,7 @@ impl StaticPool {
         if let Some(&idx) = self.leases.get(&session) {
             return Ok(self.addr_at(idx));
         }
-        let idx = match self.remembered.remove(&session) {
+        let idx = match self.forget(session) {
             Some(idx) if self.free.contains(idx) => idx,
             _ => {
                 let found = self
@@ -622,13 +637,68 @@ impl StaticPool {
             *slot = session.get() + 1; // remember the previous holder
         }
         self.free.insert(idx);
-        if self.remembered.len() >= Self::REMEMBERED
-            && let Some(&old) = self.remembered.keys().next()
-        {
-            self.remembered.remove(&old);
-        }
-        self.remembered.insert(session, idx);
+        self.remember(session, idx);
         Some(self.addr_at(idx))
+    }
+
+    /// Remembers `session`'s previous address as the newest entry, evicting the oldest past
+    /// [`REMEMBERED`](Self::REMEMBERED).
+    fn remember(&mut self, session: SessionId, idx: u32) {
+        self.forget(session);
+        while self.remembered.len() >= Self::REMEMBERED {
+            let Some((_, oldest)) = self.remembered_age.pop_first() else {
+                break;
+            };
+            if let Some((old_idx, _)) = self.remembered.remove(&oldest) {
+                self.clear_previous(old_idx, oldest);
+            }
+        }
+        let age = self.next_age;
+        self.next_age += 1;
+        self.remembered.insert(session, (idx, age));
+        self.remembered_age.insert(age, session);
+    }
+
+    /// Forgets `session`'s previous address; returns it (its index).
+    fn forget(&mut self, session: SessionId) -> Option<u32> {
+        let (idx, age) = self.remembered.remove(&session)?;
+        self.remembered_age.remove(&age);
+        Some(idx)
+    }
+
+    /// Clears the free slot `idx`'s previous holder if it is `session`.
+    fn clear_previous(&mut self, idx: u32, session: SessionId) {
+        if let Some(slot) = self.slots.get_mut(idx as usize)
+            && *slot & LIVE == 0
+            && *slot == session.get() + 1
+        {
+            *slot = 0;
+        }
+    }
+
+    /// The released sessions the pool remembers, with the address each held last, oldest first
+    /// (the order in which they are forgotten once [`REMEMBERED`](Self::REMEMBERED) are kept).
+    ///
+    /// ```
+    /// use ipvirt::{Host, SessionId, StaticPool};
+    ///
+    /// let mut pool = StaticPool::new(&["192.0.2.0/29".parse()?], &Host::default())?;
+    /// for s in [9, 3, 5] {
+    ///     pool.lease(SessionId::new(s))?;
+    /// }
+    /// for s in [5, 9, 3] {
+    ///     pool.release(SessionId::new(s));
+    /// }
+    /// let order: Vec<u32> = pool.remembered().iter().map(|(s, _)| s.get()).collect();
+    /// assert_eq!(order, [5, 9, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn remembered(&self) -> Vec<(SessionId, Ipv4Addr)> {
+        self.remembered_age
+            .values()
+            .filter_map(|s| self.remembered.get(s).map(|&(i, _)| (*s, self.addr_at(i))))
+            .collect()
     }
 
     /// The address `session` holds, if any.
@@ -682,99 +752,162 @@ impl StaticPool {
     /// ```
     #[must_use]
     pub fn snapshot(&self) -> PoolSnapshot {
-        let mut remembered: Vec<(SessionId, Ipv4Addr)> = self
-            .remembered
-            .iter()
-            .map(|(&s, &i)| (s, self.addr_at(i)))
-            .collect();
-        remembered.sort_unstable_by_key(|&(_, a)| a);
         PoolSnapshot {
+            version: PoolSnapshot::VERSION,
             pool: self.entries.clone(),
             leases: self.leases(),
-            remembered,
+            remembered: self.remembered(),
+            cursor: Some(self.addr_at(self.cursor)),
         }
     }
 
-    /// Replaces the pool's leases with the snapshot's, after checking all of it. The pool's own
-    /// definition is kept (the snapshot's `pool` is informative): a service rebuilds the pool from
-    /// its current policy, then restores.
+    /// Replaces the pool's state with the snapshot's: its live leases, its remembered sessions (in
+    /// their age order) and its rotation cursor. The pool's own definition is kept (the snapshot's
+    /// `pool` is informative): a service rebuilds the pool from its current policy, then restores.
+    ///
+    /// A policy may have changed the pool since the snapshot was taken. What no longer fits is
+    /// dropped and returned as a [`RestoreWarning`] (never a refusal, so one stale entry cannot
+    /// stop every later launch): a lease of an address that left the pool (that address is no
+    /// longer the pool's to hand out, so dropping it cannot put two sessions on one address), a
+    /// remembered address outside the pool, or a remembered entry that conflicts with a live lease
+    /// or a newer remembered entry. A cursor outside the pool restarts the rotation at the start.
     ///
     /// # Errors
     ///
-    /// [`PoolError::DuplicateSession`], [`PoolError::DuplicateAddress`],
-    /// [`PoolError::OutsidePool`] (also for a server address), or [`PoolError::InvalidSession`]; on
-    /// error the pool is unchanged.
+    /// What cannot come from a policy change means the snapshot is corrupt, and the pool is left
+    /// unchanged: [`PoolError::DuplicateSession`] and [`PoolError::DuplicateAddress`] among the
+    /// live leases, [`PoolError::InvalidSession`], and [`PoolError::UnsupportedVersion`] for a
+    /// snapshot written by a newer ipvirt.
     ///
     /// # Examples
     ///
     /// ```
-    /// use ipvirt::{Host, PoolError, PoolSnapshot, SessionId, StaticPool};
+    /// use ipvirt::{Host, PoolError, PoolSnapshot, RestoreWarning, SessionId, StaticPool};
     ///
     /// let mut pool = StaticPool::new(&["192.0.2.0/29".parse()?], &Host::default())?;
-    /// pool.lease(SessionId::new(1))?;
-    /// let bad = PoolSnapshot {
-    ///     pool: vec![],
-    ///     leases: vec![(SessionId::new(7), "198.51.100.1".parse()?)],
-    ///     remembered: vec![],
+    /// let stale = PoolSnapshot {
+    ///     leases: vec![(SessionId::new(7), "192.0.2.1".parse()?)],
+    ///     remembered: vec![(SessionId::new(8), "198.51.100.1".parse()?)],
+    ///     ..PoolSnapshot::default()
     /// };
-    /// assert!(matches!(pool.restore(&bad), Err(PoolError::OutsidePool { .. })));
+    /// let warnings = pool.restore(&stale)?;
+    /// assert_eq!(warnings, [RestoreWarning::RememberedOutsidePool {
+    ///     session: SessionId::new(8),
+    ///     addr: "198.51.100.1".parse()?,
+    /// }]);
+    /// assert_eq!(pool.address_of(SessionId::new(7)), Some("192.0.2.1".parse()?));
+    ///
+    /// let corrupt = PoolSnapshot {
+    ///     leases: vec![(SessionId::new(7), "192.0.2.1".parse()?), (SessionId::new(8), "192.0.2.1".parse()?)],
+    ///     ..PoolSnapshot::default()
+    /// };
+    /// assert!(matches!(pool.restore(&corrupt), Err(PoolError::DuplicateAddress { .. })));
     /// assert_eq!(pool.leased(), 1); // untouched
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn restore(&mut self, snapshot: &PoolSnapshot) -> Result<(), PoolError> {
+    pub fn restore(&mut self, snapshot: &PoolSnapshot) -> Result<Vec<RestoreWarning>, PoolError> {
+        if snapshot.version > PoolSnapshot::VERSION {
+            return Err(PoolError::UnsupportedVersion {
+                version: snapshot.version,
+            });
+        }
+        let mut warnings = Vec::new();
         // Check everything first, into fresh tables.
         let mut leases: HashMap<SessionId, u32> = HashMap::with_capacity(snapshot.leases.len());
-        let mut taken: HashMap<u32, SessionId> = HashMap::with_capacity(snapshot.leases.len());
+        let mut seen_sessions: HashMap<SessionId, ()> = HashMap::new();
+        let mut seen_addrs: HashMap<Ipv4Addr, ()> = HashMap::new();
         for &(session, addr) in &snapshot.leases {
             if session > SessionId::MAX {
                 return Err(PoolError::InvalidSession { session });
             }
-            let idx = self.index_of(addr).ok_or(PoolError::OutsidePool { addr })?;
-            if leases.insert(session, idx).is_some() {
+            if seen_sessions.insert(session, ()).is_some() {
                 return Err(PoolError::DuplicateSession { session });
             }
-            if taken.insert(idx, session).is_some() {
+            if seen_addrs.insert(addr, ()).is_some() {
                 return Err(PoolError::DuplicateAddress { addr });
             }
+            match self.index_of(addr) {
+                Some(idx) => {
+                    leases.insert(session, idx);
+                }
+                None => warnings.push(RestoreWarning::LeaseOutsidePool { session, addr }),
+            }
         }
-        let mut remembered: HashMap<SessionId, u32> = HashMap::new();
-        for &(session, addr) in snapshot.remembered.iter().take(Self::REMEMBERED) {
+        // Remembered entries, oldest first: a newer entry for the same session or address wins.
+        let mut remembered: Vec<(SessionId, u32)> = Vec::new();
+        let mut by_session: HashMap<SessionId, usize> = HashMap::new();
+        let mut by_index: HashMap<u32, usize> = HashMap::new();
+        let mut dropped = Vec::new();
+        for &(session, addr) in &snapshot.remembered {
             if session > SessionId::MAX {
                 return Err(PoolError::InvalidSession { session });
             }
-            let idx = self.index_of(addr).ok_or(PoolError::OutsidePool { addr })?;
-            if leases.contains_key(&session) || remembered.insert(session, idx).is_some() {
-                return Err(PoolError::DuplicateSession { session });
+            let Some(idx) = self.index_of(addr) else {
+                warnings.push(RestoreWarning::RememberedOutsidePool { session, addr });
+                continue;
+            };
+            if leases.contains_key(&session) || seen_addrs.contains_key(&addr) {
+                warnings.push(RestoreWarning::RememberedConflict { session, addr });
+                continue;
             }
+            let pos = remembered.len();
+            for old in [by_session.insert(session, pos), by_index.insert(idx, pos)]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(&(s, i)) = remembered.get(old)
+                    && !dropped.contains(&old)
+                {
+                    dropped.push(old);
+                    warnings.push(RestoreWarning::RememberedConflict {
+                        session: s,
+                        addr: self.addr_at(i),
+                    });
+                }
+            }
+            remembered.push((session, idx));
         }
+        let keep: Vec<(SessionId, u32)> = remembered
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !dropped.contains(i))
+            .map(|(_, e)| e)
+            .collect();
+        let skip = keep.len().saturating_sub(Self::REMEMBERED);
+        let cursor = snapshot.cursor.and_then(|a| self.index_of(a)).unwrap_or(0);
         // Then apply, which cannot fail.
         self.slots.iter_mut().for_each(|s| *s = 0);
         self.free = FreeSet::full(self.size);
         self.leases = HashMap::new();
+        self.remembered = HashMap::new();
+        self.remembered_age = BTreeMap::new();
+        self.next_age = 0;
         for (&session, &idx) in &leases {
             self.take(idx, session);
         }
-        for (&session, &idx) in &remembered {
-            if let Some(slot) = self.slots.get_mut(idx as usize)
-                && *slot & LIVE == 0
-            {
+        for &(session, idx) in keep.iter().skip(skip) {
+            if let Some(slot) = self.slots.get_mut(idx as usize) {
                 *slot = session.get() + 1;
             }
+            self.remember(session, idx);
         }
-        self.remembered = remembered;
-        Ok(())
+        self.cursor = cursor;
+        Ok(warnings)
     }
 
     fn take(&mut self, idx: u32, session: SessionId) {
-        if let Some(slot) = self.slots.get_mut(idx as usize) {
-            let previous = *slot & HOLDER;
-            if previous != 0 && *slot & LIVE == 0 {
-                // The address goes to someone else: its previous holder no longer gets it back.
-                let prev = SessionId::new(previous - 1);
-                if prev != session && self.remembered.get(&prev) == Some(&idx) {
-                    self.remembered.remove(&prev);
-                }
+        let Some(&slot) = self.slots.get(idx as usize) else {
+            return;
+        };
+        let previous = slot & HOLDER;
+        if previous != 0 && slot & LIVE == 0 {
+            // The address goes to someone else: its previous holder no longer gets it back.
+            let prev = SessionId::new(previous - 1);
+            if prev != session && self.remembered.get(&prev).map(|&(i, _)| i) == Some(idx) {
+                self.forget(prev);
             }
+        }
+        if let Some(slot) = self.slots.get_mut(idx as usize) {
             *slot = LIVE | (session.get() + 1);
         }
         self.free.remove(idx);
@@ -822,23 +955,108 @@ impl AddressSource for StaticPool {
 
 /// A pool's state, for a service that restarts (see [`StaticPool::snapshot`]).
 ///
+/// Everything the pool's promises need survives a snapshot and restore: the live leases, the
+/// remembered sessions in age order (so a returning session gets its old address back and the
+/// oldest is forgotten first), and the rotation cursor (so a released address is reused late).
+/// `version` is [`PoolSnapshot::VERSION`]; a snapshot without it is read as version 1 (ipvirt 0.1,
+/// which had no cursor and no age order), and a newer version is refused by
+/// [`StaticPool::restore`].
+///
 /// ```
 /// use ipvirt::{PoolSnapshot, SessionId};
 ///
-/// let json = r#"{"pool":["192.0.2.0/29"],"leases":[[7,"192.0.2.1"]],"remembered":[]}"#;
+/// let json = r#"{"version":2,"pool":["192.0.2.0/29"],"leases":[[7,"192.0.2.1"]],"remembered":[],"cursor":"192.0.2.2"}"#;
 /// let snap: PoolSnapshot = serde_json::from_str(json)?;
 /// assert_eq!(snap.leases, [(SessionId::new(7), "192.0.2.1".parse()?)]);
+/// assert_eq!(snap.cursor, Some("192.0.2.2".parse()?));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PoolSnapshot {
+    /// The snapshot format's version ([`PoolSnapshot::VERSION`] when written by this crate).
+    pub version: u32,
     /// The pool's definition when the snapshot was taken.
     pub pool: Vec<PoolEntry>,
     /// The live leases.
     pub leases: Vec<(SessionId, Ipv4Addr)>,
-    /// Released sessions and the address each held last.
+    /// Released sessions and the address each held last, oldest first.
     pub remembered: Vec<(SessionId, Ipv4Addr)>,
+    /// Where the next search for a free address starts; `None` starts at the pool's first address.
+    pub cursor: Option<Ipv4Addr>,
+}
+
+impl PoolSnapshot {
+    /// The format version this crate writes.
+    pub const VERSION: u32 = 2;
+}
+
+impl Default for PoolSnapshot {
+    /// An empty snapshot of version 1 (the version of a snapshot that does not say).
+    fn default() -> Self {
+        PoolSnapshot {
+            version: 1,
+            pool: Vec::new(),
+            leases: Vec::new(),
+            remembered: Vec::new(),
+            cursor: None,
+        }
+    }
+}
+
+/// What [`StaticPool::restore`] dropped from a snapshot because it no longer fits the pool (the
+/// policy changed since the snapshot was taken). Nothing dropped can put two sessions on one
+/// address; a caller logs these.
+///
+/// ```
+/// use ipvirt::{RestoreWarning, SessionId};
+///
+/// let w = RestoreWarning::LeaseOutsidePool { session: SessionId::new(7), addr: "198.51.100.1".parse()? };
+/// assert_eq!(w.to_string(), "session 7's lease of 198.51.100.1 was dropped: the address is no longer in the pool");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreWarning {
+    /// A live lease of an address that is no longer in the pool.
+    LeaseOutsidePool {
+        /// The session.
+        session: SessionId,
+        /// Its address.
+        addr: Ipv4Addr,
+    },
+    /// A remembered previous address that is no longer in the pool.
+    RememberedOutsidePool {
+        /// The released session.
+        session: SessionId,
+        /// The address it held last.
+        addr: Ipv4Addr,
+    },
+    /// A remembered previous address that a live lease or a newer remembered entry also names.
+    RememberedConflict {
+        /// The released session.
+        session: SessionId,
+        /// The address it held last.
+        addr: Ipv4Addr,
+    },
+}
+
+impl fmt::Display for RestoreWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            RestoreWarning::LeaseOutsidePool { session, addr } => write!(
+                f,
+                "session {session}'s lease of {addr} was dropped: the address is no longer in the pool"
+            ),
+            RestoreWarning::RememberedOutsidePool { session, addr } => write!(
+                f,
+                "session {session} will not get {addr} back: the address is no longer in the pool"
+            ),
+            RestoreWarning::RememberedConflict { session, addr } => write!(
+                f,
+                "session {session} will not get {addr} back: the snapshot gives that address or session another entry"
+            ),
+        }
+    }
 }
 
 /// A pool shared between threads: a [`StaticPool`] behind a mutex.
@@ -925,7 +1143,7 @@ impl SharedPool {
     /// # Errors
     ///
     /// As [`StaticPool::restore`].
-    pub fn restore(&self, snapshot: &PoolSnapshot) -> Result<(), PoolError> {
+    pub fn restore(&self, snapshot: &PoolSnapshot) -> Result<Vec<RestoreWarning>, PoolError> {
         self.with(|p| p.restore(snapshot))
     }
 

@@ -1,0 +1,389 @@
+//! Runs a command as a session: leases the session's VIP from the policy's pool, starts the command
+//! under the `LD_PRELOAD` layer with the session's configuration, and gives the lease up when the
+//! session's processes are gone.
+//!
+//! ```text
+//! cargo run --example session -- --id 7 --policy examples/policies/linux-ld-preload.toml \
+//!     -- python3 -m http.server --bind 127.0.0.1 8000
+//! ```
+//!
+//! Options:
+//!   --id ID             the session id (required to run a command)
+//!   --policy FILE       the TOML policy (required)
+//!   --pool-state FILE   the lease state shared by concurrent launches (default:
+//!                       ipvirt-leases-<hash of the policy path>.json in the temporary directory);
+//!                       FILE.lock beside it is the lock, FILE.tmp the temporary file of a write
+//!   --server-addr IP    one of the server's addresses, never leased (repeatable)
+//!   --preload FILE      the layer's library (default: libipvirt_preload.so beside this program,
+//!                       built with `cargo build --example ipvirt_preload` if missing)
+//!   --console           run as a console session (never virtualized)
+//!   --status            print the live leases (session, VIP, holders) after reclaiming those whose
+//!                       processes are all gone, and exit
+//!
+//! A VIP is leased only when the policy enables virtual IP with an adapter and a pool. When the pool
+//! is exhausted the command still runs, without `IPVIRT_VIP`: the policy's `on_lease_failure` decides
+//! what its sockets do.
+//!
+//! # What survives what (SPEC §10)
+//!
+//! - The lease state is replaced atomically ([`ipvirt::StateFile`]): a kill or a full disk at any
+//!   moment leaves the old state or the new one. A launch that cannot record its lease (disk full,
+//!   unreadable or corrupt state) does not run the command: it prints an error naming the file and
+//!   exits with status 2, and a corrupt file is left for inspection.
+//! - **The lease lives while any process of the session does.** The command runs with
+//!   `IPVIRT_LEASE=<token>` in its environment, inherited by everything it starts. When the launcher
+//!   ends, or after it was killed (SIGKILL, the OOM killer), the lease is released only once no
+//!   process carrying the token is left: by the launcher itself, or by the next launch or `--status`.
+//!   The command does not die with its launcher (no `PR_SET_PDEATHSIG`): killing the launcher must
+//!   not kill a user's work, and the lease keeps its address from going to another session.
+//! - Concurrent launchers of one session share one lease (and one VIP); it ends with the last.
+//! - SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGALRM are forwarded to the command;
+//!   the launcher then waits for it and releases as above.
+//! - Limits: a process that clears its environment, or one of another user that this launcher may
+//!   not inspect (`/proc/PID/environ`), is not seen as the session's.
+
+// Signal handlers and kill(2): the launcher forwards signals to its child.
+#![allow(unsafe_code)]
+
+mod leases;
+mod procfs;
+
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use ipvirt::{Host, Policy, SessionId, StateFile, StaticPool};
+
+const USAGE: &str = "usage: session --id ID --policy FILE [--pool-state FILE] [--server-addr IP]... \
+[--preload FILE] [--console] -- COMMAND [ARGS...]\n       session --policy FILE [--pool-state FILE] [--server-addr IP]... --status";
+
+struct Args {
+    id: Option<SessionId>,
+    policy: PathBuf,
+    state: Option<PathBuf>,
+    servers: Vec<IpAddr>,
+    preload: Option<PathBuf>,
+    console: bool,
+    status: bool,
+    command: Vec<OsString>,
+}
+
+/// Prints a line on stderr, ignoring errors (a closed stderr must not stop the launcher).
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "session: {line}");
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut id = None;
+    let mut policy = None;
+    let mut state = None;
+    let mut servers = Vec::new();
+    let mut preload = None;
+    let mut console = false;
+    let mut status = false;
+    let mut it = std::env::args_os().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        let text = |v: OsString, name: &str| {
+            v.into_string()
+                .map_err(|v| format!("{name}: {v:?} is not valid text"))
+        };
+        match arg.to_str().unwrap_or("") {
+            "--id" => {
+                let v = text(value("--id")?, "--id")?;
+                id = Some(v.parse::<SessionId>().map_err(|e| format!("--id: {e}"))?);
+            }
+            "--policy" => policy = Some(PathBuf::from(value("--policy")?)),
+            "--pool-state" => state = Some(PathBuf::from(value("--pool-state")?)),
+            "--server-addr" => {
+                let v = text(value("--server-addr")?, "--server-addr")?;
+                servers.push(
+                    v.parse()
+                        .map_err(|_| format!("--server-addr: {v:?} is not an IP address"))?,
+                );
+            }
+            "--preload" => preload = Some(PathBuf::from(value("--preload")?)),
+            "--console" => console = true,
+            "--status" => status = true,
+            "--help" | "-h" => return Err(String::new()),
+            "--" => break,
+            _ => {
+                return Err(format!(
+                    "unknown argument {arg:?} (put the command after --)"
+                ));
+            }
+        }
+    }
+    let command: Vec<OsString> = it.collect();
+    if !status && command.is_empty() {
+        return Err("no command given after --".into());
+    }
+    if !status && id.is_none() {
+        return Err("--id is required".into());
+    }
+    Ok(Args {
+        id,
+        policy: policy.ok_or("--policy is required")?,
+        state,
+        servers,
+        preload,
+        console,
+        status,
+        command,
+    })
+}
+
+static CHILD: AtomicI32 = AtomicI32::new(0);
+static PENDING: AtomicI32 = AtomicI32::new(0);
+
+/// The signals forwarded to the command (their default action would end the launcher without
+/// releasing its lease).
+const FORWARDED: [libc::c_int; 7] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+];
+
+extern "C" fn forward(signal: libc::c_int) {
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe; pid is our child's.
+        unsafe { libc::kill(pid, signal) };
+    } else {
+        // No command yet: remember it, so the launcher does not start one.
+        PENDING.store(signal, Ordering::SeqCst);
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) if e.is_empty() => {
+            let _ = writeln!(std::io::stdout(), "{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            say(&format!("{e}\n{USAGE}"));
+            return ExitCode::from(2);
+        }
+    };
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            say(&e);
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: Args) -> Result<ExitCode, String> {
+    let policy_path = std::fs::canonicalize(&args.policy)
+        .map_err(|e| format!("{}: {e}", args.policy.display()))?;
+    let text = std::fs::read_to_string(&policy_path)
+        .map_err(|e| format!("{}: {e}", policy_path.display()))?;
+    let policy = Policy::from_toml(&text).map_err(|e| format!("{}: {e}", policy_path.display()))?;
+    let host = Host::new(args.servers.iter().copied());
+    let vip_on = policy.virtual_ip.enabled
+        && policy.virtual_ip.adapter.is_some()
+        && !policy.virtual_ip.pool.is_empty();
+    let state_path = match &args.state {
+        Some(p) => std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        None => default_state(&policy_path),
+    };
+    let state = StateFile::new(state_path);
+    let pool = || {
+        StaticPool::from_policy(&policy.virtual_ip, &host)
+            .map_err(|e| format!("{}: {e}", policy_path.display()))
+    };
+    let boot = procfs::boot_id();
+
+    if args.status {
+        if !vip_on {
+            return Err(format!(
+                "{}: the policy leases no VIPs",
+                policy_path.display()
+            ));
+        }
+        let (leases, notes) = leases::status(&state, pool()?, &boot)?;
+        notes.iter().for_each(|n| say(n));
+        let mut out = std::io::stdout().lock();
+        for (s, a, holders) in leases {
+            let _ = writeln!(out, "session {s} {a} holders={holders}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let id = args.id.ok_or("--id is required")?;
+    let preload = match &args.preload {
+        Some(p) => std::fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        None => default_preload()?,
+    };
+
+    for sig in FORWARDED {
+        // SAFETY: installs a handler that only touches atomics and calls the async-signal-safe
+        // kill(2).
+        unsafe { libc::signal(sig, forward as *const () as libc::sighandler_t) };
+    }
+
+    let me = leases::Holder::me(id, &boot);
+    let leasing = vip_on && !args.console;
+    let vip = if leasing {
+        let got = leases::acquire(&state, pool()?, &me, &boot)?;
+        got.notes.iter().for_each(|n| say(n));
+        got.vip
+    } else {
+        None
+    };
+    match vip {
+        Some(v) => say(&format!(
+            "session {id}: virtual IP {v} (leases in {})",
+            state.path().display()
+        )),
+        None if leasing => say(&format!(
+            "session {id}: no virtual IP left in the pool; virtual_ip.on_lease_failure = {} applies",
+            policy.virtual_ip.on_lease_failure
+        )),
+        None => {}
+    }
+
+    let status = if PENDING.load(Ordering::SeqCst) != 0 {
+        Err(format!(
+            "stopped by signal {} before the command started",
+            PENDING.load(Ordering::SeqCst)
+        ))
+    } else {
+        spawn(&args, id, &policy_path, &preload, vip, &me.token)
+    };
+
+    if vip.is_some() {
+        match leases::release(&state, pool()?, &me, &boot) {
+            Ok(notes) => notes.iter().for_each(|n| say(n)),
+            // The holder stays recorded; the next launch reclaims it once the session is gone.
+            Err(e) => say(&format!("could not release the lease now: {e}")),
+        }
+    }
+    let status = status?;
+    Ok(
+        match (
+            status.code(),
+            std::os::unix::process::ExitStatusExt::signal(&status),
+        ) {
+            (Some(c), _) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+            (None, Some(sig)) => ExitCode::from(u8::try_from(128 + sig).unwrap_or(1)),
+            _ => ExitCode::FAILURE,
+        },
+    )
+}
+
+fn spawn(
+    args: &Args,
+    id: SessionId,
+    policy: &Path,
+    preload: &Path,
+    vip: Option<Ipv4Addr>,
+    token: &str,
+) -> Result<std::process::ExitStatus, String> {
+    let (program, rest) = args.command.split_first().ok_or("no command")?;
+    let mut cmd = Command::new(program);
+    cmd.args(rest)
+        .env("IPVIRT_SESSION", id.to_string())
+        .env("IPVIRT_POLICY", policy)
+        .env(
+            "IPVIRT_SESSION_KIND",
+            if args.console { "console" } else { "remote" },
+        );
+    match vip {
+        Some(v) => {
+            cmd.env("IPVIRT_VIP", v.to_string());
+            cmd.env(procfs::TOKEN_VAR, token);
+        }
+        None => {
+            cmd.env_remove("IPVIRT_VIP");
+            cmd.env_remove(procfs::TOKEN_VAR);
+        }
+    }
+    if !args.servers.is_empty() {
+        let list: Vec<String> = args.servers.iter().map(ToString::to_string).collect();
+        cmd.env("IPVIRT_SERVER_ADDRS", list.join(","));
+    }
+    let mut ld = preload.as_os_str().to_owned();
+    if let Some(existing) = std::env::var_os("LD_PRELOAD").filter(|e| !e.is_empty()) {
+        ld.push(":");
+        ld.push(existing);
+    }
+    cmd.env("LD_PRELOAD", ld);
+
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run {program:?}: {e}"))?;
+    CHILD.store(i32::try_from(child.id()).unwrap_or(0), Ordering::SeqCst);
+    // A signal that came while the command was starting: forward it now.
+    let pending = PENDING.swap(0, Ordering::SeqCst);
+    if pending != 0 {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(i32::try_from(child.id()).unwrap_or(0), pending) };
+    }
+    loop {
+        match child.wait() {
+            Ok(status) => {
+                // Its pid may be reused from now on: signals no longer go anywhere.
+                CHILD.store(0, Ordering::SeqCst);
+                return Ok(status);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("waiting for {program:?}: {e}")),
+        }
+    }
+}
+
+fn default_state(policy: &Path) -> PathBuf {
+    // FNV-1a of the policy's path: one lease file per policy.
+    let hash = policy
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+    std::env::temp_dir().join(format!("ipvirt-leases-{hash:016x}.json"))
+}
+
+fn default_preload() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = exe
+        .parent()
+        .ok_or("cannot locate this program's directory")?;
+    let lib = dir.join("libipvirt_preload.so");
+    if lib.exists() {
+        return Ok(lib);
+    }
+    // target/<profile>/examples/session: build the layer with the same profile.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsStr::new("cargo").to_owned());
+    let mut c = Command::new(cargo);
+    c.args(["build", "--quiet", "--example", "ipvirt_preload"]);
+    if dir
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|n| n == "release")
+    {
+        c.arg("--release");
+    }
+    if let Some(target) = dir.parent().and_then(Path::parent) {
+        c.env("CARGO_TARGET_DIR", target);
+    }
+    let ok = c.status().map(|s| s.success()).unwrap_or(false);
+    if ok && lib.exists() {
+        Ok(lib)
+    } else {
+        Err(format!(
+            "the LD_PRELOAD layer is missing at {} and could not be built (use --preload)",
+            lib.display()
+        ))
+    }
+}

@@ -1,0 +1,48 @@
+//! The example programs the end-to-end tests run (built by `cargo test` with the other examples,
+//! or built here), and what the tests need of the machine.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// `target/<profile>` of the running test binary (`target/<profile>/deps/<test>`).
+fn profile_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.parent()?.to_path_buf())
+}
+
+/// The example's file in `target/<profile>/examples`, built with cargo if it is missing.
+fn example(file: &str, name: &str) -> Option<PathBuf> {
+    let dir = profile_dir()?;
+    let path = dir.join("examples").join(file);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = Command::new(cargo)
+            .args(["build", "--example", name])
+            .env("CARGO_TARGET_DIR", dir.parent()?)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return None;
+        }
+    }
+    path.exists().then_some(path)
+}
+
+/// The `LD_PRELOAD` layer's shared library.
+pub fn preload_lib() -> Option<PathBuf> {
+    example("libipvirt_preload.so", "ipvirt_preload")
+}
+
+/// The session launcher.
+pub fn launcher() -> Option<PathBuf> {
+    example("session", "session")
+}
+
+/// Whether `cmd` is on the PATH.
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
