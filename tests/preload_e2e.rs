@@ -391,10 +391,12 @@ ip link set lo up
 ip addr add 192.0.2.10/24 dev lo
 ip addr add 192.0.2.101/32 dev lo
 ip addr add 192.0.2.102/32 dev lo
-trap 'kill $(jobs -p) 2>/dev/null' EXIT
+PIDS=""
+trap 'kill $PIDS 2>/dev/null' EXIT
 serve() { # session vip bind port dir policy log
   ( cd "$5" && IPVIRT_SESSION=$1 IPVIRT_VIP=$2 IPVIRT_POLICY=$6 LD_PRELOAD=$LIB \
-      timeout 30 python3 -m http.server --bind "$3" "$4" >"$7" 2>&1 ) &
+      exec timeout 30 python3 -m http.server --bind "$3" "$4" >"$7" 2>&1 ) &
+  PIDS="$PIDS $!"
 }
 client() { # session vip policy url
   IPVIRT_SESSION=$1 IPVIRT_VIP=$2 IPVIRT_POLICY=$3 LD_PRELOAD=$LIB curl -s -m 5 -o /dev/null -w '%{http_code}' "$4"
@@ -412,7 +414,9 @@ echo "LISTEN $(ss -ltn 2>/dev/null | grep -E ":($PORT|$PORT2) " | awk '{print $4
 echo "A_FROM_7 $(client 7 192.0.2.101 $POLICY http://192.0.2.102:$PORT/)"
 echo "LOOP_PREFER $(client 7 192.0.2.101 $PREFER http://127.0.0.1:$PORT2/)"
 echo "LOOP_NOPREFER $(client 7 192.0.2.101 $POLICY http://127.0.0.1:$PORT2/)"
-sleep 0.3
+# Stop the servers and wait for them (timeout passes SIGTERM on and waits for python), so no
+# process writes the logs while they are read.
+kill $PIDS 2>/dev/null; wait
 echo "B_LOG $(tail -n +$((NB + 1)) $DIR/b.log | grep -o '^[0-9.]* - - ' | tr '\n' ' ')"
 echo "LO_LOG $(tail -n +$((NLO + 1)) $DIR/lo.log | grep -o '^[0-9.]* - - ' | tr '\n' ' ')"
 "#;
