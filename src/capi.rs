@@ -44,11 +44,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use crate::engine::{Decision, Engine, ProcessPlan, Reason};
-use crate::error::{RewriteError, SockaddrError};
 use crate::host::Host;
 use crate::policy::Policy;
+use crate::rewrite::RewriteError;
 use crate::rewrite::Stack;
 use crate::session::{Session, SessionId};
+use crate::sockaddr::SockaddrError;
 use crate::sockaddr::SockaddrLayout;
 
 /// Status codes. The numeric values are frozen.

@@ -22,7 +22,6 @@ use alloc::boxed::Box;
 use alloc::vec;
 use core::fmt;
 
-use crate::error::CompileError;
 use crate::host::Host;
 use crate::policy::{Policy, VipMode};
 use crate::process::{ProgramList, fold_program_name};
@@ -550,4 +549,35 @@ impl fmt::Display for ProcessExplanation<'_> {
         }
         Ok(())
     }
+}
+
+/// An error compiling a [`Policy`](crate::Policy) into an [`Engine`](crate::Engine): a setting the
+/// engine cannot carry out without breaking an invariant of SPEC §5.
+///
+/// # Examples
+///
+/// ```
+/// use ipvirt::{Host, Policy};
+///
+/// let mut policy = Policy::default();
+/// policy.virtual_loopback.localhost = "192.0.2.1".parse().unwrap();
+/// let err = policy.compile(Host::default()).unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "virtual_loopback.localhost = 192.0.2.1 is not a loopback address: it must be in 127.0.0.0/8 and not 127.0.0.0"
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompileError {
+    /// `virtual_loopback.localhost` is outside 127.0.0.0/8 (or is `127.0.0.0`, which names no
+    /// session): replacing it by a session loopback address would turn a non-loopback address into a
+    /// loopback one.
+    #[error(
+        "virtual_loopback.localhost = {localhost} is not a loopback address: it must be in 127.0.0.0/8 and not 127.0.0.0"
+    )]
+    LocalhostNotLoopback {
+        /// The configured address.
+        localhost: core::net::Ipv4Addr,
+    },
 }

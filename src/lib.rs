@@ -128,25 +128,27 @@ mod sockaddr;
 #[doc = include_str!("../README.md")]
 mod readme {}
 
-pub use engine::{Decision, Engine, ProcessExplanation, ProcessPlan, Reason};
-pub use error::{
-    AdvisorError, CompileError, Error, LeaseError, ParsePoolEntryError, ParseSessionError,
-    PolicyError, PoolError, RegError, RewriteError, SessionError, SockaddrError,
-};
+#[cfg(feature = "std")]
+pub use advisor::AdvisorError;
+pub use engine::{CompileError, Decision, Engine, ProcessExplanation, ProcessPlan, Reason};
+pub use error::Error;
 pub use host::Host;
 pub use policy::{
-    Diagnostic, DiagnosticCode, LeaseFailure, Origin, Platform, Policy, PreferLoopback, RegImport,
-    Severity, VipMode, VipOrigins, VirtualIp, VirtualLoopback,
+    Diagnostic, DiagnosticCode, LeaseFailure, Origin, Platform, Policy, PolicyError,
+    PreferLoopback, RegError, RegImport, Severity, VipMode, VipOrigins, VirtualIp, VirtualLoopback,
 };
 #[cfg(feature = "std")]
 pub use pool::SharedPool;
-pub use pool::{AddressSource, PoolEntry, PoolSnapshot, RestoreWarning, StaticPool};
+pub use pool::{
+    AddressSource, LeaseError, ParsePoolEntryError, PoolEntry, PoolError, PoolSnapshot,
+    RestoreWarning, StaticPool,
+};
 #[cfg(feature = "std")]
 pub use pool::{StateError, StateFile, StateLock, StateStep};
 pub use process::{ProgramList, fold_program_name};
-pub use rewrite::{Call, Connect, Explanation, Outcome, Rewriter, Rule, Stack};
-pub use session::{Session, SessionId, SessionKind};
+pub use rewrite::{Call, Connect, Explanation, Outcome, RewriteError, Rewriter, Rule, Stack};
+pub use session::{ParseSessionError, Session, SessionError, SessionId, SessionKind};
 pub use sockaddr::{
     FamilyHeader, RawConnect, SOCKADDR_IN_LEN, SOCKADDR_IN6_LEN, SOCKADDR_STORAGE_LEN,
-    SockaddrLayout, read_sockaddr, write_sockaddr,
+    SockaddrError, SockaddrLayout, read_sockaddr, write_sockaddr,
 };

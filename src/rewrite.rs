@@ -46,10 +46,10 @@ use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use crate::engine::{Engine, ProcessPlan};
-use crate::error::RewriteError;
+
 use crate::host::contains_bits;
 use crate::policy::LeaseFailure;
-use crate::session::{Session, SessionId};
+use crate::session::{Session, SessionError, SessionId};
 
 /// What a `connect`, `WSAConnect`, `sendto` or `WSASendTo` should do instead.
 ///
@@ -1157,5 +1157,95 @@ impl fmt::Display for Explanation {
             Err(e) => write!(f, "error ({e})")?,
         }
         write!(f, ": {}", self.rule)
+    }
+}
+
+/// An error from a [`Rewriter`](crate::Rewriter): the call must fail, with the error code given
+/// for each variant.
+///
+/// Every payload is `Copy`: returning the error never allocates.
+///
+/// | variant | POSIX `errno` | Winsock |
+/// |---|---|---|
+/// | [`NoConnectivity`](Self::NoConnectivity) | `EADDRNOTAVAIL` | `WSAEADDRNOTAVAIL` |
+/// | [`Isolated`](Self::Isolated) | `ECONNREFUSED` | `WSAECONNREFUSED` |
+/// | [`Session`](Self::Session), [`InvalidVip`](Self::InvalidVip) | (set-up errors of [`Engine::rewriter`](crate::Engine::rewriter); a hook logs them and passes calls through) | |
+///
+/// # Examples
+///
+/// ```
+/// use ipvirt::{Host, Policy, RewriteError, Session, SessionId};
+///
+/// let policy = Policy::from_toml(
+///     "[virtual_loopback]\nenabled = true\nprograms = [\"a\"]\nisolate = true\n",
+/// )?;
+/// let engine = policy.compile(Host::default())?;
+/// let rw = engine.rewriter(Session::remote(SessionId::new(7)), &engine.process("a"), None)?;
+/// let err = rw.connect("127.0.0.9:9000".parse()?).unwrap_err();
+/// assert!(matches!(err, RewriteError::Isolated { .. }));
+/// assert_eq!(
+///     err.to_string(),
+///     "session 7 may not connect to 127.0.0.9:9000: it is session 8's loopback address and virtual_loopback.isolate is on"
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RewriteError {
+    /// The call would use the session's VIP, the session has none, and the policy says
+    /// `on_lease_failure = "no-connectivity"` (`PromptOnIPLeaseFail = 1`).
+    #[error(
+        "session {session} has no virtual IP and virtual_ip.on_lease_failure is no-connectivity: {addr} cannot be used"
+    )]
+    NoConnectivity {
+        /// The session.
+        session: SessionId,
+        /// The address the call was given.
+        addr: core::net::SocketAddr,
+    },
+    /// The destination is another session's loopback address and `virtual_loopback.isolate` is on.
+    #[error(
+        "session {session} may not connect to {dest}: it is session {owner}'s loopback address and virtual_loopback.isolate is on"
+    )]
+    Isolated {
+        /// The session making the call.
+        session: SessionId,
+        /// The destination the call was given.
+        dest: core::net::SocketAddr,
+        /// The session that loopback address belongs to.
+        owner: SessionId,
+    },
+    /// Virtual loopback applies but the session has no loopback address (its id is past
+    /// [`SessionId::MAX`]).
+    #[error(transparent)]
+    Session(SessionError),
+    /// Virtual IP applies and the VIP given is not a usable unicast IPv4 address.
+    #[error(
+        "virtual IP {vip} is not a usable unicast address (unspecified, loopback, multicast or broadcast)"
+    )]
+    InvalidVip {
+        /// The VIP that was given.
+        vip: core::net::Ipv4Addr,
+    },
+}
+
+#[cfg(feature = "std")]
+impl RewriteError {
+    /// The `std::io::ErrorKind` a hook should fail the call with.
+    ///
+    /// ```
+    /// use std::io::ErrorKind;
+    /// use ipvirt::{RewriteError, SessionId};
+    ///
+    /// let e = RewriteError::NoConnectivity { session: SessionId::new(7), addr: "0.0.0.0:80".parse().unwrap() };
+    /// assert_eq!(e.io_error_kind(), ErrorKind::AddrNotAvailable);
+    /// ```
+    #[must_use]
+    pub fn io_error_kind(&self) -> std::io::ErrorKind {
+        match self {
+            RewriteError::NoConnectivity { .. } => std::io::ErrorKind::AddrNotAvailable,
+            RewriteError::Isolated { .. } => std::io::ErrorKind::ConnectionRefused,
+            _ => std::io::ErrorKind::InvalidInput,
+        }
     }
 }

@@ -20,13 +20,12 @@
 //! Both directions are a handful of integer operations: no allocation, no branch on anything but the
 //! range check.
 
+use alloc::string::String;
 use core::fmt;
 use core::net::Ipv4Addr;
 use core::str::FromStr;
 
 use alloc::string::ToString;
-
-use crate::error::{ParseSessionError, SessionError};
 
 /// `127.0.0.0` as a `u32`: the base the session offset is added to.
 const LOOPBACK_BASE: u32 = 0x7F00_0000;
@@ -395,4 +394,63 @@ mod tests {
             Err(SessionError::OutOfRange { id: 16_777_215 })
         );
     }
+}
+
+/// An error from the session-to-loopback mapping.
+///
+/// # Examples
+///
+/// ```
+/// use ipvirt::{SessionError, SessionId};
+///
+/// let err = SessionId::new(16_777_215).loopback().unwrap_err();
+/// assert_eq!(err, SessionError::OutOfRange { id: 16_777_215 });
+/// assert_eq!(
+///     err.to_string(),
+///     "session 16777215 has no loopback address: the largest session id with one is 16777214 (127.255.255.255)"
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The session id is larger than [`SessionId::MAX`]: 127.0.0.0/8 has no address left for it, and
+    /// wrapping around would hand it another session's address.
+    #[error(
+        "session {id} has no loopback address: the largest session id with one is {max} (127.255.255.255)",
+        max = SessionId::MAX.get()
+    )]
+    OutOfRange {
+        /// The session id that was asked for.
+        id: u32,
+    },
+}
+
+/// An error from parsing a [`SessionId`] from text.
+///
+/// # Examples
+///
+/// ```
+/// use ipvirt::SessionId;
+///
+/// let err = "seven".parse::<SessionId>().unwrap_err();
+/// assert_eq!(err.to_string(), "invalid session id \"seven\": not a decimal number");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseSessionError {
+    /// The text is not a decimal number (empty, a sign, a space, a letter, …).
+    #[error("invalid session id {input:?}: not a decimal number")]
+    NotANumber {
+        /// The text that was given.
+        input: String,
+    },
+    /// The number is larger than [`SessionId::MAX`], the largest id with a loopback address.
+    #[error(
+        "invalid session id {input:?}: larger than {max}, the largest session id with a loopback address",
+        max = SessionId::MAX.get()
+    )]
+    OutOfRange {
+        /// The text that was given.
+        input: String,
+    },
 }

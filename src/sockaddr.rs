@@ -31,8 +31,7 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use crate::error::SockaddrError;
-use crate::rewrite::{Fail, Ip, Rewriter, Stack};
+use crate::rewrite::{Fail, Ip, RewriteError, Rewriter, Stack};
 
 /// `sizeof(struct sockaddr_in)`.
 pub const SOCKADDR_IN_LEN: usize = 16;
@@ -589,5 +588,71 @@ impl Raw {
             put(buf, 4, &bits.to_be_bytes());
         }
         true
+    }
+}
+
+/// An error from the raw `sockaddr` functions.
+///
+/// Every payload is `Copy`. [`UnsupportedFamily`](Self::UnsupportedFamily) is not the caller's
+/// mistake: it says the address is not `AF_INET`/`AF_INET6`, and the hook passes the call through
+/// untouched. The others mean the application passed a bad buffer: the hook lets the system call
+/// fail as it would natively (`EINVAL` / `WSAEFAULT`), or, for [`Rewrite`](Self::Rewrite), fails it
+/// with the rewrite error's code.
+///
+/// # Examples
+///
+/// ```
+/// use ipvirt::{SockaddrError, SockaddrLayout, read_sockaddr};
+///
+/// let err = read_sockaddr(&[2, 0, 0, 80], SockaddrLayout::LINUX).unwrap_err();
+/// assert_eq!(err, SockaddrError::TooShort { len: 4, need: 16 });
+/// assert_eq!(err.to_string(), "socket address buffer of 4 bytes is too short: this family needs 16");
+/// assert!(read_sockaddr(&[1, 0, b'/', 0], SockaddrLayout::LINUX).unwrap_err().is_unsupported_family());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SockaddrError {
+    /// The buffer is shorter than the structure its family needs (or than the 2-byte family field).
+    #[error("socket address buffer of {len} bytes is too short: this family needs {need}")]
+    TooShort {
+        /// The buffer's length.
+        len: usize,
+        /// The length needed.
+        need: usize,
+    },
+    /// The buffer is longer than any socket address (`sizeof(struct sockaddr_storage)`).
+    #[error(
+        "socket address buffer of {len} bytes is too long: no socket address is longer than {max}"
+    )]
+    TooLong {
+        /// The buffer's length.
+        len: usize,
+        /// The longest accepted.
+        max: usize,
+    },
+    /// The family is neither `AF_INET` nor `AF_INET6` of the layout: not rewritten.
+    #[error(
+        "address family {family} is neither AF_INET nor AF_INET6: such sockets are never rewritten"
+    )]
+    UnsupportedFamily {
+        /// The family found in the buffer.
+        family: u16,
+    },
+    /// The rewrite itself says the call must fail.
+    #[error(transparent)]
+    Rewrite(#[from] RewriteError),
+}
+
+impl SockaddrError {
+    /// Whether this is [`SockaddrError::UnsupportedFamily`]: pass the call through untouched.
+    ///
+    /// ```
+    /// use ipvirt::SockaddrError;
+    ///
+    /// assert!(SockaddrError::UnsupportedFamily { family: 1 }.is_unsupported_family());
+    /// ```
+    #[must_use]
+    pub const fn is_unsupported_family(&self) -> bool {
+        matches!(self, SockaddrError::UnsupportedFamily { .. })
     }
 }

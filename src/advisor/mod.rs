@@ -34,7 +34,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use ipnet::Ipv4Net;
 
-use crate::error::AdvisorError;
 use crate::host::Host;
 use crate::policy::{Policy, VipMode};
 use crate::pool::PoolEntry;
@@ -612,4 +611,28 @@ pub fn advise(first: &Snapshot, second: Option<&Snapshot>, options: &AdviceOptio
         policy,
         notes,
     }
+}
+
+/// An error of the advisor (feature `std`).
+///
+/// # Examples
+///
+/// ```
+/// let err = ipvirt::advisor::parse("hello\nworld\n").unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "no line of the 2 non-empty lines parses as a socket table; tried ss -tulpn, netstat -ano[b], TCPView CSV"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdvisorError {
+    /// No line of the text parses in any supported format.
+    #[error("no line of the {lines} non-empty lines parses as a socket table; tried {tried}")]
+    NothingParsed {
+        /// How many non-empty lines the text has.
+        lines: usize,
+        /// The formats tried.
+        tried: String,
+    },
 }

@@ -48,10 +48,8 @@ mod registry;
 mod toml_file;
 mod validate;
 
-pub use registry::{Origin, RegImport, VipOrigins};
+pub use registry::{Origin, RegError, RegImport, VipOrigins};
 pub use validate::{Diagnostic, DiagnosticCode, Severity};
-
-use crate::error::PolicyError;
 
 /// Every setting of both features and of preferred loopback.
 ///
@@ -342,4 +340,47 @@ impl core::str::FromStr for Platform {
             .find(|p| p.as_str() == s)
             .ok_or_else(|| PolicyError::UnknownPlatform { value: s.into() })
     }
+}
+
+/// An error reading a policy: syntax, an unknown key, a wrong type or a malformed value.
+///
+/// Errors from a file name the line (1-based) and the key, so the administrator can go straight to it.
+///
+/// # Examples
+///
+/// ```
+/// use ipvirt::{Policy, PolicyError};
+///
+/// let err = Policy::from_toml("[virtual_loopback]\nenabled = true\nprogram = [\"crm.exe\"]\n").unwrap_err();
+/// assert!(matches!(err, PolicyError::Toml { line: 3, .. }));
+/// assert!(err.to_string().starts_with("policy line 3, key `virtual_loopback.program`: unknown field `program`"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The TOML text is malformed, has an unknown key, a value of the wrong type, or a value that does
+    /// not parse (an address, a CIDR, a pool range, a mode).
+    #[error("policy line {line}{}: {message}", key.as_deref().map(|k| alloc::format!(", key `{k}`")).unwrap_or_default())]
+    Toml {
+        /// The 1-based line the error is on.
+        line: usize,
+        /// The dotted key the error is about (`virtual_ip.adapter`), where it could be told.
+        key: Option<String>,
+        /// What is wrong, from the TOML reader.
+        message: String,
+    },
+    /// The platform name is not one this crate knows.
+    #[error(
+        "unknown platform {value:?}: expected one of windows-server-2008-r2, windows-server-2012, windows-server-2012-r2, windows-server-2016, windows-server-2019, windows-server-2022, windows-server-2025, windows-10-multi-session, windows-11-multi-session, windows-desktop, other"
+    )]
+    UnknownPlatform {
+        /// The name that was given.
+        value: String,
+    },
+    /// The policy could not be written as TOML (only possible if a field cannot be represented).
+    #[error("policy cannot be written as TOML: {message}")]
+    Serialize {
+        /// What the TOML writer said.
+        message: String,
+    },
 }

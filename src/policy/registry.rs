@@ -42,7 +42,6 @@ use ipnet::Ipv4Net;
 
 use super::validate::{Diagnostic, DiagnosticCode, Severity};
 use super::{LeaseFailure, Policy, VipMode};
-use crate::error::RegError;
 
 const KEY_POLICY: &str = r"hkey_local_machine\software\policies\microsoft\windows nt\terminal services\tsappsrv\virtualip";
 const KEY_LOCAL: &str =
@@ -670,4 +669,51 @@ mod tests {
         );
         assert_eq!(multi_sz(b"a\0bc\0\0", true), ["a", "bc"]);
     }
+}
+
+/// An error reading a registry export ([`Policy::from_reg`](crate::Policy::from_reg)): the file is
+/// not a registry export, or a line of it is malformed. Every variant names the line (1-based) or
+/// the byte offset.
+///
+/// # Examples
+///
+/// ```
+/// use ipvirt::{Policy, RegError};
+///
+/// let err = Policy::from_reg(b"REGEDIT4\n[HKLM\\X]\n\"A\"=dword:xyz\n").unwrap_err();
+/// assert!(matches!(err, RegError::Malformed { line: 3, .. }));
+/// assert_eq!(
+///     err.to_string(),
+///     "registry file line 3: \"\\\"A\\\"=dword:xyz\" is malformed: dword: needs 1 to 8 hex digits"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegError {
+    /// The first non-empty line is not `Windows Registry Editor Version 5.00` or `REGEDIT4`.
+    #[error(
+        "registry file line {line}: expected the header \"Windows Registry Editor Version 5.00\" or \"REGEDIT4\", found {found:?}"
+    )]
+    Header {
+        /// The line where the header should be.
+        line: usize,
+        /// What is there instead (at most 60 characters).
+        found: String,
+    },
+    /// A line is neither a key, a value, a comment nor blank, or its data is malformed.
+    #[error("registry file line {line}: {text:?} is malformed: {reason}")]
+    Malformed {
+        /// The line (the first line of a continued line).
+        line: usize,
+        /// The line's text (at most 80 characters).
+        text: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A UTF-16 file has an odd number of bytes or an unpaired surrogate.
+    #[error("registry file is not valid UTF-16 at byte {offset}")]
+    Utf16 {
+        /// The byte offset of the bad code unit.
+        offset: usize,
+    },
 }

@@ -3,7 +3,7 @@
 use alloc::string::{String, ToString};
 
 use super::Policy;
-use crate::error::PolicyError;
+use super::PolicyError;
 
 impl Policy {
     /// Reads a policy from the TOML format of DESIGN.md.

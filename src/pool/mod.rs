@@ -72,7 +72,6 @@ use hashbrown::HashMap;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{LeaseError, ParsePoolEntryError, PoolError};
 use crate::host::Host;
 use crate::policy::VirtualIp;
 use crate::session::SessionId;
@@ -1302,4 +1301,126 @@ mod tests {
             assert_eq!(f.find_from(0), None, "size {size}");
         }
     }
+}
+
+/// An error parsing a VIP pool entry (`192.0.2.10-192.0.2.20`, `192.0.2.0/24` or `192.0.2.7`).
+///
+/// # Examples
+///
+/// ```
+/// use ipvirt::PoolEntry;
+///
+/// let err = "192.0.2.20-192.0.2.10".parse::<PoolEntry>().unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid pool entry \"192.0.2.20-192.0.2.10\": the range ends before it starts"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid pool entry {input:?}: {reason}")]
+pub struct ParsePoolEntryError {
+    /// The text that was given.
+    pub input: String,
+    /// Why it was refused.
+    pub reason: &'static str,
+}
+
+/// An error building or restoring a [`StaticPool`](crate::StaticPool).
+///
+/// # Examples
+///
+/// ```
+/// use ipvirt::{Host, PoolError, StaticPool};
+///
+/// let host = Host::new(["192.0.2.7".parse().unwrap()]);
+/// let err = StaticPool::new(&["192.0.2.7".parse().unwrap()], &host).unwrap_err();
+/// assert_eq!(err, PoolError::Empty);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// No address is left once the server's own addresses are taken out (or no entry was given).
+    #[error("the VIP pool is empty: it has no address that is not one of the server's own")]
+    Empty,
+    /// The pool holds more addresses than the largest accepted, 16 777 216 (a /8).
+    #[error("the VIP pool has {size} addresses: at most 16777216 (a /8) are accepted")]
+    TooLarge {
+        /// How many addresses the entries hold.
+        size: u64,
+    },
+    /// An entry holds addresses that can never be a VIP.
+    #[error("VIP pool entry \"{entry}\" overlaps {block}: such addresses can never be a VIP")]
+    Reserved {
+        /// The entry.
+        entry: crate::pool::PoolEntry,
+        /// The block it overlaps, in words.
+        block: &'static str,
+    },
+    /// A snapshot names the same session twice.
+    #[error("the pool snapshot names session {session} twice")]
+    DuplicateSession {
+        /// The session.
+        session: SessionId,
+    },
+    /// A snapshot leases the same address twice.
+    #[error("the pool snapshot leases {addr} twice")]
+    DuplicateAddress {
+        /// The address.
+        addr: core::net::Ipv4Addr,
+    },
+    /// A snapshot names an address that is not in the pool (or is one of the server's own).
+    #[error("the pool snapshot names {addr}, which is not in the pool")]
+    OutsidePool {
+        /// The address.
+        addr: core::net::Ipv4Addr,
+    },
+    /// A snapshot was written in a newer format than this crate reads.
+    #[error(
+        "the pool snapshot has format version {version}; this ipvirt reads versions 1 and 2 (it was written by a newer ipvirt)"
+    )]
+    UnsupportedVersion {
+        /// The snapshot's version.
+        version: u32,
+    },
+    /// A snapshot names a session id past [`SessionId::MAX`].
+    #[error("the pool snapshot names session {session}, past the largest session id 16777214")]
+    InvalidSession {
+        /// The session.
+        session: SessionId,
+    },
+}
+
+/// An error leasing a VIP. Every payload is `Copy`.
+///
+/// A hook turns it into the policy's lease-failure behaviour by passing no VIP to
+/// [`Engine::rewriter`](crate::Engine::rewriter) (`pool.lease(s).ok()`).
+///
+/// # Examples
+///
+/// ```
+/// use ipvirt::{Host, LeaseError, SessionId, StaticPool};
+///
+/// let mut pool = StaticPool::new(&["192.0.2.7".parse().unwrap()], &Host::default()).unwrap();
+/// pool.lease(SessionId::new(1)).unwrap();
+/// let err = pool.lease(SessionId::new(2)).unwrap_err();
+/// assert_eq!(err, LeaseError::Exhausted { session: SessionId::new(2), size: 1 });
+/// assert_eq!(err.to_string(), "no VIP left for session 2: all 1 addresses of the pool are leased");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LeaseError {
+    /// Every address of the pool is leased.
+    #[error("no VIP left for session {session}: all {size} addresses of the pool are leased")]
+    Exhausted {
+        /// The session that asked.
+        session: SessionId,
+        /// The pool's size.
+        size: u32,
+    },
+    /// The session id is past [`SessionId::MAX`].
+    #[error("session {session} cannot lease a VIP: session ids go up to 16777214")]
+    InvalidSession {
+        /// The session that asked.
+        session: SessionId,
+    },
 }

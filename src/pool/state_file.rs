@@ -1,42 +1,4 @@
-//! State files that survive faults (SPEC §10): replaced atomically, locked apart from the data.
-//!
-//! Leases are the one piece of state the layers keep, and a launcher can be killed at any moment
-//! (SIGKILL, the OOM killer, power loss) or meet a full disk. A [`StateFile`] keeps a serde value
-//! (JSON) in a file the way trusted lease stores do (ISC Kea's memfile, dnsmasq):
-//!
-//! - **Writes replace, never edit**: the new state goes to `<path>.tmp`, is flushed to disk
-//!   (`fsync`), then renamed over `<path>`, and the directory is synced so the rename itself is
-//!   durable. A crash, a kill or a full disk at any step leaves either the old file or the new one,
-//!   never a truncated one; a failed write removes its temporary file and leaves the old state.
-//! - **The lock is a separate file**, `<path>.lock` (an exclusive `flock`), held across
-//!   read-modify-write by [`StateFile::lock`]. Because the data file is only ever renamed into place,
-//!   a reader that takes no lock ([`StateFile::read`]) still sees a whole file, old or new. The lock
-//!   file is never deleted (deleting it would let two writers lock two different files).
-//! - **Bad state is an error, never a silent reset**: a file that does not parse is
-//!   [`StateError::Corrupt`], naming the file and where it stops making sense, and the file is left
-//!   as it is for inspection. Something other than a regular file at the path, or a file larger
-//!   than [`StateFile::MAX_BYTES`], is refused before it is read.
-//!
-//! ```
-//! use ipvirt::{Host, PoolSnapshot, SessionId, StateFile, StaticPool};
-//!
-//! let dir = std::env::temp_dir().join(format!("ipvirt-doc-state-{}", std::process::id()));
-//! std::fs::create_dir_all(&dir)?;
-//! let state = StateFile::new(dir.join("leases.json"));
-//! let mut pool = StaticPool::new(&["192.0.2.100-192.0.2.109".parse()?], &Host::default())?;
-//! {
-//!     let locked = state.lock()?;                         // one writer at a time
-//!     if let Some(snap) = locked.read::<PoolSnapshot>()? {
-//!         let _warnings = pool.restore(&snap)?;
-//!     }
-//!     pool.lease(SessionId::new(7))?;
-//!     locked.write(&pool.snapshot())?;                   // atomic replace
-//! }
-//! let seen: PoolSnapshot = state.read()?.expect("written");  // no lock needed to read
-//! assert_eq!(seen.leases.len(), 1);
-//! # std::fs::remove_dir_all(&dir)?;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! Atomic, locked state files (SPEC §10): see [`StateFile`].
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -46,9 +8,45 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// A JSON state file, replaced atomically and locked through a separate lock file.
+/// A JSON state file that survives faults (SPEC §10): replaced atomically, locked apart from the data.
 ///
-/// See the [module documentation](self) for what survives what.
+/// Leases are the one piece of state the layers keep, and a launcher can be killed at any moment
+/// (SIGKILL, the OOM killer, power loss) or meet a full disk. A [`StateFile`] keeps a serde value
+/// (JSON) in a file the way trusted lease stores do (ISC Kea's memfile, dnsmasq):
+///
+/// - **Writes replace, never edit**: the new state goes to `<path>.tmp`, is flushed to disk
+///   (`fsync`), then renamed over `<path>`, and the directory is synced so the rename itself is
+///   durable. A crash, a kill or a full disk at any step leaves either the old file or the new one,
+///   never a truncated one; a failed write removes its temporary file and leaves the old state.
+/// - **The lock is a separate file**, `<path>.lock` (an exclusive `flock`), held across
+///   read-modify-write by [`StateFile::lock`]. Because the data file is only ever renamed into place,
+///   a reader that takes no lock ([`StateFile::read`]) still sees a whole file, old or new. The lock
+///   file is never deleted (deleting it would let two writers lock two different files).
+/// - **Bad state is an error, never a silent reset**: a file that does not parse is
+///   [`StateError::Corrupt`], naming the file and where it stops making sense, and the file is left
+///   as it is for inspection. Something other than a regular file at the path, or a file larger
+///   than [`StateFile::MAX_BYTES`], is refused before it is read.
+///
+/// ```
+/// use ipvirt::{Host, PoolSnapshot, SessionId, StateFile, StaticPool};
+///
+/// let dir = std::env::temp_dir().join(format!("ipvirt-doc-state-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let state = StateFile::new(dir.join("leases.json"));
+/// let mut pool = StaticPool::new(&["192.0.2.100-192.0.2.109".parse()?], &Host::default())?;
+/// {
+///     let locked = state.lock()?;                         // one writer at a time
+///     if let Some(snap) = locked.read::<PoolSnapshot>()? {
+///         let _warnings = pool.restore(&snap)?;
+///     }
+///     pool.lease(SessionId::new(7))?;
+///     locked.write(&pool.snapshot())?;                   // atomic replace
+/// }
+/// let seen: PoolSnapshot = state.read()?.expect("written");  // no lock needed to read
+/// assert_eq!(seen.leases.len(), 1);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateFile {
     path: PathBuf,
