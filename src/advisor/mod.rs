@@ -36,7 +36,7 @@ use ipnet::Ipv4Net;
 
 use crate::host::Host;
 use crate::policy::{Policy, VipMode};
-use crate::pool::PoolEntry;
+use crate::addr::PoolEntry;
 
 /// A transport protocol.
 ///

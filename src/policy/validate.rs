@@ -48,8 +48,9 @@ use core::fmt;
 use core::net::Ipv4Addr;
 
 use super::{Platform, Policy, VipMode};
+use crate::addr::reserved_block;
 use crate::host::Host;
-use crate::process::{duplicates, fold_program_name};
+use crate::program::{duplicates, fold_program_name};
 
 /// How serious a [`Diagnostic`] is.
 ///
@@ -388,22 +389,12 @@ impl Policy {
         }
         for (i, entry) in vip.pool.iter().enumerate() {
             let (first, last) = (entry.first(), entry.last());
-            let bad = |a: Ipv4Addr| {
-                a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast()
-            };
-            let (f, l) = (first.to_bits(), last.to_bits());
-            let spans = |lo: u32, hi: u32| f <= hi && l >= lo;
-            if bad(first)
-                || bad(last)
-                || spans(0x7F00_0000, 0x7FFF_FFFF)
-                || spans(0xE000_0000, 0xEFFF_FFFF)
-                || spans(0, 0)
-            {
+            if let Some(block) = reserved_block(first, last) {
                 out.push(
                     Severity::Error,
                     DiagnosticCode::PoolNotUnicast,
                     format!(
-                        "virtual_ip.pool entry \"{entry}\" holds addresses that cannot be a VIP (unspecified, loopback, multicast or broadcast)"
+                        "virtual_ip.pool entry \"{entry}\" holds addresses that cannot be a VIP: it overlaps {block}"
                     ),
                 );
             }
