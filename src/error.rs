@@ -171,7 +171,7 @@ pub enum CompileError {
 /// | variant | POSIX `errno` | Winsock |
 /// |---|---|---|
 /// | [`NoConnectivity`](Self::NoConnectivity) | `EADDRNOTAVAIL` | `WSAEADDRNOTAVAIL` |
-/// | [`Isolated`](Self::Isolated) | `ECONNREFUSED` | `WSAECONNREFUSED` |
+/// | [`Isolated`](Self::Isolated) | `ECONNREFUSED` (connect, send); `EACCES` (bind) | `WSAECONNREFUSED`; `WSAEACCES` (bind) |
 /// | [`Session`](Self::Session), [`InvalidVip`](Self::InvalidVip) | (set-up errors of [`Engine::rewriter`](crate::Engine::rewriter); a hook logs them and passes calls through) | |
 ///
 /// # Examples
@@ -188,7 +188,7 @@ pub enum CompileError {
 /// assert!(matches!(err, RewriteError::Isolated { .. }));
 /// assert_eq!(
 ///     err.to_string(),
-///     "session 7 may not connect to 127.0.0.9:9000: it is session 8's loopback address and virtual_loopback.isolate is on"
+///     "session 7 may not use 127.0.0.9:9000: it is session 8's loopback address and virtual_loopback.isolate is on"
 /// );
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -206,14 +206,16 @@ pub enum RewriteError {
         /// The address the call was given.
         addr: core::net::SocketAddr,
     },
-    /// The destination is another session's loopback address and `virtual_loopback.isolate` is on.
+    /// The address is another session's loopback address and `virtual_loopback.isolate` is on: a
+    /// connect or send to it, or a bind of it.
     #[error(
-        "session {session} may not connect to {dest}: it is session {owner}'s loopback address and virtual_loopback.isolate is on"
+        "session {session} may not use {dest}: it is session {owner}'s loopback address and virtual_loopback.isolate is on"
     )]
     Isolated {
         /// The session making the call.
         session: SessionId,
-        /// The destination the call was given.
+        /// The address the call was given (the destination of a connect or send, the address of a
+        /// bind).
         dest: core::net::SocketAddr,
         /// The session that loopback address belongs to.
         owner: SessionId,
@@ -234,7 +236,9 @@ pub enum RewriteError {
 
 #[cfg(feature = "std")]
 impl RewriteError {
-    /// The `std::io::ErrorKind` a hook should fail the call with.
+    /// The `std::io::ErrorKind` a hook should fail a connect or send with. A bind refused by
+    /// isolation fails with [`PermissionDenied`](std::io::ErrorKind::PermissionDenied) (`EACCES`)
+    /// instead: see [`Rewriter::bind`](crate::Rewriter::bind).
     ///
     /// ```
     /// use std::io::ErrorKind;

@@ -16,6 +16,7 @@
 //! | same | any destination, V, socket not bound | source VIP, port 0 |
 //! | same | loopback destination, V, preferred loopback lists the process | source not the VIP: session loopback (L) or the kernel's choice |
 //! | same | another session's loopback, L, isolation on | [`RewriteError::Isolated`] (`ECONNREFUSED`) |
+//! | [`bind`](Rewriter::bind) | another session's loopback, L, port not excluded, isolation on | [`RewriteError::Isolated`] (`EACCES`) |
 //! | [`reported`](Rewriter::reported) | the session's own loopback, L | the localhost address |
 //! | [`resolved`](Rewriter::resolved) | the server's address, V | the VIP |
 //! | [`reverse_lookup`](Rewriter::reverse_lookup) | the VIP / the session loopback | the server's primary address / the localhost address |
@@ -167,9 +168,10 @@ pub enum Rule {
     SourceSessionLoopback,
     /// Preferred loopback lists the process: loopback traffic does not take the VIP as its source.
     PreferLoopback,
-    /// The destination is another session's loopback address; isolation is off, so it passes.
+    /// The address is another session's loopback address; isolation is off, so it passes.
     OtherSessionLoopback,
-    /// The destination is another session's loopback address and isolation is on: refused.
+    /// The address is another session's loopback address and isolation is on: refused (a bind,
+    /// a connect or a send alike).
     Isolated,
     /// The session's loopback address is reported as the localhost address the application used.
     SessionLoopbackToLocalhost,
@@ -215,10 +217,10 @@ impl fmt::Display for Rule {
                 "preferred loopback: loopback traffic of this process does not take the VIP as its source"
             }
             Rule::OtherSessionLoopback => {
-                "the destination is another session's loopback address; virtual_loopback.isolate is off, so it passes"
+                "the address is another session's loopback address; virtual_loopback.isolate is off, so it passes"
             }
             Rule::Isolated => {
-                "the destination is another session's loopback address and virtual_loopback.isolate is on: refused (ECONNREFUSED)"
+                "the address is another session's loopback address and virtual_loopback.isolate is on: refused (ECONNREFUSED for a connect or send, EACCES for a bind)"
             }
             Rule::SessionLoopbackToLocalhost => {
                 "the session's loopback address is reported as the localhost address the application used"
@@ -491,8 +493,14 @@ impl Rewriter<'_> {
     ///
     /// # Errors
     ///
-    /// [`RewriteError::NoConnectivity`] when the bind would take the VIP (`0.0.0.0` or a server
-    /// address, V) but the session has none and `on_lease_failure = "no-connectivity"`.
+    /// - [`RewriteError::NoConnectivity`] when the bind would take the VIP (`0.0.0.0` or a server
+    ///   address, V) but the session has none and `on_lease_failure = "no-connectivity"`.
+    /// - [`RewriteError::Isolated`] when `addr` is another session's loopback address (L, port not
+    ///   excluded) and `virtual_loopback.isolate` is on: a listener there would receive that
+    ///   session's connections to its localhost. A hook fails the bind with `EACCES` / `WSAEACCES`,
+    ///   what POSIX says a bind to "a protected address the caller may not use" fails with (not
+    ///   `EADDRNOTAVAIL`: the address exists on this machine; not `ECONNREFUSED`: nothing was
+    ///   refused by a peer).
     ///
     /// # Examples
     ///
@@ -775,6 +783,18 @@ impl Rewriter<'_> {
             .is_some_and(|w| w & (1u64 << (port & 63)) != 0)
     }
 
+    /// The session whose loopback address `bits` is, when it is another session's (not this
+    /// session's, not session 0's `127.0.0.1`), virtual loopback applies and `port` is not
+    /// excluded: the one definition of "another session's loopback" that isolation checks, for
+    /// binds, connects and sends alike.
+    #[inline(always)]
+    fn other_session(&self, bits: u32, port: u16) -> Option<SessionId> {
+        if self.lo == 0 || bits == self.lo || bits == self.localhost || self.excluded(port) {
+            return None;
+        }
+        SessionId::from_loopback(Ipv4Addr::from_bits(bits)).filter(|owner| owner.get() != 0)
+    }
+
     /// The VIP for a bind that takes it, by the rewriter's VIP state.
     #[inline(always)]
     fn vip_bind(&self, rule: Rule) -> (Result<Option<u32>, Fail>, Rule) {
@@ -812,6 +832,14 @@ impl Rewriter<'_> {
                 return (Ok(None), Rule::PortExcluded);
             }
             return (Ok(Some(self.lo)), Rule::LocalhostToSessionLoopback);
+        }
+        // Isolation holds for binds too (SPEC §6): a listener on another session's loopback address
+        // would receive that session's own connections to its localhost.
+        if let Some(owner) = self.other_session(bits, port) {
+            if self.isolate {
+                return (Err(Fail::Isolated(owner)), Rule::Isolated);
+            }
+            return (Ok(None), Rule::OtherSessionLoopback);
         }
         if self.vip != Vip::Off {
             if bits == 0 {
@@ -871,9 +899,7 @@ impl Rewriter<'_> {
                 } else {
                     Rule::LocalhostToSessionLoopback
                 };
-            } else if let Some(owner) = SessionId::from_loopback(Ipv4Addr::from_bits(bits))
-                && owner.get() != 0
-            {
+            } else if let Some(owner) = self.other_session(bits, port) {
                 if self.isolate {
                     return (Err(Fail::Isolated(owner)), Rule::Isolated);
                 }
