@@ -14,24 +14,41 @@
 //! | variable | meaning |
 //! |---|---|
 //! | `IPVIRT_SESSION` | the session id (required) |
-//! | `IPVIRT_POLICY` | path of the TOML policy file (required) |
+//! | `IPVIRT_POLICY` | path of the TOML policy file (required): a regular file of at most 1 MiB; any path the OS accepts, UTF-8 or not |
 //! | `IPVIRT_VIP` | the session's IPv4 virtual IP (optional: without it the policy's `on_lease_failure` applies) |
 //! | `IPVIRT_SERVER_ADDRS` | the server's own addresses, comma-separated (optional: default, the host's non-loopback interface addresses) |
 //! | `IPVIRT_SESSION_KIND` | `remote` (default) or `console` |
-//! | `IPVIRT_DEBUG` | `1`: print each rewrite and its reason to stderr |
+//! | `IPVIRT_DEBUG` | `1`: print each rewrite and its reason to stderr (and, when unconfigured, why nothing happens) |
 //!
-//! The process is identified, like a Windows image name, by the basename of `/proc/self/exe`. A bad
-//! or missing configuration prints one line to stderr (once per process: a shell script's helper
-//! processes each print theirs) and leaves every call unchanged. The layer sets no environment
-//! variable of its own, so the program sees its environment exactly as it was given.
+//! The process is identified, like a Windows image name, by the basename of `/proc/self/exe`.
+//!
+//! - **Unconfigured** (neither `IPVIRT_SESSION` nor `IPVIRT_POLICY` set, e.g. `LD_PRELOAD` exported
+//!   in a shell whose helper processes are not in a session): silent, every call unchanged.
+//! - **Configured but wrong** (one of the two missing, a bad number, an unreadable or invalid
+//!   policy): one line on stderr per process, then every call unchanged.
+//! - The policy file is opened with `O_NONBLOCK` and read only if it is a regular file (a FIFO
+//!   would block every program before `main`, `/dev/zero` would never end) of at most 1 MiB (a
+//!   policy lists programs and ports: a few KiB; the cap keeps the read before `main` negligible).
+//!
+//! Diagnostics are written with `write(2)` on fd 2, errors ignored, with `SIGPIPE` blocked around
+//! the write and the one it raised consumed: a closed or broken stderr never kills the program (see
+//! `write_stderr`). The layer sets no environment variable of its own, so the program sees its
+//! environment exactly as it was given.
 //!
 //! ## What is intercepted
 //!
 //! `bind`, `connect`, `sendto`, `sendmsg`, `sendmmsg` (destinations, and an implicit bind of the
 //! source, port 0, on a socket that is not bound yet), `getsockname`, `getpeername`, `accept`,
 //! `accept4`, `recvfrom`, `recvmsg`, `recvmmsg` (addresses handed back), `getaddrinfo` (results), and
-//! `socket` / `close` (to forget what it knew about a descriptor). Other address families pass through
-//! untouched.
+//! `socket`, `close`, `dup`, `dup2`, `dup3`, `fcntl`/`fcntl64` (`F_DUPFD`, `F_DUPFD_CLOEXEC`),
+//! `close_range`, `closefrom` (to keep what it knows about descriptor numbers right). Other address
+//! families pass through untouched.
+//!
+//! The implicit source bind before a `connect` sets `IP_BIND_ADDRESS_NO_PORT` (Linux ≥ 4.2) for the
+//! bind and turns it back off if the program had it off: the bind takes the address only and the
+//! kernel chooses the port at connect time, per destination, as it does natively. (A bind that took
+//! the port itself made connection churn 30× slower with many `TIME_WAIT` sockets, and each port
+//! served one connection whatever the destination.)
 //!
 //! ## Fidelity
 //!
@@ -40,13 +57,20 @@
 //! lengths and NULL pointers reach the real call unchanged, result buffers are written only up to the
 //! length the program gave, and `getsockname` on a UDP socket the layer bound implicitly (an
 //! unconnected `sendto`) reports the unspecified address, as the kernel would have. A call the policy
-//! refuses fails with `EADDRNOTAVAIL` ("no connectivity") or `ECONNREFUSED` (isolation).
+//! refuses fails with `EADDRNOTAVAIL` ("no connectivity"), `ECONNREFUSED` (a connect or send refused
+//! by isolation) or `EACCES` (a bind of another session's loopback address refused by isolation:
+//! POSIX's error for an address the caller may not bind).
 //!
-//! Limits: descriptors above 65 535 are not tracked (an implicit bind on one is checked with
-//! `getsockname` on each call, and `getsockname` reports the bound address); a socket received over
-//! `SCM_RIGHTS` or duplicated onto a tracked number with `dup2` may carry stale knowledge of being
-//! bound. Like the kernel, the layer reads only as many bytes of an address as its family needs; a
-//! pointer that is not NULL but invalid crashes the program where the kernel would return `EFAULT`.
+//! Limits: whether a socket is bound is asked of the kernel (`getsockname`) unless the layer saw it
+//! created and not bound since, so a descriptor number that changes hands unseen cannot leave a
+//! socket without its source; but the "implicitly bound" mark of an unconnected UDP socket can go
+//! stale when its number is reused by means the layer does not see (`fclose` of an `fdopen`ed
+//! socket, raw system calls, `posix_spawn` file actions, `SCM_RIGHTS`), and `getsockname` on the new
+//! socket then shows the unspecified address. Descriptors above 65 535 are not tracked. `fcntl` is
+//! variadic in C: the layer takes its third argument as one register-sized integer (see
+//! `fcntl_with`), which holds on x86-64 and AArch64 Linux. Like the kernel, the layer reads only as
+//! many bytes of an address as its family needs; a pointer that is not NULL but invalid crashes the
+//! program where the kernel would return `EFAULT`.
 
 // This is an FFI shim: every exported function is unsafe by nature.
 #![allow(unsafe_code)]
@@ -103,11 +127,16 @@ fn state() -> Option<&'static State> {
         .is_ok()
     {
         let errno = errno();
-        match build() {
-            Ok(Some(s)) => STATE.store(Box::into_raw(Box::new(s)), Ordering::Release),
-            Ok(None) => {}
-            Err(msg) => say(format_args!(
+        // A panic must not unwind out of an `extern "C"` function (it would abort the program):
+        // should reading the configuration ever panic, it counts as a bad configuration.
+        match std::panic::catch_unwind(build) {
+            Ok(Ok(Some(s))) => STATE.store(Box::into_raw(Box::new(s)), Ordering::Release),
+            Ok(Ok(None)) => {}
+            Ok(Err(msg)) => say(format_args!(
                 "ipvirt: {msg}; socket calls are left unchanged\n"
+            )),
+            Err(_) => say(format_args!(
+                "ipvirt: reading the configuration failed unexpectedly; socket calls are left unchanged\n"
             )),
         }
         set_errno(errno);
