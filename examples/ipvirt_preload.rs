@@ -14,24 +14,41 @@
 //! | variable | meaning |
 //! |---|---|
 //! | `IPVIRT_SESSION` | the session id (required) |
-//! | `IPVIRT_POLICY` | path of the TOML policy file (required) |
+//! | `IPVIRT_POLICY` | path of the TOML policy file (required): a regular file of at most 1 MiB; any path the OS accepts, UTF-8 or not |
 //! | `IPVIRT_VIP` | the session's IPv4 virtual IP (optional: without it the policy's `on_lease_failure` applies) |
 //! | `IPVIRT_SERVER_ADDRS` | the server's own addresses, comma-separated (optional: default, the host's non-loopback interface addresses) |
 //! | `IPVIRT_SESSION_KIND` | `remote` (default) or `console` |
-//! | `IPVIRT_DEBUG` | `1`: print each rewrite and its reason to stderr |
+//! | `IPVIRT_DEBUG` | `1`: print each rewrite and its reason to stderr (and, when unconfigured, why nothing happens) |
 //!
-//! The process is identified, like a Windows image name, by the basename of `/proc/self/exe`. A bad
-//! or missing configuration prints one line to stderr (once per process: a shell script's helper
-//! processes each print theirs) and leaves every call unchanged. The layer sets no environment
-//! variable of its own, so the program sees its environment exactly as it was given.
+//! The process is identified, like a Windows image name, by the basename of `/proc/self/exe`.
+//!
+//! - **Unconfigured** (neither `IPVIRT_SESSION` nor `IPVIRT_POLICY` set, e.g. `LD_PRELOAD` exported
+//!   in a shell whose helper processes are not in a session): silent, every call unchanged.
+//! - **Configured but wrong** (one of the two missing, a bad number, an unreadable or invalid
+//!   policy): one line on stderr per process, then every call unchanged.
+//! - The policy file is opened with `O_NONBLOCK` and read only if it is a regular file (a FIFO
+//!   would block every program before `main`, `/dev/zero` would never end) of at most 1 MiB (a
+//!   policy lists programs and ports: a few KiB; the cap keeps the read before `main` negligible).
+//!
+//! Diagnostics are written with `write(2)` on fd 2, errors ignored, with `SIGPIPE` blocked around
+//! the write and the one it raised consumed: a closed or broken stderr never kills the program (see
+//! `write_stderr`). The layer sets no environment variable of its own, so the program sees its
+//! environment exactly as it was given.
 //!
 //! ## What is intercepted
 //!
 //! `bind`, `connect`, `sendto`, `sendmsg`, `sendmmsg` (destinations, and an implicit bind of the
 //! source, port 0, on a socket that is not bound yet), `getsockname`, `getpeername`, `accept`,
 //! `accept4`, `recvfrom`, `recvmsg`, `recvmmsg` (addresses handed back), `getaddrinfo` (results), and
-//! `socket` / `close` (to forget what it knew about a descriptor). Other address families pass through
-//! untouched.
+//! `socket`, `close`, `dup`, `dup2`, `dup3`, `fcntl`/`fcntl64` (`F_DUPFD`, `F_DUPFD_CLOEXEC`),
+//! `close_range`, `closefrom` (to keep what it knows about descriptor numbers right). Other address
+//! families pass through untouched.
+//!
+//! The implicit source bind before a `connect` sets `IP_BIND_ADDRESS_NO_PORT` (Linux ≥ 4.2) for the
+//! bind and turns it back off if the program had it off: the bind takes the address only and the
+//! kernel chooses the port at connect time, per destination, as it does natively. (A bind that took
+//! the port itself made connection churn 30× slower with many `TIME_WAIT` sockets, and each port
+//! served one connection whatever the destination.)
 //!
 //! ## Fidelity
 //!
@@ -40,25 +57,33 @@
 //! lengths and NULL pointers reach the real call unchanged, result buffers are written only up to the
 //! length the program gave, and `getsockname` on a UDP socket the layer bound implicitly (an
 //! unconnected `sendto`) reports the unspecified address, as the kernel would have. A call the policy
-//! refuses fails with `EADDRNOTAVAIL` ("no connectivity") or `ECONNREFUSED` (isolation).
+//! refuses fails with `EADDRNOTAVAIL` ("no connectivity"), `ECONNREFUSED` (a connect or send refused
+//! by isolation) or `EACCES` (a bind of another session's loopback address refused by isolation:
+//! POSIX's error for an address the caller may not bind).
 //!
-//! Limits: descriptors above 65 535 are not tracked (an implicit bind on one is checked with
-//! `getsockname` on each call, and `getsockname` reports the bound address); a socket received over
-//! `SCM_RIGHTS` or duplicated onto a tracked number with `dup2` may carry stale knowledge of being
-//! bound. Like the kernel, the layer reads only as many bytes of an address as its family needs; a
-//! pointer that is not NULL but invalid crashes the program where the kernel would return `EFAULT`.
+//! Limits: whether a socket is bound is asked of the kernel (`getsockname`) unless the layer saw it
+//! created and not bound since, so a descriptor number that changes hands unseen cannot leave a
+//! socket without its source; but the "implicitly bound" mark of an unconnected UDP socket can go
+//! stale when its number is reused by means the layer does not see (`fclose` of an `fdopen`ed
+//! socket, raw system calls, `posix_spawn` file actions, `SCM_RIGHTS`), and `getsockname` on the new
+//! socket then shows the unspecified address. Descriptors above 65 535 are not tracked. `fcntl` is
+//! variadic in C: the layer takes its third argument as one register-sized integer (see
+//! `fcntl_with`), which holds on x86-64 and AArch64 Linux. Like the kernel, the layer reads only as
+//! many bytes of an address as its family needs; a pointer that is not NULL but invalid crashes the
+//! program where the kernel would return `EFAULT`.
 
 // This is an FFI shim: every exported function is unsafe by nature.
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
+use std::ffi::{CStr, c_char, c_int, c_uint, c_ulong, c_void};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use ipvirt::{
-    Call, Engine, Host, Policy, Rewriter, Session, SessionId, SockaddrError, SockaddrLayout, Stack,
-    read_sockaddr, write_sockaddr,
+    Call, Host, Policy, RawError, RawOutcome, Refusal, Rewriter, Session, SessionId,
+    SockaddrLayout, Stack, Vip, read_sockaddr, write_sockaddr,
 };
 use libc::{addrinfo, mmsghdr, msghdr, sockaddr, socklen_t, ssize_t};
 
@@ -68,7 +93,7 @@ const STORAGE: usize = ipvirt::SOCKADDR_STORAGE_LEN;
 // ---- state, built once ---------------------------------------------------------------------------
 
 struct State {
-    rw: Rewriter<'static>,
+    rw: Rewriter,
     debug: bool,
 }
 
@@ -102,10 +127,17 @@ fn state() -> Option<&'static State> {
         .is_ok()
     {
         let errno = errno();
-        match build() {
-            Ok(Some(s)) => STATE.store(Box::into_raw(Box::new(s)), Ordering::Release),
-            Ok(None) => {}
-            Err(msg) => eprintln!("ipvirt: {msg}; socket calls are left unchanged"),
+        // A panic must not unwind out of an `extern "C"` function (it would abort the program):
+        // should reading the configuration ever panic, it counts as a bad configuration.
+        match std::panic::catch_unwind(build) {
+            Ok(Ok(Some(s))) => STATE.store(Box::into_raw(Box::new(s)), Ordering::Release),
+            Ok(Ok(None)) => {}
+            Ok(Err(msg)) => say(format_args!(
+                "ipvirt: {msg}; socket calls are left unchanged\n"
+            )),
+            Err(_) => say(format_args!(
+                "ipvirt: reading the configuration failed unexpectedly; socket calls are left unchanged\n"
+            )),
         }
         set_errno(errno);
         PHASE.store(DONE, Ordering::Release);
@@ -116,15 +148,84 @@ fn state() -> Option<&'static State> {
     None
 }
 
-/// Reads the configuration. `Ok(None)`: nothing to do for this process (out of every list).
+/// The largest policy file the layer reads: 1 MiB, far more than any policy needs (a policy lists
+/// programs and ports), and little enough that reading it before `main` costs nothing noticeable.
+const MAX_POLICY: u64 = 1 << 20;
+
+/// A variable of the environment as the OS has it (`None` when unset or empty).
+fn var_os(name: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
+}
+
+/// A variable that must be text (a number, a word, addresses).
+fn var_text(name: &str) -> Result<Option<String>, String> {
+    var_os(name)
+        .map(|v| {
+            v.into_string()
+                .map_err(|v| format!("{name}={v:?} is not valid UTF-8"))
+        })
+        .transpose()
+}
+
+/// Reads the policy file: a regular file (a FIFO would block before `main`, a device such as
+/// `/dev/zero` would never end) of at most [`MAX_POLICY`] bytes. Opened with `O_NONBLOCK` so that
+/// opening a FIFO cannot block either.
+fn read_policy(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("IPVIRT_POLICY={path:?}: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("IPVIRT_POLICY={path:?}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "IPVIRT_POLICY={path:?} is not a regular file (FIFOs, devices and directories are not read)"
+        ));
+    }
+    let too_big = |len: u64| {
+        format!("IPVIRT_POLICY={path:?} is larger than the 1 MiB a policy may have ({len} bytes)")
+    };
+    if meta.len() > MAX_POLICY {
+        return Err(too_big(meta.len()));
+    }
+    // The file may grow between fstat and read: never read more than the cap (+1 to notice).
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(MAX_POLICY + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("IPVIRT_POLICY={path:?}: {e}"))?;
+    if bytes.len() as u64 > MAX_POLICY {
+        return Err(too_big(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|_| format!("IPVIRT_POLICY={path:?} is not UTF-8 text"))
+}
+
+/// Reads the configuration. `Ok(None)`: nothing to do for this process (unconfigured, or out of
+/// every list). `Err`: the configuration is present but wrong.
 fn build() -> Result<Option<State>, String> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let session_text = var("IPVIRT_SESSION").ok_or("IPVIRT_SESSION is not set")?;
+    let debug = var_os("IPVIRT_DEBUG").is_some_and(|v| v != "0");
+    let session_var = var_os("IPVIRT_SESSION");
+    let policy_var = var_os("IPVIRT_POLICY");
+    if session_var.is_none() && policy_var.is_none() {
+        // Unconfigured (LD_PRELOAD exported in a shell, say): stay silent, every helper process of
+        // a script would print the line otherwise.
+        if debug {
+            say(format_args!(
+                "ipvirt: IPVIRT_SESSION is not set (nor IPVIRT_POLICY): the layer is off for this process\n"
+            ));
+        }
+        return Ok(None);
+    }
+    let session_text = var_text("IPVIRT_SESSION")?.ok_or("IPVIRT_SESSION is not set")?;
     let id: SessionId = session_text
         .trim()
         .parse()
         .map_err(|e| format!("IPVIRT_SESSION={session_text:?}: {e}"))?;
-    let session = match var("IPVIRT_SESSION_KIND").as_deref() {
+    let session = match var_text("IPVIRT_SESSION_KIND")?.as_deref() {
         None | Some("remote") => Session::remote(id),
         Some("console") => Session::console(id),
         Some(other) => {
@@ -133,19 +234,18 @@ fn build() -> Result<Option<State>, String> {
             ));
         }
     };
-    let path = var("IPVIRT_POLICY").ok_or("IPVIRT_POLICY is not set")?;
-    let text =
-        std::fs::read_to_string(&path).map_err(|e| format!("IPVIRT_POLICY={path:?}: {e}"))?;
-    let policy = Policy::from_toml(&text).map_err(|e| format!("{path}: {e}"))?;
-    let vip = match var("IPVIRT_VIP") {
+    let path = PathBuf::from(policy_var.ok_or("IPVIRT_POLICY is not set")?);
+    let text = read_policy(&path)?;
+    let shown = path.display();
+    let policy = Policy::from_toml(&text).map_err(|e| format!("{shown}: {e}"))?;
+    let vip = match var_text("IPVIRT_VIP")? {
         Some(v) => Some(
-            v.trim()
-                .parse::<Ipv4Addr>()
-                .map_err(|_| format!("IPVIRT_VIP={v:?} is not an IPv4 address"))?,
+            v.parse::<Vip>()
+                .map_err(|e| format!("IPVIRT_VIP={v:?}: {e}"))?,
         ),
         None => None,
     };
-    let servers: Vec<IpAddr> = match var("IPVIRT_SERVER_ADDRS") {
+    let servers: Vec<IpAddr> = match var_text("IPVIRT_SERVER_ADDRS")? {
         Some(list) => list
             .split(',')
             .map(str::trim)
@@ -159,25 +259,130 @@ fn build() -> Result<Option<State>, String> {
     };
     let exe = std::fs::read_link("/proc/self/exe")
         .map_err(|e| format!("cannot read /proc/self/exe: {e}"))?;
+    // Program lists are text: a name that is not UTF-8 is matched by its lossy form.
     let image = exe
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
 
-    let engine: &'static Engine = Box::leak(Box::new(
-        policy
-            .compile(Host::new(servers))
-            .map_err(|e| format!("{path}: {e}"))?,
-    ));
+    let engine = policy
+        .compile(Host::new(servers))
+        .map_err(|e| format!("{shown}: {e}"))?;
     let plan = engine.process(&image);
-    let rw = engine
-        .rewriter(session, &plan, vip)
-        .map_err(|e| format!("{image} in {session}: {e}"))?;
-    let debug = var("IPVIRT_DEBUG").is_some_and(|v| v != "0");
+    // The rewriter owns what it reads: the engine is dropped after this.
+    let rw = engine.rewriter(session, &plan, vip);
     if debug {
-        eprint!("ipvirt: {}", engine.explain(session, &image));
+        say(format_args!("ipvirt: {}", engine.explain(session, &image)));
     }
     Ok(rw.is_active().then_some(State { rw, debug }))
+}
+
+// ---- diagnostics -----------------------------------------------------------------------------------
+
+/// A diagnostic being formatted: a stack buffer, written out with [`write_stderr`] when full and at
+/// the end. Formatting into it cannot fail and never allocates.
+struct Diag {
+    buf: [u8; 1024],
+    len: usize,
+}
+
+impl std::fmt::Write for Diag {
+    fn write_str(&mut self, mut s: &str) -> std::fmt::Result {
+        while !s.is_empty() {
+            let room = self.buf.len() - self.len;
+            if room == 0 {
+                write_stderr(&self.buf);
+                self.len = 0;
+                continue;
+            }
+            let n = room.min(s.len());
+            if let (Some(dst), Some(src)) = (
+                self.buf.get_mut(self.len..self.len + n),
+                s.as_bytes().get(..n),
+            ) {
+                dst.copy_from_slice(src);
+            }
+            self.len += n;
+            s = s.get(n..).unwrap_or("");
+        }
+        Ok(())
+    }
+}
+
+/// Writes a diagnostic to stderr. Nothing here may kill or abort the program: `eprintln!` panics
+/// when stderr is closed or a broken pipe, and a panic in an `extern "C"` function aborts. Errors are
+/// ignored and `errno` is left as it was.
+fn say(args: std::fmt::Arguments<'_>) {
+    use std::fmt::Write;
+    let saved = errno();
+    let mut d = Diag {
+        buf: [0; 1024],
+        len: 0,
+    };
+    let _ = d.write_fmt(args);
+    write_stderr(d.buf.get(..d.len).unwrap_or(&[]));
+    set_errno(saved);
+}
+
+/// `write(2)` on fd 2, all of `bytes` or as much as it takes, without ever raising `SIGPIPE` on
+/// the program.
+///
+/// A write to a pipe or socket whose reader is gone raises `SIGPIPE` on the writing thread, which
+/// kills the program by default. `send(MSG_NOSIGNAL)` would avoid it but only on sockets, and
+/// `poll` cannot tell a reader that vanishes between the poll and the write; so `SIGPIPE` is
+/// blocked on this thread for the write (`pthread_sigmask`), and when the write failed with
+/// `EPIPE` the signal it raised — pending on this thread, not delivered — is consumed with a
+/// zero-timeout `sigtimedwait` before the mask is restored. A `SIGPIPE` that was already pending
+/// before (the program blocks it and one arrived) is left pending, as it was found.
+fn write_stderr(mut bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it.
+    let mut pipe: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut pending: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: each pointer is to a live sigset_t of this frame.
+    let blocked = unsafe {
+        libc::sigemptyset(&mut pipe);
+        libc::sigaddset(&mut pipe, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &pipe, &mut old) == 0
+    };
+    // SAFETY: pending is a live sigset_t.
+    let was_pending = blocked
+        && unsafe {
+            libc::sigpending(&mut pending) == 0 && libc::sigismember(&pending, libc::SIGPIPE) == 1
+        };
+    let mut broken = false;
+    while !bytes.is_empty() {
+        // SAFETY: bytes is a live slice of bytes.len() readable bytes.
+        let r = unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+        if r > 0 {
+            bytes = bytes.get(r as usize..).unwrap_or(&[]);
+            continue;
+        }
+        if r < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        broken = r < 0 && errno() == libc::EPIPE;
+        break;
+    }
+    if blocked {
+        if broken && !was_pending {
+            let zero = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: pipe is an initialised set, the info pointer may be NULL, zero is a timespec.
+            while unsafe { libc::sigtimedwait(&pipe, ptr::null_mut(), &zero) } < 0
+                && errno() == libc::EINTR
+            {}
+        }
+        // SAFETY: old is the mask pthread_sigmask saved above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut()) };
+    }
 }
 
 /// The host's own addresses: every interface address that is not loopback.
@@ -276,9 +481,11 @@ fn real_getsockname() -> Option<NameFn> {
 // ---- what the layer knows about descriptors --------------------------------------------------------
 
 const TRACKED: usize = 65_536;
-/// Sockets known to be bound (the kernel never unbinds one).
-static BOUND: [AtomicU64; TRACKED / 64] = [const { AtomicU64::new(0) }; TRACKED / 64];
 /// Sockets the layer saw created (by `socket`) and not bound since: known unbound without asking.
+/// Whether any other socket is bound is asked of the kernel (`getsockname`) each time it matters:
+/// a descriptor number can change hands in ways the layer does not see (`fclose`, raw system
+/// calls, `posix_spawn` file actions), and a wrong "not bound" costs only a failed `bind` (`EINVAL`,
+/// which the layer ignores), where a wrong "bound" would leave the socket's source to the kernel.
 static FRESH: [AtomicU64; TRACKED / 64] = [const { AtomicU64::new(0) }; TRACKED / 64];
 /// Unconnected datagram sockets the layer bound implicitly: `getsockname` reports the unspecified
 /// address for them, as the kernel's own implicit bind would have.
@@ -311,22 +518,47 @@ fn has(set: &[AtomicU64], fd: c_int) -> bool {
 }
 
 fn forget(fd: c_int) {
-    flag(&BOUND, fd, false);
     flag(&IMPLICIT, fd, false);
     flag(&FRESH, fd, false);
 }
 
+/// Forgets every descriptor from `first` to `last` (inclusive), a word at a time.
+fn forget_range(first: c_uint, last: c_uint) {
+    let first = first as usize;
+    let last = (last as usize).min(TRACKED - 1);
+    if first > last {
+        return;
+    }
+    for w in first / 64..=last / 64 {
+        let lo = if w == first / 64 { first % 64 } else { 0 };
+        let hi = if w == last / 64 { last % 64 } else { 63 };
+        let mask = (u64::MAX >> (63 - hi)) & (u64::MAX << lo);
+        for set in [&FRESH, &IMPLICIT] {
+            if let Some(word) = set.get(w) {
+                word.fetch_and(!mask, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// `to` now refers to the socket `from` refers to (`dup`, `dup2`, `dup3`, `F_DUPFD`): it inherits
+/// what the layer knows about it.
+fn copy_state(from: c_int, to: c_int) {
+    if from == to {
+        return;
+    }
+    for set in [&FRESH, &IMPLICIT] {
+        flag(set, to, has(set, from));
+    }
+}
+
 fn mark_bound(fd: c_int) {
-    flag(&BOUND, fd, true);
     flag(&FRESH, fd, false);
 }
 
 /// Whether the socket has a local address already (port != 0). On any doubt, says yes: then the
 /// layer binds nothing and the real call decides.
 fn is_bound(fd: c_int) -> bool {
-    if has(&BOUND, fd) {
-        return true;
-    }
     if has(&FRESH, fd) {
         return false;
     }
@@ -339,12 +571,45 @@ fn is_bound(fd: c_int) -> bool {
     if unsafe { getsockname(fd, buf.as_mut_ptr().cast(), &mut len) } != 0 {
         return true;
     }
-    let bound = read_sockaddr(buf.get(..len as usize).unwrap_or(&[]), LAYOUT)
-        .map_or(true, |a| a.port() != 0);
-    if bound {
-        mark_bound(fd);
+    read_sockaddr(buf.get(..len as usize).unwrap_or(&[]), LAYOUT).map_or(true, |a| a.port() != 0)
+}
+
+/// Before the implicit bind of a connect: turns `IP_BIND_ADDRESS_NO_PORT` on, so the bind takes the
+/// address only and `connect` picks the port for the destination, as it does natively (a port
+/// taken at bind time serves one connection whatever the destination, and the search for a free
+/// one degrades with many `TIME_WAIT` sockets). Returns whether it turned it on (and must turn it
+/// back off: the program reads its own value with `getsockopt`). Linux ≥ 4.2; on older kernels the
+/// option is unknown and the bind takes a port as before.
+fn defer_port(fd: c_int) -> bool {
+    let mut on: c_int = 0;
+    let mut len = std::mem::size_of::<c_int>() as socklen_t;
+    // SAFETY: on is a writable c_int and len says so.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&raw mut on).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 || on != 0 {
+        return false;
     }
-    bound
+    set_no_port(fd, 1)
+}
+
+fn set_no_port(fd: c_int, value: c_int) -> bool {
+    // SAFETY: value is a readable c_int and the length says so.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&raw const value).cast(),
+            std::mem::size_of::<c_int>() as socklen_t,
+        ) == 0
+    }
 }
 
 fn socket_type(fd: c_int) -> Option<c_int> {
@@ -468,9 +733,12 @@ unsafe fn fix_reported(
         }
     } else {
         let before = st.debug.then(|| read_sockaddr(view, LAYOUT).ok()).flatten();
-        let changed = st.rw.reported_sockaddr(view, LAYOUT) == Ok(true);
+        let changed = st.rw.raw(LAYOUT).reported(view) == Ok(RawOutcome::Rewritten);
         if changed && let Some(b) = before {
-            eprintln!("ipvirt: {}", st.rw.explain(Call::Reported, b));
+            say(format_args!(
+                "ipvirt: {}\n",
+                st.rw.explain(Call::Reported, b)
+            ));
         }
         changed
     };
@@ -485,34 +753,59 @@ fn debug(before: Option<[u8; STORAGE]>, n: usize, st: &State, call: Call) {
     if let Some(b) = before
         && let Ok(a) = read_sockaddr(b.get(..n).unwrap_or(&[]), LAYOUT)
     {
-        eprintln!("ipvirt: {}", st.rw.explain(call, a));
+        say(format_args!("ipvirt: {}\n", st.rw.explain(call, a)));
     }
 }
 
-fn fail_with(e: &SockaddrError) -> c_int {
-    let errno = match e {
-        SockaddrError::Rewrite(ipvirt::RewriteError::Isolated { .. }) => libc::ECONNREFUSED,
-        _ => libc::EADDRNOTAVAIL,
-    };
-    set_errno(errno);
+/// Fails a call the policy refuses, with the refusal's errno (ipvirt's one table: "no
+/// connectivity" `EADDRNOTAVAIL`; isolation `ECONNREFUSED` for a connect or send, `EACCES` for a
+/// bind).
+fn fail_with(r: Refusal) -> c_int {
+    set_errno(r.errno());
     -1
 }
 
-/// The implicit source bind before a connect or send: `Ok(true)` if the layer bound the socket.
-fn bind_source(fd: c_int, source: &[u8], datagram_only: bool) -> Result<bool, c_int> {
+/// Whether the address in `view` is `[::1]`.
+fn is_ipv6_loopback(view: &[u8]) -> bool {
+    read_sockaddr(view, LAYOUT).is_ok_and(|a| a.ip() == IpAddr::V6(std::net::Ipv6Addr::LOCALHOST))
+}
+
+/// Turns `IPV6_V6ONLY` off on `fd`; whether it worked.
+fn clear_v6only(fd: c_int) -> bool {
+    let off: c_int = 0;
+    // SAFETY: setsockopt reads an int of the given size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            (&raw const off).cast(),
+            std::mem::size_of::<c_int>() as socklen_t,
+        ) == 0
+    }
+}
+
+/// The implicit source bind before a connect (`for_connect`) or send: `Ok(true)` if the layer
+/// bound the socket. Before a connect, the bind takes the address only (`defer_port`).
+fn bind_source(fd: c_int, source: &[u8], for_connect: bool) -> Result<bool, c_int> {
     if is_bound(fd) {
         return Ok(false);
     }
-    if datagram_only && socket_type(fd) == Some(libc::SOCK_STREAM) {
+    if !for_connect && socket_type(fd) == Some(libc::SOCK_STREAM) {
         return Ok(false);
     }
     let Some(bind) = real_bind() else {
         return Err(libc::ENOSYS);
     };
+    let restore = for_connect && defer_port(fd);
     // SAFETY: source holds a complete sockaddr of its length.
     let r = unsafe { bind(fd, source.as_ptr().cast(), source.len() as socklen_t) };
+    let e = errno();
+    if restore {
+        // The option matters at bind time only: the port stays unchosen until connect.
+        set_no_port(fd, 0);
+    }
     if r != 0 {
-        let e = errno();
         // EINVAL: it was bound after all (another thread): carry on as the program asked.
         return if e == libc::EINVAL { Ok(false) } else { Err(e) };
     }
@@ -552,6 +845,134 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     unsafe { real(fd) }
 }
 
+/// `dup(2)`: the new descriptor inherits what the layer knows about the old one.
+///
+/// # Safety
+///
+/// As `dup(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
+    let real = real!(dup: unsafe extern "C" fn(c_int) -> c_int, -1);
+    // SAFETY: forwarded unchanged.
+    let r = unsafe { real(fd) };
+    if r >= 0 {
+        copy_state(fd, r);
+    }
+    r
+}
+
+/// `dup2(2)`: `new` (closed first if it was open) inherits what the layer knows about `old`.
+///
+/// # Safety
+///
+/// As `dup2(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    let real = real!(dup2: unsafe extern "C" fn(c_int, c_int) -> c_int, -1);
+    // SAFETY: forwarded unchanged.
+    let r = unsafe { real(old, new) };
+    if r >= 0 {
+        copy_state(old, r);
+    }
+    r
+}
+
+/// `dup3(2)`: as `dup2`.
+///
+/// # Safety
+///
+/// As `dup3(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    let real = real!(dup3: unsafe extern "C" fn(c_int, c_int, c_int) -> c_int, -1);
+    // SAFETY: forwarded unchanged.
+    let r = unsafe { real(old, new, flags) };
+    if r >= 0 {
+        copy_state(old, r);
+    }
+    r
+}
+
+/// The real `fcntl`-like function `f` with the program's argument, then, for `F_DUPFD` and
+/// `F_DUPFD_CLOEXEC`, the new descriptor inherits what the layer knows about `fd`.
+///
+/// The C function is variadic (`int fcntl(int, int, ...)`) and Rust cannot define one; the layer
+/// takes the optional third argument as one register-sized integer, which is how every `fcntl`
+/// command passes it (an `int` or a pointer) on the Linux ABIs (x86-64, AArch64), and hands it on
+/// to the real, variadic, function unchanged. Commands without an argument get an unused value.
+///
+/// # Safety
+///
+/// As `fcntl(2)`; `f` is libc's `fcntl` or `fcntl64`.
+unsafe fn fcntl_with(
+    f: unsafe extern "C" fn(c_int, c_int, ...) -> c_int,
+    fd: c_int,
+    cmd: c_int,
+    arg: c_ulong,
+) -> c_int {
+    // SAFETY: forwarded unchanged (see above for the argument).
+    let r = unsafe { f(fd, cmd, arg) };
+    if r >= 0 && (cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC) {
+        copy_state(fd, r);
+    }
+    r
+}
+
+/// `fcntl(2)`: see [`fcntl_with`].
+///
+/// # Safety
+///
+/// As `fcntl(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+    let real = real!(fcntl: unsafe extern "C" fn(c_int, c_int, ...) -> c_int, -1);
+    // SAFETY: the caller's contract is fcntl's.
+    unsafe { fcntl_with(real, fd, cmd, arg) }
+}
+
+/// `fcntl64`: what `fcntl` calls are compiled to with `_FILE_OFFSET_BITS=64` (glibc ≥ 2.28).
+///
+/// # Safety
+///
+/// As `fcntl(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+    let real = real!(fcntl64: unsafe extern "C" fn(c_int, c_int, ...) -> c_int, -1);
+    // SAFETY: the caller's contract is fcntl's.
+    unsafe { fcntl_with(real, fd, cmd, arg) }
+}
+
+/// `close_range(2)`: forgets the descriptors it closes (not those it only marks close-on-exec).
+///
+/// # Safety
+///
+/// As `close_range(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    let real = real!(close_range: unsafe extern "C" fn(c_uint, c_uint, c_int) -> c_int, -1);
+    // SAFETY: forwarded unchanged.
+    let r = unsafe { real(first, last, flags) };
+    if r == 0 && (flags as c_uint) & libc::CLOSE_RANGE_CLOEXEC == 0 {
+        forget_range(first, last);
+    }
+    r
+}
+
+/// `closefrom(3)`: forgets every descriptor from `low` on.
+///
+/// # Safety
+///
+/// As `closefrom(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn closefrom(low: c_int) {
+    // `()`: closefrom returns nothing, so a missing libc definition can only do nothing.
+    #[allow(clippy::unused_unit)]
+    let real = real!(closefrom: unsafe extern "C" fn(c_int), ());
+    forget_range(c_uint::try_from(low).unwrap_or(0), c_uint::MAX);
+    // SAFETY: forwarded unchanged.
+    unsafe { real(low) }
+}
+
 /// `bind(2)` with the address ipvirt says.
 ///
 /// # Safety
@@ -572,28 +993,34 @@ pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) 
     };
     let before = st.debug.then_some(buf);
     let view = buf.get_mut(..n).unwrap_or_default();
-    let stack = stack_of(fd, view);
+    let mut stack = stack_of(fd, view);
+    if stack == Stack::Single && st.rw.maps_ipv6_loopback() && is_ipv6_loopback(view) {
+        // SPEC §8: `::1` is mapped to the session's IPv4-mapped loopback, which a v6-only socket
+        // cannot bind: take the option off first (the socket then serves that one address).
+        if clear_v6only(fd) {
+            stack = Stack::Dual;
+        }
+    }
     set_errno(saved);
-    let r = match st.rw.bind_sockaddr(view, LAYOUT, stack) {
-        Ok(true) => {
-            debug(
-                before,
-                n,
-                st,
-                if stack == Stack::Dual {
-                    Call::BindDualStack
-                } else {
-                    Call::Bind
-                },
-            );
+    let call = if stack == Stack::Dual {
+        Call::BindDualStack
+    } else {
+        Call::Bind
+    };
+    let r = match st.rw.raw(LAYOUT).bind_on(view, stack) {
+        Ok(RawOutcome::Rewritten) => {
+            debug(before, n, st, call);
             // SAFETY: buf holds len bytes (n == len): the program's address with the new IP.
             unsafe { real(fd, buf.as_ptr().cast(), len) }
         }
-        Ok(false) => {
+        Ok(RawOutcome::Unchanged | RawOutcome::OtherFamily) => {
             // SAFETY: forwarded unchanged.
             unsafe { real(fd, addr, len) }
         }
-        Err(SockaddrError::Rewrite(e)) => return fail_with(&SockaddrError::Rewrite(e)),
+        Err(RawError::Refused(r)) => {
+            debug(before, n, st, call);
+            return fail_with(r);
+        }
         Err(_) => {
             // SAFETY: forwarded unchanged.
             unsafe { real(fd, addr, len) }
@@ -625,11 +1052,17 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
     };
     let before = st.debug.then_some(buf);
     let view = buf.get_mut(..n).unwrap_or_default();
+    if st.rw.maps_ipv6_loopback() && is_ipv6_loopback(view) && !is_bound(fd) {
+        // SPEC §8: the mapped destination is IPv4-mapped; an unbound v6-only socket takes the
+        // option off first (a bound one was bound by the program, which chose it).
+        clear_v6only(fd);
+    }
     let mut src = [0u8; STORAGE];
-    match st.rw.connect_sockaddr(view, LAYOUT, &mut src) {
+    match st.rw.raw(LAYOUT).connect(view, &mut src) {
         Ok(raw) => {
+            let dest_changed = raw.dest == RawOutcome::Rewritten;
             if let Some(sl) = raw.source_len
-                && let Err(e) = bind_source(fd, src.get(..sl).unwrap_or(&[]), false)
+                && let Err(e) = bind_source(fd, src.get(..sl).unwrap_or(&[]), true)
             {
                 set_errno(e);
                 return -1;
@@ -637,11 +1070,11 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
             flag(&IMPLICIT, fd, false);
             // The kernel binds a socket when it connects it.
             flag(&FRESH, fd, false);
-            if raw.dest_changed || raw.source_len.is_some() {
+            if dest_changed || raw.source_len.is_some() {
                 debug(before, n, st, Call::Connect);
             }
             set_errno(saved);
-            let ptr = if raw.dest_changed {
+            let ptr = if dest_changed {
                 buf.as_ptr().cast()
             } else {
                 addr
@@ -649,7 +1082,10 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
             // SAFETY: ptr is the program's address or our complete copy of len bytes.
             unsafe { real(fd, ptr, len) }
         }
-        Err(SockaddrError::Rewrite(e)) => fail_with(&SockaddrError::Rewrite(e)),
+        Err(RawError::Refused(r)) => {
+            debug(before, n, st, Call::Connect);
+            fail_with(r)
+        }
         Err(_) => {
             set_errno(saved);
             // SAFETY: forwarded unchanged.
@@ -670,10 +1106,11 @@ fn prepare_send(st: &State, fd: c_int, view: &mut [u8]) -> Result<bool, ssize_t>
         b
     });
     let mut src = [0u8; STORAGE];
-    match st.rw.send_to_sockaddr(view, LAYOUT, &mut src) {
+    match st.rw.raw(LAYOUT).send_to(view, &mut src) {
         Ok(raw) => {
+            let dest_changed = raw.dest == RawOutcome::Rewritten;
             if let Some(sl) = raw.source_len {
-                match bind_source(fd, src.get(..sl).unwrap_or(&[]), true) {
+                match bind_source(fd, src.get(..sl).unwrap_or(&[]), false) {
                     Ok(true) => flag(&IMPLICIT, fd, true),
                     Ok(false) => {}
                     Err(e) => {
@@ -682,14 +1119,17 @@ fn prepare_send(st: &State, fd: c_int, view: &mut [u8]) -> Result<bool, ssize_t>
                     }
                 }
             }
-            if raw.dest_changed || raw.source_len.is_some() {
+            if dest_changed || raw.source_len.is_some() {
                 debug(before, n, st, Call::SendTo);
             }
             // The kernel binds an unbound socket when it sends.
             flag(&FRESH, fd, false);
-            Ok(raw.dest_changed)
+            Ok(dest_changed)
         }
-        Err(SockaddrError::Rewrite(e)) => Err(fail_with(&SockaddrError::Rewrite(e)) as ssize_t),
+        Err(RawError::Refused(r)) => {
+            debug(before, n, st, Call::SendTo);
+            Err(fail_with(r) as ssize_t)
+        }
         Err(_) => Ok(false),
     }
 }
@@ -1091,7 +1531,10 @@ pub unsafe extern "C" fn getaddrinfo(
                 let ip = st.rw.resolved_addr(a.ip());
                 if ip != a.ip() {
                     if st.debug {
-                        eprintln!("ipvirt: {}", st.rw.explain(Call::Resolved, a));
+                        say(format_args!(
+                            "ipvirt: {}\n",
+                            st.rw.explain(Call::Resolved, a)
+                        ));
                     }
                     let mut out = [0u8; STORAGE];
                     let mut new = a;

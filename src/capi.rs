@@ -30,7 +30,7 @@
 //! by an [`ipvirt_layout`] value (family numbers and header differ between Linux, Windows, macOS and
 //! FreeBSD). `IPVIRT_UNSUPPORTED_FAMILY` means "not `AF_INET`/`AF_INET6`: pass the call through
 //! untouched". `IPVIRT_NO_CONNECTIVITY` maps to `EADDRNOTAVAIL` / `WSAEADDRNOTAVAIL`,
-//! `IPVIRT_ISOLATED` to `ECONNREFUSED` / `WSAECONNREFUSED`.
+//! `IPVIRT_ISOLATED` to `ECONNREFUSED` / `WSAECONNREFUSED` (for a bind: `EACCES` / `WSAEACCES`).
 
 // The C ABI is the one module of the library that needs unsafe code: it dereferences the caller's
 // pointers. Every block says why it is sound.
@@ -74,7 +74,8 @@ pub enum ipvirt_status {
     IPVIRT_UNSUPPORTED_FAMILY = 7,
     /// The session has no VIP and the policy says no connectivity: fail with `EADDRNOTAVAIL`.
     IPVIRT_NO_CONNECTIVITY = 8,
-    /// Another session's loopback address with isolation on: fail with `ECONNREFUSED`.
+    /// Another session's loopback address with isolation on: fail a connect or send with
+    /// `ECONNREFUSED`, a bind with `EACCES`.
     IPVIRT_ISOLATED = 9,
     /// The session id has no loopback address (past 16 777 214) or the session kind is unknown.
     IPVIRT_INVALID_SESSION = 10,
@@ -336,7 +337,7 @@ pub unsafe extern "C" fn ipvirt_status_message(
                 true,
             ),
             9 => (
-                "another session's loopback address, and isolation is on (ECONNREFUSED)",
+                "another session's loopback address, and isolation is on (ECONNREFUSED; EACCES for a bind)",
                 true,
             ),
             10 => (

@@ -43,7 +43,7 @@ typedef enum ipvirt_status {
     IPVIRT_BUFFER_TOO_LONG = 6,    /* a socket-address buffer is longer than 128 bytes */
     IPVIRT_UNSUPPORTED_FAMILY = 7, /* not AF_INET/AF_INET6: pass the call through untouched */
     IPVIRT_NO_CONNECTIVITY = 8,    /* fail the call with EADDRNOTAVAIL / WSAEADDRNOTAVAIL */
-    IPVIRT_ISOLATED = 9,           /* fail the call with ECONNREFUSED / WSAECONNREFUSED */
+    IPVIRT_ISOLATED = 9,           /* fail with ECONNREFUSED / WSAECONNREFUSED (a bind: EACCES) */
     IPVIRT_INVALID_SESSION = 10,   /* session id past 16777214 (with virtual loopback) or bad kind */
     IPVIRT_INVALID_VIP = 11,       /* the VIP is not a usable unicast IPv4 address */
     IPVIRT_INVALID_ARGUMENT = 12,  /* another argument is out of range */

@@ -6,7 +6,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use common::{SERVER, engine};
-use ipvirt::{Engine, Session, SessionId, SessionKind, Stack, Vip};
+use ipvirt::{Engine, Refusal, Session, SessionId, SessionKind, Stack, Vip};
 use proptest::prelude::*;
 
 const IMAGES: [&str; 5] = ["crm.exe", "pref.exe", "lo.exe", "vipo.exe", "notepad.exe"];
@@ -189,6 +189,31 @@ proptest! {
         prop_assert_eq!(rw.reported(r), r);
         let x = rw.resolved_addr(a.ip());
         prop_assert_eq!(rw.resolved_addr(x), x);
+    }
+
+    #[test]
+    fn isolation_refuses_binds_exactly_where_it_refuses_connects(c in any_case(), a in any_addr()) {
+        // One definition of "another session's loopback": a bind of an address is refused by
+        // isolation exactly when a connect to it is.
+        let e = engine_for(&c);
+        let plan = e.process(c.image);
+        let rw = e.rewriter(c.session, &plan, c.vip.map(|v| Vip::new(v).unwrap()));
+        let bind_isolated = matches!(rw.bind_on(a, c.stack), Err(Refusal::OtherSession { .. }));
+        let connect_isolated = matches!(rw.connect(a), Err(Refusal::Isolated { .. }));
+        prop_assert_eq!(bind_isolated, connect_isolated, "bind and connect of {} disagree", a);
+        if bind_isolated {
+            prop_assert!(c.isolate);
+        }
+        // With isolation on, no bind of another session's loopback address ever succeeds
+        // unchanged by an in-scope process (the port not excluded).
+        if c.isolate && let Ok(b) = rw.bind_on(a, c.stack)
+            && let Some(v4) = v4_of(b.ip())
+            && rw.session_loopback().is_some()
+            && b.port() != 27000
+            && let Some(owner) = SessionId::from_loopback(v4)
+        {
+            prop_assert!(owner.get() == 0 || Some(v4) == rw.session_loopback(), "bound {} of session {}", b, owner);
+        }
     }
 
     #[test]

@@ -254,6 +254,52 @@ fn connect_no_vip_no_connectivity_fails_use_server_address_passes() {
 }
 
 #[test]
+fn bind_other_session_loopback_passes_without_isolation() {
+    bind_row!(engine(false, "use-server-address"), "lo.exe", S7, None,
+        "127.0.0.9:9000" => Ok::<_, ()>("127.0.0.9:9000"));
+}
+
+#[test]
+fn bind_other_session_loopback_refused_with_isolation() {
+    // Isolation holds for binds as for connects (SPEC §6): a session-7 listener on 127.0.0.9
+    // would receive session 8's connections to its localhost.
+    bind_row!(engine(true, "use-server-address"), "lo.exe", S7, None,
+        "127.0.0.9:9000" => Err::<&str, _>(()));
+    bind_row!(engine(true, "use-server-address"), "crm.exe", S7, Some(VIP),
+        "127.1.0.0:80" => Err::<&str, _>(()));
+    let e = engine(true, "use-server-address");
+    let plan = e.process("lo.exe");
+    let rw = e.rewriter(S7, &plan, None);
+    let err = rw.bind(sa("127.0.0.9:9000")).unwrap_err();
+    assert_eq!(err, Refusal::OtherSession { owner: SessionId::new(8) });
+    assert_eq!(err.errno(), libc::EACCES);
+    assert!(matches!(
+        rw.bind_dual_stack(sa("[::ffff:127.0.0.9]:9000")),
+        Err(Refusal::OtherSession { .. })
+    ));
+    // The session's own address, localhost, 127.0.0.0 and an excluded port are not isolated.
+    bind_row!(engine(true, "use-server-address"), "lo.exe", S7, None,
+        "127.0.0.8:9000" => Ok::<_, ()>("127.0.0.8:9000"));
+    bind_row!(engine(true, "use-server-address"), "lo.exe", S7, None,
+        "127.0.0.1:9000" => Ok::<_, ()>("127.0.0.8:9000"));
+    bind_row!(engine(true, "use-server-address"), "lo.exe", S7, None,
+        "127.0.0.0:9000" => Ok::<_, ()>("127.0.0.0:9000"));
+    bind_row!(engine(true, "use-server-address"), "lo.exe", S7, None,
+        "127.0.0.9:27000" => Ok::<_, ()>("127.0.0.9:27000"));
+    // Isolation is a virtual-loopback setting: processes out of its scope are not checked.
+    bind_row!(engine(true, "use-server-address"), "vipo.exe", S7, Some(VIP),
+        "127.0.0.9:9000" => Ok::<_, ()>("127.0.0.9:9000"));
+    // The raw path decides the same (one rule core).
+    let mut raw = [2u8, 0, 0x23, 0x28, 127, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0];
+    let before = raw;
+    assert!(matches!(
+        rw.raw(ipvirt::SockaddrLayout::LINUX).bind(&mut raw),
+        Err(ipvirt::RawError::Refused(Refusal::OtherSession { .. }))
+    ));
+    assert_eq!(raw, before, "a refused bind leaves the buffer alone");
+}
+
+#[test]
 fn connect_other_session_loopback_passes_without_isolation() {
     connect_row!(engine(false, "use-server-address"), "lo.exe", S7, None,
         "127.0.0.9:9000" => "127.0.0.9:9000", None::<&str>);

@@ -32,6 +32,7 @@
 //! | `program-wildcard` | warning | a list entry has `*` or `?`: there are no wildcards, it is matched literally |
 //! | `program-empty` | warning | a list entry is empty: it matches nothing |
 //! | `isolate-without-loopback` | info | `virtual_loopback.isolate` is on while virtual loopback is off: no effect |
+//! | `ipv6-loopback-unchanged` | info | virtual loopback is on and `virtual_loopback.ipv6` is `unchanged`: servers on `[::1]` (Node's and Windows' `localhost`) still clash between sessions (SPEC §8) |
 //!
 //! [`Policy::from_reg`] adds three codes of its own for values it had to ignore:
 //!
@@ -47,7 +48,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::net::Ipv4Addr;
 
-use super::{Platform, Policy, VipMode};
+use super::{Ipv6Loopback, Platform, Policy, VipMode};
 use crate::addr::reserved_block;
 use crate::host::Host;
 use crate::program::{duplicates, fold_program_name};
@@ -114,6 +115,7 @@ pub enum DiagnosticCode {
     ProgramWildcard,
     ProgramEmpty,
     IsolateWithoutLoopback,
+    Ipv6LoopbackUnchanged,
     RegUnknownValue,
     RegWrongType,
     RegBadValue,
@@ -147,6 +149,7 @@ impl DiagnosticCode {
             DiagnosticCode::ProgramWildcard => "program-wildcard",
             DiagnosticCode::ProgramEmpty => "program-empty",
             DiagnosticCode::IsolateWithoutLoopback => "isolate-without-loopback",
+            DiagnosticCode::Ipv6LoopbackUnchanged => "ipv6-loopback-unchanged",
             DiagnosticCode::RegUnknownValue => "reg-unknown-value",
             DiagnosticCode::RegWrongType => "reg-wrong-type",
             DiagnosticCode::RegBadValue => "reg-bad-value",
@@ -321,6 +324,13 @@ impl Policy {
                 Severity::Warning,
                 DiagnosticCode::LoopbackNoPrograms,
                 "virtual_loopback.enabled is true but virtual_loopback.programs is empty: only listed programs are rewritten, so nothing is".into(),
+            );
+        }
+        if vl.enabled && vl.ipv6 == Ipv6Loopback::Unchanged {
+            out.push(
+                Severity::Info,
+                DiagnosticCode::Ipv6LoopbackUnchanged,
+                "virtual_loopback.ipv6 is unchanged (the vendors' behaviour): programs that resolve localhost to ::1 (Node.js 17 and later, Windows) still share [::1] between sessions; set it to \"map\" to give each session its own".into(),
             );
         }
         if vl.isolate && !vl.enabled {

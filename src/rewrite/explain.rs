@@ -146,7 +146,7 @@ impl fmt::Display for Rule {
                 "the destination is another session's loopback address; virtual_loopback.isolate is off, so it passes"
             }
             Rule::Isolated => {
-                "the address is another session's loopback address and virtual_loopback.isolate is on: refused (ECONNREFUSED for connect and send, EADDRNOTAVAIL for bind)"
+                "the address is another session's loopback address and virtual_loopback.isolate is on: refused (ECONNREFUSED for connect and send, EACCES for bind)"
             }
             Rule::SessionLoopbackToLocalhost => {
                 "the session's loopback address is reported as the localhost address the application used"

@@ -325,6 +325,14 @@ impl Rewriter {
         }
     }
 
+    /// Whether `[::1]` is mapped to the session loopback for this process (SPEC §8:
+    /// `virtual_loopback.ipv6 = "map"` and virtual loopback applies). A hook uses it to clear
+    /// `IPV6_V6ONLY` on a socket before a bind of `::1`, so the mapped address can be bound.
+    #[must_use]
+    pub fn maps_ipv6_loopback(&self) -> bool {
+        self.map_v6 && self.lo != 0
+    }
+
     /// The session's entry of the rule tables.
     #[must_use]
     pub fn session_entry(&self) -> SessionEntry {

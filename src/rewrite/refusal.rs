@@ -9,7 +9,7 @@ use crate::session::SessionId;
 /// |---|---|---|---|
 /// | [`NoConnectivity`](Self::NoConnectivity) | the call would put the VIP on the network, the session has none, and `on_lease_failure = "no-connectivity"` | `EADDRNOTAVAIL` | `WSAEADDRNOTAVAIL` |
 /// | [`Isolated`](Self::Isolated) | a connect or send to another session's loopback address, `virtual_loopback.isolate` on | `ECONNREFUSED` | `WSAECONNREFUSED` |
-/// | [`OtherSession`](Self::OtherSession) | a bind of another session's loopback address, isolation on (it would receive that session's connections) | `EADDRNOTAVAIL` | `WSAEADDRNOTAVAIL` |
+/// | [`OtherSession`](Self::OtherSession) | a bind of another session's loopback address, isolation on (it would receive that session's connections) | `EACCES` (what a bind the caller may not make gives; `EADDRNOTAVAIL` would invite retries) | `WSAEACCES` |
 /// | [`NoLoopback`](Self::NoLoopback) | virtual loopback applies but the session id is past `SessionId::MAX`, so it has no loopback address | `EADDRNOTAVAIL` | `WSAEADDRNOTAVAIL` |
 ///
 /// # Examples
@@ -63,16 +63,17 @@ pub enum Refusal {
 const fn codes(r: &Refusal) -> (i32, i32) {
     const EADDRNOTAVAIL: (i32, i32) = (99, 10049);
     const ECONNREFUSED: (i32, i32) = (111, 10061);
+    const EACCES: (i32, i32) = (13, 10013);
     match r {
         Refusal::Isolated { .. } => ECONNREFUSED,
-        Refusal::NoConnectivity | Refusal::OtherSession { .. } | Refusal::NoLoopback => {
-            EADDRNOTAVAIL
-        }
+        Refusal::OtherSession { .. } => EACCES,
+        Refusal::NoConnectivity | Refusal::NoLoopback => EADDRNOTAVAIL,
     }
 }
 
 impl Refusal {
-    /// The Linux `errno` to fail the call with (`EADDRNOTAVAIL` = 99, `ECONNREFUSED` = 111).
+    /// The Linux `errno` to fail the call with (`EADDRNOTAVAIL` = 99, `ECONNREFUSED` = 111,
+    /// `EACCES` = 13).
     /// Other POSIX systems: match on [`io_error_kind`](Self::io_error_kind) or the variant.
     #[must_use]
     pub const fn errno(&self) -> i32 {
@@ -80,7 +81,7 @@ impl Refusal {
     }
 
     /// The Winsock error to fail the call with (`WSAEADDRNOTAVAIL` = 10049, `WSAECONNREFUSED` =
-    /// 10061), set with `WSASetLastError`.
+    /// 10061, `WSAEACCES` = 10013), set with `WSASetLastError`.
     #[must_use]
     pub const fn wsa_error(&self) -> i32 {
         codes(self).1
@@ -99,7 +100,8 @@ impl Refusal {
     pub fn io_error_kind(&self) -> std::io::ErrorKind {
         match self {
             Refusal::Isolated { .. } => std::io::ErrorKind::ConnectionRefused,
-            _ => std::io::ErrorKind::AddrNotAvailable,
+            Refusal::OtherSession { .. } => std::io::ErrorKind::PermissionDenied,
+            Refusal::NoConnectivity | Refusal::NoLoopback => std::io::ErrorKind::AddrNotAvailable,
         }
     }
 }
