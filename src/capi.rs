@@ -14,8 +14,15 @@
 //!   failure. Strings written are NUL-terminated and truncated to fit.
 //! - Every pointer is checked for NULL (`IPVIRT_NULL_ARGUMENT`). A NULL buffer with length 0 is
 //!   accepted where a buffer is optional (the server-address list, the VIP, the error message).
+//! - Every length is checked before its buffer is touched: a length above `isize::MAX` (no object
+//!   can be that large) is `IPVIRT_INVALID_ARGUMENT`, and nothing is read or written.
+//! - The buffers of a call must not overlap one another, and the scalar outputs (`changed`,
+//!   `source_written`, ...) must not point into them: an overlap is refused with
+//!   `IPVIRT_INVALID_ARGUMENT` before anything is written. Input-only buffers (the policy, the
+//!   server list, the image, the VIP) may overlap each other.
 //! - A panic never crosses the boundary: every body runs inside `catch_unwind` and a panic becomes
-//!   `IPVIRT_PANIC`.
+//!   `IPVIRT_PANIC`, with nothing written. With the cargo feature `capi-test-panic` (tests only),
+//!   `ipvirt_test_arm_panic` makes the next call on the calling thread panic inside its guard.
 //!
 //! ## Lifetimes and threads
 //!
@@ -226,33 +233,133 @@ impl ipvirt_plan {
 
 /// Runs `f`, turning a panic into `IPVIRT_PANIC`.
 fn guard(f: impl FnOnce() -> ipvirt_status) -> ipvirt_status {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or(IPVIRT_PANIC)
+    catch_unwind(AssertUnwindSafe(|| {
+        #[cfg(feature = "capi-test-panic")]
+        test_panic::maybe_panic();
+        f()
+    }))
+    .unwrap_or(IPVIRT_PANIC)
+}
+
+/// The test-only way to make a C ABI call panic (cargo feature `capi-test-panic`): proves that a
+/// panic inside any call becomes `IPVIRT_PANIC`, writes nothing and leaves the process running.
+#[cfg(feature = "capi-test-panic")]
+mod test_panic {
+    use std::cell::Cell;
+
+    thread_local! {
+        static ARMED: Cell<bool> = const { Cell::new(false) };
+    }
+
+    pub(super) fn arm() {
+        ARMED.with(|a| a.set(true));
+    }
+
+    /// Panics (once) if [`arm`] was called on this thread since the last panic.
+    #[allow(
+        clippy::panic,
+        reason = "the deliberate panic of the capi-test-panic feature"
+    )]
+    pub(super) fn maybe_panic() {
+        if ARMED.with(|a| a.replace(false)) {
+            panic!("ipvirt: the panic armed by ipvirt_test_arm_panic (capi-test-panic)");
+        }
+    }
+}
+
+/// Test only (cargo feature `capi-test-panic`, never in a release build): the next C ABI call on
+/// the calling thread that returns an [`ipvirt_status`] panics inside its `catch_unwind` guard, so
+/// a test can check that it returns `IPVIRT_PANIC`, writes nothing and leaves the process and the
+/// library usable.
+#[cfg(feature = "capi-test-panic")]
+#[doc(hidden)]
+#[unsafe(no_mangle)]
+pub extern "C" fn ipvirt_test_arm_panic() {
+    test_panic::arm();
+}
+
+/// The largest length a buffer can have: no object is larger than `isize::MAX` bytes, and
+/// `slice::from_raw_parts` requires it.
+const MAX_LEN: usize = isize::MAX as usize;
+
+/// Refuses a length no buffer can have (`IPVIRT_INVALID_ARGUMENT`), before any slice is built.
+fn check_len(len: usize) -> Result<(), ipvirt_status> {
+    if len > MAX_LEN {
+        Err(IPVIRT_INVALID_ARGUMENT)
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether the byte ranges `[a, a + a_len)` and `[b, b + b_len)` share a byte (empty ranges share
+/// none). Only the addresses are compared; nothing is dereferenced.
+fn overlap(a: *const u8, a_len: usize, b: *const u8, b_len: usize) -> bool {
+    let (a, b) = (a as usize, b as usize);
+    a_len != 0 && b_len != 0 && a < b.saturating_add(b_len) && b < a.saturating_add(a_len)
+}
+
+/// A buffer or scalar as `(address, length)`, for [`check_disjoint`].
+type Region = (*const u8, usize);
+
+/// Refuses overlaps (`IPVIRT_INVALID_ARGUMENT`) between two outputs, or an output and an input
+/// (inputs may overlap each other: they are only read). NULL regions are ignored.
+fn check_disjoint(outputs: &[Region], inputs: &[Region]) -> Result<(), ipvirt_status> {
+    for (i, &(a, a_len)) in outputs.iter().enumerate() {
+        for &(b, b_len) in outputs.iter().skip(i + 1).chain(inputs) {
+            if !a.is_null() && !b.is_null() && overlap(a, a_len, b, b_len) {
+                return Err(IPVIRT_INVALID_ARGUMENT);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The region of a scalar (or struct) argument, for [`check_disjoint`].
+fn region<T>(p: *const T) -> Region {
+    (p.cast(), size_of::<T>())
 }
 
 /// A byte slice from a pointer and length; NULL is allowed only with length 0.
 ///
+/// # Errors
+///
+/// `IPVIRT_NULL_ARGUMENT` for NULL with a non-zero length, `IPVIRT_INVALID_ARGUMENT` for a length
+/// above `isize::MAX` (checked before the slice is built).
+///
 /// # Safety
 ///
 /// `ptr` must be NULL or valid for reading `len` bytes.
-unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Option<&'a [u8]> {
+unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], ipvirt_status> {
     if ptr.is_null() {
-        return (len == 0).then_some(&[]);
+        return if len == 0 {
+            Ok(&[])
+        } else {
+            Err(IPVIRT_NULL_ARGUMENT)
+        };
     }
-    // SAFETY: the caller guarantees ptr is valid for len bytes.
-    Some(unsafe { std::slice::from_raw_parts(ptr, len) })
+    check_len(len)?;
+    // SAFETY: the caller guarantees ptr is valid for len bytes, and len <= isize::MAX.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
 /// A mutable byte slice from a non-NULL pointer and length.
 ///
+/// # Errors
+///
+/// `IPVIRT_NULL_ARGUMENT` for NULL, `IPVIRT_INVALID_ARGUMENT` for a length above `isize::MAX`
+/// (checked before the slice is built).
+///
 /// # Safety
 ///
-/// `ptr` must be NULL or valid for reading and writing `len` bytes.
-unsafe fn bytes_mut<'a>(ptr: *mut u8, len: usize) -> Option<&'a mut [u8]> {
+/// `ptr` must be NULL or valid for reading and writing `len` bytes, and not otherwise borrowed
+/// while the slice lives.
+unsafe fn bytes_mut<'a>(ptr: *mut u8, len: usize) -> Result<&'a mut [u8], ipvirt_status> {
     if ptr.is_null() {
-        return None;
+        return Err(IPVIRT_NULL_ARGUMENT);
     }
-    // SAFETY: the caller guarantees ptr is valid for len bytes.
-    Some(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
+    check_len(len)?;
+    // SAFETY: the caller guarantees ptr is valid for len bytes, and len <= isize::MAX.
+    Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
 }
 
 /// Writes `msg` NUL-terminated into `buf` (truncated to fit) and its full length to `written`.
@@ -347,7 +454,12 @@ pub unsafe extern "C" fn ipvirt_status_message(
             13 => ("ipvirt panicked: this is a bug", true),
             _ => ("unknown status", false),
         };
-        // SAFETY: the caller's contract.
+        if let Err(st) = check_len(buf_len)
+            .and_then(|()| check_disjoint(&[(buf.cast(), buf_len), region(needed)], &[]))
+        {
+            return st;
+        }
+        // SAFETY: the caller's contract; buf_len is a possible length and needed is not in buf.
         let fits = unsafe { write_message(msg, buf, buf_len, needed) };
         match (known, fits) {
             (false, _) => IPVIRT_INVALID_ARGUMENT,
@@ -380,6 +492,15 @@ pub unsafe extern "C" fn ipvirt_engine_new(
     err_needed: *mut usize,
 ) -> ipvirt_status {
     guard(|| {
+        // The error buffer and the outputs first: a bad one is reported without writing anything.
+        let outputs = [
+            (err.cast_const().cast(), err_len),
+            region(err_needed),
+            region(out),
+        ];
+        if let Err(st) = check_len(err_len).and_then(|()| check_disjoint(&outputs, &[])) {
+            return st;
+        }
         let fail = |status, msg: &str| {
             // SAFETY: the caller's contract for err and err_needed.
             unsafe { write_message(msg, err, err_len, err_needed) };
@@ -389,18 +510,30 @@ pub unsafe extern "C" fn ipvirt_engine_new(
             return fail(IPVIRT_NULL_ARGUMENT, "policy and out must not be NULL");
         }
         // SAFETY: policy is valid for policy_len bytes (caller).
-        let Some(text) = (unsafe { bytes(policy, policy_len) }) else {
-            return IPVIRT_NULL_ARGUMENT;
-        };
-        let Ok(text) = std::str::from_utf8(text) else {
-            return fail(IPVIRT_INVALID_UTF8, "the policy text is not UTF-8");
+        let text = match unsafe { bytes(policy, policy_len) } {
+            Ok(text) => text,
+            Err(st) => return fail(st, "policy_len is larger than any buffer"),
         };
         // SAFETY: servers is NULL or valid for servers_len bytes (caller).
-        let Some(servers) = (unsafe { bytes(servers, servers_len) }) else {
-            return fail(
-                IPVIRT_NULL_ARGUMENT,
-                "servers is NULL with a non-zero length",
-            );
+        let servers = match unsafe { bytes(servers, servers_len) } {
+            Ok(servers) => servers,
+            Err(IPVIRT_NULL_ARGUMENT) => {
+                return fail(
+                    IPVIRT_NULL_ARGUMENT,
+                    "servers is NULL with a non-zero length",
+                );
+            }
+            Err(st) => return fail(st, "servers_len is larger than any buffer"),
+        };
+        // An output inside an input: refused, and without a message (it would overwrite the input).
+        if let Err(st) = check_disjoint(
+            &outputs,
+            &[(policy, policy_len), (servers.as_ptr(), servers.len())],
+        ) {
+            return st;
+        }
+        let Ok(text) = std::str::from_utf8(text) else {
+            return fail(IPVIRT_INVALID_UTF8, "the policy text is not UTF-8");
         };
         if servers.len() % 4 != 0 {
             return fail(
@@ -461,9 +594,13 @@ pub unsafe extern "C" fn ipvirt_engine_process(
         if engine.is_null() || image.is_null() || out.is_null() {
             return IPVIRT_NULL_ARGUMENT;
         }
+        if let Err(st) = check_disjoint(&[region(out)], &[(image, image_len)]) {
+            return st;
+        }
         // SAFETY: image is valid for image_len bytes (caller).
-        let Some(name) = (unsafe { bytes(image, image_len) }) else {
-            return IPVIRT_NULL_ARGUMENT;
+        let name = match unsafe { bytes(image, image_len) } {
+            Ok(name) => name,
+            Err(st) => return st,
         };
         let Ok(name) = std::str::from_utf8(name) else {
             return IPVIRT_INVALID_UTF8;
@@ -498,6 +635,9 @@ pub unsafe extern "C" fn ipvirt_rewriter_new(
         if engine.is_null() || plan.is_null() || out.is_null() {
             return IPVIRT_NULL_ARGUMENT;
         }
+        if let Err(st) = check_disjoint(&[region(out)], &[region(plan), (vip, vip_len)]) {
+            return st;
+        }
         let id = SessionId::new(session_id);
         let session = match session_kind {
             0 => Session::remote(id),
@@ -510,10 +650,10 @@ pub unsafe extern "C" fn ipvirt_rewriter_new(
         };
         // SAFETY: vip is NULL or valid for vip_len bytes (caller).
         let vip = match unsafe { bytes(vip, vip_len) } {
-            None => return IPVIRT_NULL_ARGUMENT,
-            Some([]) => None,
-            Some(&[a, b, c, d]) => Some(Ipv4Addr::new(a, b, c, d)),
-            Some(_) => return IPVIRT_INVALID_ARGUMENT,
+            Err(st) => return st,
+            Ok([]) => None,
+            Ok(&[a, b, c, d]) => Some(Ipv4Addr::new(a, b, c, d)),
+            Ok(_) => return IPVIRT_INVALID_ARGUMENT,
         };
         // SAFETY: engine is a live handle (caller).
         let engine = Arc::clone(&unsafe { &*engine }.engine);
@@ -600,9 +740,13 @@ pub unsafe extern "C" fn ipvirt_rewriter_bind(
                 1 => Stack::Dual,
                 _ => return IPVIRT_INVALID_ARGUMENT,
             };
-            // SAFETY: addr is valid for addr_len bytes (caller).
-            let Some(buf) = bytes_mut(addr, addr_len) else {
-                return IPVIRT_NULL_ARGUMENT;
+            if let Err(st) = check_disjoint(&[(addr, addr_len), region(changed)], &[]) {
+                return st;
+            }
+            // SAFETY: addr is valid for addr_len bytes (caller) and changed is not in it.
+            let buf = match bytes_mut(addr, addr_len) {
+                Ok(buf) => buf,
+                Err(st) => return st,
             };
             match r.bind_sockaddr(buf, l, stack) {
                 Ok(c) => {
@@ -705,10 +849,23 @@ unsafe fn connect_like(
             if source_written.is_null() || dest_changed.is_null() || source.is_null() {
                 return IPVIRT_NULL_ARGUMENT;
             }
-            // SAFETY: dest and source are valid for their lengths (caller).
-            let (Some(d), Some(s)) = (bytes_mut(dest, dest_len), bytes_mut(source, source_len))
-            else {
-                return IPVIRT_NULL_ARGUMENT;
+            // One buffer as both dest and source would be two live `&mut` to the same bytes, and
+            // both outputs cannot be kept anyway: refuse any overlap before building the slices.
+            if let Err(st) = check_disjoint(
+                &[
+                    (dest, dest_len),
+                    (source, source_len),
+                    region(source_written),
+                    region(dest_changed),
+                ],
+                &[],
+            ) {
+                return st;
+            }
+            // SAFETY: dest and source are valid for their lengths (caller) and disjoint (checked).
+            let (d, s) = match (bytes_mut(dest, dest_len), bytes_mut(source, source_len)) {
+                (Ok(d), Ok(s)) => (d, s),
+                (Err(st), _) | (_, Err(st)) => return st,
             };
             let result = if send {
                 r.send_to_sockaddr(d, l, s)
@@ -748,9 +905,13 @@ pub unsafe extern "C" fn ipvirt_rewriter_reported(
             if changed.is_null() {
                 return IPVIRT_NULL_ARGUMENT;
             }
-            // SAFETY: addr is valid for addr_len bytes (caller).
-            let Some(buf) = bytes_mut(addr, addr_len) else {
-                return IPVIRT_NULL_ARGUMENT;
+            if let Err(st) = check_disjoint(&[(addr, addr_len), region(changed)], &[]) {
+                return st;
+            }
+            // SAFETY: addr is valid for addr_len bytes (caller) and changed is not in it.
+            let buf = match bytes_mut(addr, addr_len) {
+                Ok(buf) => buf,
+                Err(st) => return st,
             };
             match r.reported_sockaddr(buf, l) {
                 Ok(c) => {

@@ -13,7 +13,16 @@
  *     NUL-terminated and truncated to fit.
  *   - Pointers are checked for NULL (IPVIRT_NULL_ARGUMENT); an optional buffer may be NULL with
  *     length 0.
- *   - No panic crosses the boundary: it becomes IPVIRT_PANIC.
+ *   - Lengths are checked before any buffer is touched: a length above PTRDIFF_MAX (no object is
+ *     that large) is IPVIRT_INVALID_ARGUMENT, and nothing is read or written.
+ *   - Overlap: the buffers a call writes (addr, dest, source, err, buf) must not overlap each other
+ *     nor the buffers it reads, and the scalar outputs (changed, dest_changed, source_written,
+ *     needed, err_needed, out) must not point into any of them. An overlap is refused with
+ *     IPVIRT_INVALID_ARGUMENT before anything is written (so passing one buffer as both dest and
+ *     source of ipvirt_rewriter_connect fails and changes nothing). Buffers that are only read
+ *     (policy, servers, image, vip, plan) may overlap each other.
+ *   - No panic crosses the boundary: it becomes IPVIRT_PANIC and nothing is written; the library
+ *     stays usable.
  *   - Handles are immutable once made and may be used from any thread. A rewriter keeps its engine
  *     alive: the engine may be freed first. Free each handle exactly once.
  *   - Socket addresses are the platform's struct sockaddr_in / sockaddr_in6 bytes, with the layout
@@ -46,7 +55,8 @@ typedef enum ipvirt_status {
     IPVIRT_ISOLATED = 9,           /* fail the call with ECONNREFUSED / WSAECONNREFUSED */
     IPVIRT_INVALID_SESSION = 10,   /* session id past 16777214 (with virtual loopback) or bad kind */
     IPVIRT_INVALID_VIP = 11,       /* the VIP is not a usable unicast IPv4 address */
-    IPVIRT_INVALID_ARGUMENT = 12,  /* another argument is out of range */
+    IPVIRT_INVALID_ARGUMENT = 12,  /* another argument is out of range (a layout, a plan field, a
+                                      length above PTRDIFF_MAX) or buffers overlap */
     IPVIRT_PANIC = 13              /* ipvirt panicked (a bug); nothing was written */
 } ipvirt_status;
 
@@ -137,6 +147,7 @@ ipvirt_status ipvirt_rewriter_bind(const ipvirt_rewriter *rw,
  * connect: rewrites the destination in dest (dest_len bytes) in place; when the socket should be
  * bound first (if it is not bound yet), writes that source address into source (give it 28 bytes
  * or more) and its length to *source_written (0: no bind). *dest_changed is 1 if dest changed.
+ * dest and source are two separate buffers: overlapping ones are IPVIRT_INVALID_ARGUMENT.
  */
 ipvirt_status ipvirt_rewriter_connect(const ipvirt_rewriter *rw,
                                       uint8_t *dest, size_t dest_len,
@@ -158,6 +169,15 @@ ipvirt_status ipvirt_rewriter_sendto(const ipvirt_rewriter *rw,
 ipvirt_status ipvirt_rewriter_reported(const ipvirt_rewriter *rw,
                                        uint8_t *addr, size_t addr_len,
                                        uint32_t layout, uint32_t *changed);
+
+#ifdef IPVIRT_TEST_PANIC
+/*
+ * Tests only: exists only in a library built with the cargo feature "capi-test-panic" (never ship
+ * one). The next call on the calling thread that returns an ipvirt_status panics inside ipvirt and
+ * returns IPVIRT_PANIC, writing nothing; later calls work normally.
+ */
+void ipvirt_test_arm_panic(void);
+#endif
 
 #ifdef __cplusplus
 }

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -44,6 +45,52 @@ static int is(const struct sockaddr_in *a, const char *ip, int port) {
     return strcmp(buf, ip) == 0 && ntohs(a->sin_port) == port && a->sin_family == AF_INET;
 }
 
+/* Lengths no buffer can have: refused before ipvirt looks at the bytes (real, small buffers are
+ * passed, and must come back unchanged). */
+static const size_t HUGE_LENS[] = {(size_t)PTRDIFF_MAX + 1, SIZE_MAX};
+
+static void huge_lengths_and_overlap(ipvirt_rewriter *rw) {
+    struct sockaddr_in a, b, keep;
+    uint8_t source[28];
+    uint32_t changed = 9;
+    size_t written = 99;
+    unsigned i;
+    for (i = 0; i < sizeof HUGE_LENS / sizeof HUGE_LENS[0]; i++) {
+        size_t n = HUGE_LENS[i];
+        a = v4("127.0.0.1", 9000);
+        keep = a;
+        memset(source, 0x77, sizeof source);
+        CHECK(ipvirt_rewriter_bind(rw, (uint8_t *)&a, n, 1, 0, &changed) == IPVIRT_INVALID_ARGUMENT);
+        CHECK(ipvirt_rewriter_reported(rw, (uint8_t *)&a, n, 1, &changed) == IPVIRT_INVALID_ARGUMENT);
+        CHECK(ipvirt_rewriter_connect(rw, (uint8_t *)&a, n, 1, source, sizeof source, &written, &changed) == IPVIRT_INVALID_ARGUMENT);
+        CHECK(ipvirt_rewriter_sendto(rw, (uint8_t *)&a, sizeof a, 1, source, n, &written, &changed) == IPVIRT_INVALID_ARGUMENT);
+        CHECK(memcmp(&a, &keep, sizeof a) == 0 && source[0] == 0x77 && source[27] == 0x77);
+        CHECK(changed == 9 && written == 99);
+    }
+
+    /* One buffer as both dest and source: refused, nothing changed (it used to zero the port). */
+    a = v4("127.0.0.1", 9000);
+    keep = a;
+    CHECK(ipvirt_rewriter_connect(rw, (uint8_t *)&a, sizeof a, 1, (uint8_t *)&a, sizeof a, &written, &changed) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(ipvirt_rewriter_sendto(rw, (uint8_t *)&a, sizeof a, 1, (uint8_t *)&a + 8, 8, &written, &changed) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(memcmp(&a, &keep, sizeof a) == 0 && changed == 9 && written == 99);
+    /* A scalar output inside the address it reports on: refused too. */
+    CHECK(ipvirt_rewriter_bind(rw, (uint8_t *)&a, sizeof a, 1, 0, (uint32_t *)((uint8_t *)&a + 4)) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(ipvirt_rewriter_connect(rw, (uint8_t *)&a, sizeof a, 1, source, sizeof source, &written, (uint32_t *)(source + 4)) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(memcmp(&a, &keep, sizeof a) == 0);
+    /* Separate buffers, even adjacent ones, are fine. */
+    struct {
+        struct sockaddr_in dest;
+        uint8_t source[28];
+    } adjacent;
+    adjacent.dest = v4("127.0.0.1", 9000);
+    CHECK(ipvirt_rewriter_connect(rw, (uint8_t *)&adjacent.dest, sizeof adjacent.dest, 1, adjacent.source, sizeof adjacent.source, &written, &changed) == IPVIRT_OK);
+    CHECK(changed == 1 && is(&adjacent.dest, "127.0.0.8", 9000) && written == 16);
+    b = v4("127.0.0.1", 9000);
+    CHECK(ipvirt_rewriter_connect(rw, (uint8_t *)&b, sizeof b, 1, source, sizeof source, &written, &changed) == IPVIRT_OK);
+    CHECK(is(&b, "127.0.0.8", 9000));
+}
+
 int main(void) {
     char msg[256];
     size_t needed = 0;
@@ -57,6 +104,11 @@ int main(void) {
     CHECK(strlen(tiny) == 4 && needed > 4);
     CHECK(ipvirt_status_message(999, msg, sizeof msg, NULL) == IPVIRT_INVALID_ARGUMENT);
     CHECK(ipvirt_status_message(0, NULL, 0, &needed) == IPVIRT_BUFFER_TOO_SHORT && needed == 7);
+    needed = 99;
+    msg[0] = 'x';
+    CHECK(ipvirt_status_message(0, msg, SIZE_MAX, &needed) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(needed == 99 && msg[0] == 'x');
+    CHECK(ipvirt_status_message(0, msg, sizeof msg, (size_t *)(msg + 8)) == IPVIRT_INVALID_ARGUMENT);
 
     /* engine_new: NULLs, a policy error with its message (also truncated), success */
     ipvirt_engine *engine = NULL;
@@ -75,6 +127,15 @@ int main(void) {
     const uint8_t servers[] = {192, 0, 2, 10};
     CHECK(ipvirt_engine_new((const uint8_t *)POLICY, strlen(POLICY), servers, 3, &engine, NULL, 0, NULL) == IPVIRT_INVALID_ARGUMENT);
     CHECK(ipvirt_engine_new((const uint8_t *)POLICY, strlen(POLICY), NULL, 4, &engine, NULL, 0, NULL) == IPVIRT_NULL_ARGUMENT);
+    /* lengths no buffer can have: the message says which; a huge err_len writes nothing */
+    CHECK(ipvirt_engine_new((const uint8_t *)POLICY, (size_t)PTRDIFF_MAX + 1, NULL, 0, &engine, msg, sizeof msg, NULL) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(strstr(msg, "policy_len") != NULL && engine == NULL);
+    CHECK(ipvirt_engine_new((const uint8_t *)POLICY, strlen(POLICY), servers, SIZE_MAX, &engine, msg, sizeof msg, NULL) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(strstr(msg, "servers_len") != NULL && engine == NULL);
+    needed = 99;
+    msg[0] = 'x';
+    CHECK(ipvirt_engine_new((const uint8_t *)bad, strlen(bad), NULL, 0, &engine, msg, SIZE_MAX, &needed) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(needed == 99 && msg[0] == 'x' && engine == NULL);
     CHECK(ipvirt_engine_new((const uint8_t *)POLICY, strlen(POLICY), servers, sizeof servers, &engine, NULL, 0, NULL) == IPVIRT_OK);
     CHECK(engine != NULL);
 
@@ -85,6 +146,7 @@ int main(void) {
     CHECK(ipvirt_engine_process(engine, NULL, 0, &plan) == IPVIRT_NULL_ARGUMENT);
     CHECK(ipvirt_engine_process(engine, (const uint8_t *)image, strlen(image), NULL) == IPVIRT_NULL_ARGUMENT);
     CHECK(ipvirt_engine_process(engine, badutf8, 2, &plan) == IPVIRT_INVALID_UTF8);
+    CHECK(ipvirt_engine_process(engine, (const uint8_t *)image, SIZE_MAX, &plan) == IPVIRT_INVALID_ARGUMENT);
     CHECK(ipvirt_engine_process(engine, (const uint8_t *)image, strlen(image), &plan) == IPVIRT_OK);
     CHECK(plan.loopback == 1 && plan.virtual_ip == 1 && plan.prefer_loopback == 0);
     CHECK(plan.loopback_reason == 3 && plan.loopback_entry == 0);
@@ -102,6 +164,7 @@ int main(void) {
     CHECK(ipvirt_rewriter_new(engine, 7, 0, &plan, loopvip, 4, &x) == IPVIRT_INVALID_VIP);
     CHECK(ipvirt_rewriter_new(engine, 7, 0, &plan, vip, 3, &x) == IPVIRT_INVALID_ARGUMENT);
     CHECK(ipvirt_rewriter_new(engine, 7, 0, &plan, NULL, 4, &x) == IPVIRT_NULL_ARGUMENT);
+    CHECK(ipvirt_rewriter_new(engine, 7, 0, &plan, vip, (size_t)PTRDIFF_MAX + 1, &x) == IPVIRT_INVALID_ARGUMENT);
     ipvirt_plan broken = plan;
     broken.loopback_reason = 9;
     CHECK(ipvirt_rewriter_new(engine, 7, 0, &broken, vip, 4, &x) == IPVIRT_INVALID_ARGUMENT);
@@ -191,6 +254,8 @@ int main(void) {
     CHECK(changed == 0 && is(&a, "192.0.2.107", 80));
     CHECK(ipvirt_rewriter_reported(rw, NULL, 16, 1, &changed) == IPVIRT_NULL_ARGUMENT);
     CHECK(ipvirt_rewriter_reported(rw, (uint8_t *)&a, 3, 1, &changed) == IPVIRT_BUFFER_TOO_SHORT);
+
+    huge_lengths_and_overlap(rw);
 
     /* Windows layout: same rows, other family numbers. */
     uint8_t win[16] = {2, 0, 0x23, 0x28, 127, 0, 0, 1};
