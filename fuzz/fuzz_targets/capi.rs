@@ -1,7 +1,9 @@
 //! The C ABI called from Rust with arbitrary policies, plans, sessions, buffers and lengths,
-//! including NULL pointers and buffers shorter than an address: every call returns a status (no
-//! panic reaches the fuzzer: a caught one would be IPVIRT_PANIC, which fails here), outputs are
-//! written only on IPVIRT_OK, and nothing is written past a buffer's length.
+//! including NULL pointers, buffers shorter than an address, lengths above `isize::MAX` (with a
+//! real, small buffer behind them) and one buffer passed as both `dest` and `source`: every call
+//! returns a status (no panic reaches the fuzzer: a caught one would be IPVIRT_PANIC, which fails
+//! here), outputs are written only on IPVIRT_OK, nothing is written past a buffer's length, a huge
+//! length is never OK, and overlapping buffers are refused untouched.
 #![no_main]
 
 use std::ptr;
@@ -25,15 +27,19 @@ pool = ["192.0.2.100-192.0.2.199"]
 on_lease_failure = "no-connectivity"
 "#;
 
-/// A buffer argument: NULL with a length, or a real buffer passed with a length up to its size.
+/// A buffer argument: NULL with a length, a real buffer passed with a length up to its size, or a
+/// real buffer passed with a length above `isize::MAX` (which ipvirt must refuse unread).
 #[derive(Debug, Arbitrary)]
 enum Buf {
     Null(u8),
     Some { bytes: Vec<u8>, short_by: u8 },
+    Huge { bytes: Vec<u8>, extra: u8 },
 }
 
+const HUGE: usize = isize::MAX as usize + 1;
+
 impl Buf {
-    /// Pointer and length; the length never exceeds the buffer.
+    /// Pointer and the length passed to ipvirt.
     fn parts(&mut self) -> (*mut u8, usize) {
         match self {
             Buf::Null(n) => (ptr::null_mut(), usize::from(*n % 4)),
@@ -41,6 +47,15 @@ impl Buf {
                 let len = bytes.len().saturating_sub(usize::from(*short_by));
                 (bytes.as_mut_ptr(), len)
             }
+            Buf::Huge { bytes, extra } => (bytes.as_mut_ptr(), HUGE + usize::from(*extra)),
+        }
+    }
+
+    /// The bytes really there (to check that nothing changed).
+    fn real(&self) -> Vec<u8> {
+        match self {
+            Buf::Null(_) => vec![],
+            Buf::Some { bytes, .. } | Buf::Huge { bytes, .. } => bytes.clone(),
         }
     }
 }
@@ -66,7 +81,7 @@ struct Input {
     session_id: u32,
     session_kind: u32,
     vip: Buf,
-    calls: Vec<(Call, u32, Buf, Buf, bool)>,
+    calls: Vec<(Call, u32, Buf, Buf, bool, Option<u8>)>,
 }
 
 fn ok_or_untouched(st: ipvirt_status, before: &[u8], after: &[u8]) {
@@ -84,7 +99,9 @@ fuzz_target!(|input: Input| {
     // SAFETY: p is NULL or valid for l bytes.
     let st = unsafe { ipvirt_status_message(input.status, p.cast(), l, &mut needed) };
     assert_ne!(st, ipvirt_status::IPVIRT_PANIC);
-    if !p.is_null() && l > 0 {
+    if l >= HUGE {
+        assert_eq!(st, ipvirt_status::IPVIRT_INVALID_ARGUMENT);
+    } else if !p.is_null() && l > 0 {
         // SAFETY: p is valid for l bytes.
         let s = unsafe { std::slice::from_raw_parts(p, l) };
         assert!(s.contains(&0), "the message is NUL-terminated");
@@ -109,6 +126,9 @@ fuzz_target!(|input: Input| {
         )
     };
     assert_ne!(st, ipvirt_status::IPVIRT_PANIC);
+    if sl >= HUGE || el >= HUGE {
+        assert_ne!(st, ipvirt_status::IPVIRT_OK);
+    }
     if st != ipvirt_status::IPVIRT_OK {
         assert!(engine.is_null());
         return;
@@ -131,6 +151,9 @@ fuzz_target!(|input: Input| {
         // SAFETY: engine is live; ip is NULL or valid for il bytes; plan is valid.
         let st = unsafe { ipvirt_engine_process(engine, ip, il, &mut plan) };
         assert_ne!(st, ipvirt_status::IPVIRT_PANIC);
+        if il >= HUGE {
+            assert_eq!(st, ipvirt_status::IPVIRT_INVALID_ARGUMENT);
+        }
         if st != ipvirt_status::IPVIRT_OK {
             assert_eq!(plan, before, "{st:?} wrote the plan");
         }
@@ -158,18 +181,21 @@ fuzz_target!(|input: Input| {
         return;
     }
 
-    for (call, layout, mut dest, mut source, null_out) in input.calls {
+    for (call, layout, mut dest, mut source, null_out, overlap) in input.calls {
         let (dp, dl) = dest.parts();
-        let (sp, sl) = source.parts();
-        let before_d = if dp.is_null() {
-            vec![]
-        } else {
-            unsafe { std::slice::from_raw_parts(dp, dl) }.to_vec()
-        };
-        let before_s = if sp.is_null() {
-            vec![]
-        } else {
-            unsafe { std::slice::from_raw_parts(sp, sl) }.to_vec()
+        let (mut sp, mut sl) = source.parts();
+        let real_dest = dest.real();
+        let real_source = source.real();
+        // One buffer as both: the source is a part of the destination's real bytes.
+        let overlapping = match overlap {
+            Some(off) if !dp.is_null() && !real_dest.is_empty() && dl < HUGE => {
+                let off = usize::from(off) % real_dest.len();
+                // SAFETY: off < the real length of dest.
+                sp = unsafe { dp.add(off) };
+                sl = (real_dest.len() - off).min(sl.max(1));
+                true
+            }
+            _ => false,
         };
         let mut changed = 7u32;
         let mut written = 7usize;
@@ -178,7 +204,8 @@ fuzz_target!(|input: Input| {
         } else {
             &mut changed
         };
-        // SAFETY: rw is live; every buffer NULL or valid for its length.
+        // SAFETY: rw is live; every buffer NULL, or valid for its length, or given a length above
+        // isize::MAX (refused before use).
         let st = unsafe {
             match call {
                 Call::Bind { dual_stack } => {
@@ -193,21 +220,22 @@ fuzz_target!(|input: Input| {
                 Call::Reported => ipvirt_rewriter_reported(rw, dp, dl, layout, out_changed),
             }
         };
-        let after_d = if dp.is_null() {
-            vec![]
-        } else {
-            unsafe { std::slice::from_raw_parts(dp, dl) }.to_vec()
-        };
-        let after_s = if sp.is_null() {
-            vec![]
-        } else {
-            unsafe { std::slice::from_raw_parts(sp, sl) }.to_vec()
-        };
-        ok_or_untouched(st, &before_d, &after_d);
-        ok_or_untouched(st, &before_s, &after_s);
+        ok_or_untouched(st, &real_dest, &dest.real());
+        ok_or_untouched(st, &real_source, &source.real());
+        let two_buffers = matches!(call, Call::Connect | Call::SendTo);
+        if dl >= HUGE || (two_buffers && sl >= HUGE) {
+            assert_ne!(st, ipvirt_status::IPVIRT_OK, "a huge length was accepted");
+        }
+        if two_buffers && overlapping {
+            assert_ne!(
+                st,
+                ipvirt_status::IPVIRT_OK,
+                "overlapping dest and source were accepted"
+            );
+        }
         if st == ipvirt_status::IPVIRT_OK {
             assert!(changed <= 1);
-            if matches!(call, Call::Connect | Call::SendTo) {
+            if two_buffers {
                 assert!(written == 0 || written == 16 || written == 28);
                 assert!(written <= sl);
             }
