@@ -7,15 +7,16 @@
 //! - loopback stays loopback and non-loopback stays non-loopback; the family and port never change;
 //! - an inactive rewriter (out-of-scope process or session) changes nothing;
 //! - a changed address is the session's own (its loopback, localhost or its VIP), never another
-//!   session's loopback.
+//!   session's loopback;
+//! - `Rewriter::explain` gives the same outcome as the call it explains.
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::OnceLock;
 
 use ipvirt::{
-    Engine, FamilyHeader, Host, Policy, RewriteError, Rewriter, SOCKADDR_IN_LEN, SOCKADDR_IN6_LEN,
-    Session, SessionId, SockaddrError, SockaddrLayout, Stack, read_sockaddr,
+    Call, Engine, FamilyHeader, Host, Outcome, Policy, RewriteError, Rewriter, SOCKADDR_IN_LEN,
+    SOCKADDR_IN6_LEN, Session, SessionId, SockaddrError, SockaddrLayout, Stack, read_sockaddr,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -165,6 +166,35 @@ struct Check<'a> {
 }
 
 impl Check<'_> {
+    /// `explain` agrees with the calls (and its text renders).
+    fn explain_agrees(&self, a: SocketAddr) {
+        let rw = self.rw;
+        let same = |call: Call, want: Result<Outcome, RewriteError>| {
+            let e = rw.explain(call, a);
+            assert_eq!(e.outcome(), want, "explain {call} {a}: {e}");
+            let _ = e.rule().to_string();
+        };
+        same(Call::Bind, rw.bind_on(a, Stack::Single).map(Outcome::Addr));
+        same(
+            Call::BindDualStack,
+            rw.bind_on(a, Stack::Dual).map(Outcome::Addr),
+        );
+        same(Call::Connect, rw.connect(a).map(Outcome::Connect));
+        same(Call::SendTo, rw.send_to(a).map(Outcome::Connect));
+        same(Call::Reported, Ok(Outcome::Addr(rw.reported(a))));
+        let ip = rw.resolved_addr(a.ip());
+        same(Call::Resolved, Ok(Outcome::Ip(ip)));
+        assert!(
+            ip == a.ip() || v4_of(ip) == self.vip,
+            "resolved {} -> {ip}",
+            a.ip()
+        );
+        same(
+            Call::ReverseLookup,
+            Ok(Outcome::Ip(rw.reverse_lookup(a.ip()))),
+        );
+    }
+
     /// SPEC §5 on one rewrite of `input` into `output`.
     fn invariants(&self, call: &str, input: SocketAddr, output: SocketAddr) {
         assert_eq!(
@@ -353,6 +383,9 @@ fuzz_target!(|data: &[u8]| {
         |b| rw.bind_sockaddr(b, layout, stack),
         |a| rw.bind_on(a, stack),
     );
+    if let Ok(a) = read_sockaddr(buf, layout) {
+        check.explain_agrees(a);
+    }
     check.connect(false, buf, layout, input.source_len);
     check.connect(true, buf, layout, input.source_len);
     check.in_place(
