@@ -10,9 +10,7 @@ use std::hint::black_box;
 use std::net::{IpAddr, SocketAddr};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ipvirt::{
-    Host, Policy, Refusal, Session, SessionId, SockaddrLayout, Stack, write_sockaddr,
-};
+use ipvirt::{Host, Policy, Refusal, Session, SessionId, SockaddrLayout, Stack, write_sockaddr};
 
 const POLICY: &str = r#"
 [virtual_loopback]
@@ -44,12 +42,11 @@ fn benches(c: &mut Criterion) {
         .compile(Host::new(["192.0.2.10".parse().unwrap()]))
         .unwrap();
     let plan = engine.process(r"C:\Apps\crm.exe");
-    let rw = engine
-        .rewriter(
-            Session::remote(SessionId::new(7)),
-            &plan,
-            Some("192.0.2.107".parse().unwrap()),
-        );
+    let rw = engine.rewriter(
+        Session::remote(SessionId::new(7)),
+        &plan,
+        Some("192.0.2.107".parse().unwrap()),
+    );
 
     let cases: [(&str, &str, &str); 4] = [
         ("bind", "127.0.0.1:9000", "198.51.100.1:9000"),

@@ -68,8 +68,7 @@ fn parse_args() -> Result<Args, String> {
             "--process" | "-p" => a.processes.push(value("--process")?),
             "--vip" => {
                 let v = value("--vip")?;
-                a.vip =
-                    Some(Some(v.parse().map_err(|e| format!("--vip: {e}"))?));
+                a.vip = Some(Some(v.parse().map_err(|e| format!("--vip: {e}"))?));
             }
             "--no-vip" => a.vip = Some(None),
             "--server-addr" => {
@@ -229,13 +228,7 @@ fn explain_session(session: Session) {
     println!();
 }
 
-fn explain_process(
-    engine: &Engine,
-    session: Session,
-    image: &str,
-    vip: Option<Vip>,
-    port: u16,
-) {
+fn explain_process(engine: &Engine, session: Session, image: &str, vip: Option<Vip>, port: u16) {
     print!("{}", engine.explain(session, image));
     let plan = engine.process(image);
     let rw = engine.rewriter(session, &plan, vip);

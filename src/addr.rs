@@ -17,7 +17,11 @@ const RESERVED: [(u32, u32, &str); 4] = [
     (0x0000_0000, 0x00FF_FFFF, "0.0.0.0/8 (\"this network\")"),
     (0x7F00_0000, 0x7FFF_FFFF, "127.0.0.0/8 (loopback)"),
     (0xE000_0000, 0xEFFF_FFFF, "224.0.0.0/4 (multicast)"),
-    (0xF000_0000, 0xFFFF_FFFF, "240.0.0.0/4 (reserved and broadcast)"),
+    (
+        0xF000_0000,
+        0xFFFF_FFFF,
+        "240.0.0.0/4 (reserved and broadcast)",
+    ),
 ];
 
 /// The reserved block that the addresses `first..=last` overlap, by name, if any.
@@ -328,4 +332,3 @@ pub struct ParsePoolEntryError {
     /// Why it was refused.
     pub reason: &'static str,
 }
-

@@ -4,14 +4,14 @@
 //! [`PolicyError`] with the policy readers, [`PoolError`] with the pools, and so on); this module
 //! only gathers them. Nothing in the crate imports it, so the module graph stays a DAG.
 
+use crate::addr::ParsePoolEntryError;
+use crate::addr::VipError;
 #[cfg(feature = "std")]
 use crate::advisor::AdvisorError;
 use crate::engine::CompileError;
 use crate::policy::{PolicyError, RegError};
-use crate::addr::ParsePoolEntryError;
 use crate::pool::{LeaseError, PoolError};
 use crate::rewrite::{RawError, Refusal, TableError};
-use crate::addr::VipError;
 use crate::session::{ParseSessionError, SessionError};
 use crate::sockaddr::SockaddrError;
 

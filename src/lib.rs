@@ -109,11 +109,11 @@
 
 extern crate alloc;
 
+mod addr;
 #[cfg(feature = "std")]
 pub mod advisor;
 #[cfg(feature = "capi")]
 pub mod capi;
-mod addr;
 mod engine;
 mod error;
 mod host;
@@ -129,9 +129,9 @@ mod sockaddr;
 #[doc = include_str!("../README.md")]
 mod readme {}
 
+pub use addr::{ParsePoolEntryError, PoolEntry, Vip, VipError};
 #[cfg(feature = "std")]
 pub use advisor::AdvisorError;
-pub use addr::{ParsePoolEntryError, PoolEntry, Vip, VipError};
 pub use engine::table;
 pub use engine::{CompileError, Decision, Engine, ProcessExplanation, ProcessPlan, Reason};
 pub use error::Error;
@@ -142,9 +142,7 @@ pub use policy::{
 };
 #[cfg(feature = "std")]
 pub use pool::SharedPool;
-pub use pool::{
-    AddressSource, LeaseError, PoolError, PoolSnapshot, RestoreWarning, StaticPool,
-};
+pub use pool::{AddressSource, LeaseError, PoolError, PoolSnapshot, RestoreWarning, StaticPool};
 #[cfg(feature = "std")]
 pub use pool::{StateError, StateFile, StateLock, StateStep};
 pub use program::{ProgramList, fold_program_name};
@@ -154,6 +152,6 @@ pub use rewrite::{
 };
 pub use session::{ParseSessionError, Session, SessionError, SessionId, SessionKind};
 pub use sockaddr::{
-    FamilyHeader, SOCKADDR_IN_LEN, SOCKADDR_IN6_LEN, SOCKADDR_STORAGE_LEN,
-    SockaddrError, SockaddrLayout, read_sockaddr, write_sockaddr,
+    FamilyHeader, SOCKADDR_IN_LEN, SOCKADDR_IN6_LEN, SOCKADDR_STORAGE_LEN, SockaddrError,
+    SockaddrLayout, read_sockaddr, write_sockaddr,
 };

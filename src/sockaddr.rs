@@ -31,7 +31,6 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-
 /// `sizeof(struct sockaddr_in)`.
 pub const SOCKADDR_IN_LEN: usize = 16;
 /// `sizeof(struct sockaddr_in6)`.

@@ -48,7 +48,10 @@ fn good_policies_yield_nothing() {
             .filter(|d| d.code != C::Ipv6LoopbackUnchanged)
             .collect()
     };
-    assert_eq!(not_ipv6(Policy::from_toml(GOOD).unwrap().validate_for(&host)), vec![]);
+    assert_eq!(
+        not_ipv6(Policy::from_toml(GOOD).unwrap().validate_for(&host)),
+        vec![]
+    );
     assert_eq!(Policy::default().validate(), vec![]);
     for file in [
         "crm-cti.toml",
@@ -73,9 +76,19 @@ fn good_policies_yield_nothing() {
 #[test]
 fn ipv6_loopback_unchanged() {
     let lo = "[virtual_loopback]\nenabled = true\nprograms = [\"node\"]\n";
-    fires(lo, C::Ipv6LoopbackUnchanged, Severity::Info, &["::1", "map"]);
+    fires(
+        lo,
+        C::Ipv6LoopbackUnchanged,
+        Severity::Info,
+        &["::1", "map"],
+    );
     let mapped = Policy::from_toml(&format!("{lo}ipv6 = \"map\"\n")).unwrap();
-    assert!(mapped.validate().iter().all(|d| d.code != C::Ipv6LoopbackUnchanged));
+    assert!(
+        mapped
+            .validate()
+            .iter()
+            .all(|d| d.code != C::Ipv6LoopbackUnchanged)
+    );
     // Without virtual loopback there is nothing to say.
     assert!(Policy::default().validate().is_empty());
 }

@@ -4,8 +4,8 @@
 use std::net::Ipv4Addr;
 
 use ipvirt::{
-    AddressSource, Host, LeaseError, Policy, PoolEntry, PoolError, PoolSnapshot, RestoreWarning,
-    Refusal, Session, SessionId, StaticPool,
+    AddressSource, Host, LeaseError, Policy, PoolEntry, PoolError, PoolSnapshot, Refusal,
+    RestoreWarning, Session, SessionId, StaticPool,
 };
 
 fn e(s: &str) -> PoolEntry {
@@ -74,7 +74,10 @@ fn exhaustion_release_and_reuse() {
         }
     );
     assert!(err.to_string().contains("session 4") && err.to_string().contains('3'));
-    assert_eq!(p.release(sid(2)).map(Ipv4Addr::from), Some(ip("192.0.2.11")));
+    assert_eq!(
+        p.release(sid(2)).map(Ipv4Addr::from),
+        Some(ip("192.0.2.11"))
+    );
     assert_eq!(p.lease(sid(4)).unwrap(), ip("192.0.2.11"));
     assert_eq!((p.leased(), p.available()), (3, 0));
     assert_eq!(p.release(sid(99)).map(Ipv4Addr::from), None);
@@ -353,7 +356,10 @@ fn returning_sessions_get_their_address_back_across_restores() {
     assert_eq!(old.version, 1);
     let mut p = pool(&["192.0.2.0/29"], &[]).unwrap();
     assert_eq!(p.restore(&old), Ok(vec![]));
-    assert_eq!(p.address_of(sid(7)).map(Ipv4Addr::from), Some(ip("192.0.2.1")));
+    assert_eq!(
+        p.address_of(sid(7)).map(Ipv4Addr::from),
+        Some(ip("192.0.2.1"))
+    );
 }
 
 #[test]

@@ -271,7 +271,12 @@ fn bind_other_session_loopback_refused_with_isolation() {
     let plan = e.process("lo.exe");
     let rw = e.rewriter(S7, &plan, None);
     let err = rw.bind(sa("127.0.0.9:9000")).unwrap_err();
-    assert_eq!(err, Refusal::OtherSession { owner: SessionId::new(8) });
+    assert_eq!(
+        err,
+        Refusal::OtherSession {
+            owner: SessionId::new(8)
+        }
+    );
     assert_eq!(err.errno(), libc::EACCES);
     assert!(matches!(
         rw.bind_dual_stack(sa("[::ffff:127.0.0.9]:9000")),
@@ -536,7 +541,11 @@ fn checks_happen_where_values_are_made() {
     let e = engine(false, "use-server-address");
     // A session without a loopback address fails closed where its loopback would be used...
     let plan = e.process("crm.exe");
-    let huge = e.rewriter(Session::remote(SessionId::new(16_777_215)), &plan, Some(VIP));
+    let huge = e.rewriter(
+        Session::remote(SessionId::new(16_777_215)),
+        &plan,
+        Some(VIP),
+    );
     assert_eq!(huge.bind(sa("127.0.0.1:9000")), Err(Refusal::NoLoopback));
     assert_eq!(huge.connect(sa("127.0.0.1:9000")), Err(Refusal::NoLoopback));
     assert_eq!(Refusal::NoLoopback.errno(), libc::EADDRNOTAVAIL);
@@ -544,7 +553,14 @@ fn checks_happen_where_values_are_made() {
     assert_eq!(huge.bind(sa("0.0.0.0:9000")), Ok(sa("192.0.2.107:9000")));
     assert_eq!(huge.bind(sa("127.0.0.1:27000")), Ok(sa("127.0.0.1:27000")));
     // Unusable VIPs cannot be made at all: one definition, `Vip::new`.
-    for bad in ["0.0.0.0", "0.1.2.3", "127.0.0.5", "224.0.0.1", "240.0.0.1", "255.255.255.255"] {
+    for bad in [
+        "0.0.0.0",
+        "0.1.2.3",
+        "127.0.0.5",
+        "224.0.0.1",
+        "240.0.0.1",
+        "255.255.255.255",
+    ] {
         let err = bad.parse::<Vip>().unwrap_err();
         assert!(err.to_string().contains(bad), "{err}");
     }

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 
 use common::{VIP, engine, sa};
 use ipvirt::{
-    FamilyHeader, RawConnect, RawError, RawOutcome, Refusal, Session, SessionId, SockaddrError, SockaddrLayout, Stack,
-    read_sockaddr, write_sockaddr,
+    FamilyHeader, RawConnect, RawError, RawOutcome, Refusal, Session, SessionId, SockaddrError,
+    SockaddrLayout, Stack, read_sockaddr, write_sockaddr,
 };
 use proptest::prelude::*;
 
@@ -107,7 +107,10 @@ fn rows_on_bytes_for_every_layout() {
         }
         // Dual-stack `::`.
         let mut buf = bytes("[::]:9000", layout);
-        assert_eq!(rw.raw(layout).bind_on(&mut buf, Stack::Dual), Ok(RawOutcome::Rewritten));
+        assert_eq!(
+            rw.raw(layout).bind_on(&mut buf, Stack::Dual),
+            Ok(RawOutcome::Rewritten)
+        );
         assert_eq!(
             read_sockaddr(&buf, layout).unwrap(),
             sa("[::ffff:192.0.2.107]:9000")
@@ -164,8 +167,7 @@ fn padding_flowinfo_and_scope_are_preserved() {
     // A trailing area past the structure (a sockaddr_storage) is not touched.
     let mut storage = [0x55u8; 128];
     storage[..16].copy_from_slice(&bytes("0.0.0.0:80", layout));
-    rw.raw(layout).bind_on(&mut storage, Stack::Single)
-        .unwrap();
+    rw.raw(layout).bind_on(&mut storage, Stack::Single).unwrap();
     assert_eq!(storage[4..8], [192, 0, 2, 107]);
     assert!(storage[16..].iter().all(|&b| b == 0x55));
     // flowinfo / scope id
@@ -196,7 +198,8 @@ fn rfc2133_short_sockaddr_in6_is_accepted() {
     let mut six = bytes("[::ffff:127.0.0.1]:9000", SockaddrLayout::LINUX);
     six.truncate(24);
     assert_eq!(
-        rw.raw(SockaddrLayout::LINUX).bind_on(&mut six, Stack::Single),
+        rw.raw(SockaddrLayout::LINUX)
+            .bind_on(&mut six, Stack::Single),
         Ok(RawOutcome::Rewritten)
     );
     assert_eq!(six[20..24], [127, 0, 0, 8]);
@@ -244,23 +247,35 @@ fn bad_buffers_are_typed_errors_and_leave_bytes_alone() {
         let before = unix.clone();
         let raw = rw.raw(SockaddrLayout::LINUX);
         // Not ours is an answer, not an error: pass the call through.
-        assert_eq!(raw.bind_on(&mut unix, Stack::Single), Ok(RawOutcome::OtherFamily));
+        assert_eq!(
+            raw.bind_on(&mut unix, Stack::Single),
+            Ok(RawOutcome::OtherFamily)
+        );
         assert_eq!(raw.reported(&mut unix), Ok(RawOutcome::OtherFamily));
         assert_eq!(
             raw.connect(&mut unix, &mut [0; 128]),
-            Ok(RawConnect { dest: RawOutcome::OtherFamily, source_len: None })
+            Ok(RawConnect {
+                dest: RawOutcome::OtherFamily,
+                source_len: None
+            })
         );
         assert_eq!(unix, before);
         // read_sockaddr, which must produce a SocketAddr, says why it cannot.
         let err = read_sockaddr(&unix, SockaddrLayout::LINUX).unwrap_err();
-        assert_eq!(err, SockaddrError::UnsupportedFamily { family: u16::from(family) });
+        assert_eq!(
+            err,
+            SockaddrError::UnsupportedFamily {
+                family: u16::from(family)
+            }
+        );
         assert!(err.is_unsupported_family());
     }
     // The rewrite says no: the buffer stays as it was.
     let mut any = bytes("0.0.0.0:80", SockaddrLayout::LINUX);
     let before = any.clone();
     assert!(matches!(
-        rw.raw(SockaddrLayout::LINUX).bind_on(&mut any, Stack::Single),
+        rw.raw(SockaddrLayout::LINUX)
+            .bind_on(&mut any, Stack::Single),
         Err(RawError::Refused(Refusal::NoConnectivity))
     ));
     assert_eq!(any, before);
@@ -275,8 +290,12 @@ fn source_buffer_too_short_changes_nothing() {
     let before = dest.clone();
     let mut source = [0xAAu8; 15];
     assert_eq!(
-        rw.raw(SockaddrLayout::LINUX).connect(&mut dest, &mut source),
-        Err(RawError::Sockaddr(SockaddrError::TooShort { len: 15, need: 16 }))
+        rw.raw(SockaddrLayout::LINUX)
+            .connect(&mut dest, &mut source),
+        Err(RawError::Sockaddr(SockaddrError::TooShort {
+            len: 15,
+            need: 16
+        }))
     );
     assert_eq!(dest, before);
     assert!(source.iter().all(|&b| b == 0xAA));

@@ -66,10 +66,17 @@ fn the_engine_fills_the_tables_from_the_policy() {
         e.process("pref.exe").entry().flags,
         table::PROGRAM_LOOPBACK | table::PROGRAM_VIRTUAL_IP | table::PROGRAM_PREFER_LOOPBACK
     );
-    assert_eq!(e.process("vipo.exe").entry().flags, table::PROGRAM_VIRTUAL_IP);
+    assert_eq!(
+        e.process("vipo.exe").entry().flags,
+        table::PROGRAM_VIRTUAL_IP
+    );
     assert_eq!(e.process("notepad.exe").entry().flags, 0);
     // The rewriter carries the same entries.
-    let rw = e.rewriter(Session::remote(SessionId::new(7)), &e.process("crm.exe"), Some(VIP));
+    let rw = e.rewriter(
+        Session::remote(SessionId::new(7)),
+        &e.process("crm.exe"),
+        Some(VIP),
+    );
     assert_eq!(rw.session_entry(), s7);
     assert_eq!(rw.program_entry(), e.process("crm.exe").entry());
     assert_eq!(rw.policy_table(), t);
@@ -98,10 +105,34 @@ fn tables_from_c_are_checked_where_they_are_made() {
     let policy = Arc::new(PolicyTable::new());
     assert!(Rewriter::from_tables(policy.clone(), good, prog).is_ok());
     let cases = [
-        (SessionEntry { loopback: 0xC000_0201, ..good }, "session.loopback"),
-        (SessionEntry { loopback: 0x7F00_0000, ..good }, "session.loopback"),
-        (SessionEntry { vip: 0x7F00_0002, ..good }, "session.vip"),
-        (SessionEntry { vip: 0xE000_0001, ..good }, "session.vip"),
+        (
+            SessionEntry {
+                loopback: 0xC000_0201,
+                ..good
+            },
+            "session.loopback",
+        ),
+        (
+            SessionEntry {
+                loopback: 0x7F00_0000,
+                ..good
+            },
+            "session.loopback",
+        ),
+        (
+            SessionEntry {
+                vip: 0x7F00_0002,
+                ..good
+            },
+            "session.vip",
+        ),
+        (
+            SessionEntry {
+                vip: 0xE000_0001,
+                ..good
+            },
+            "session.vip",
+        ),
     ];
     for (entry, field) in cases {
         let err = Rewriter::from_tables(policy.clone(), entry, prog).unwrap_err();

@@ -282,7 +282,8 @@ impl Engine {
                 Err(_) => flags |= SESSION_NO_LOOPBACK,
             }
         }
-        if vip.is_none() && self.policy.virtual_ip.on_lease_failure == LeaseFailure::NoConnectivity {
+        if vip.is_none() && self.policy.virtual_ip.on_lease_failure == LeaseFailure::NoConnectivity
+        {
             flags |= SESSION_NO_CONNECTIVITY;
         }
         SessionEntry {

@@ -21,7 +21,6 @@
 //! from the SPEC's tables rather than from the rewriter's code: a property test checks that the two
 //! agree on every call, and a kernel or C layer can be checked against it the same way.
 
-
 /// The layout version of the tables; bumped whenever a field moves.
 pub const TABLE_VERSION: u32 = 1;
 
@@ -227,13 +226,16 @@ pub mod reference {
         let on = t.session.is_virtualized();
         let l = on && t.program.flags & PROGRAM_LOOPBACK != 0;
         let v = on && t.program.flags & PROGRAM_VIRTUAL_IP != 0;
-        let lo_missing = l && (t.session.loopback == 0 || t.session.flags & SESSION_NO_LOOPBACK != 0);
+        let lo_missing =
+            l && (t.session.loopback == 0 || t.session.flags & SESSION_NO_LOOPBACK != 0);
         Scope {
             lo: (l && !lo_missing).then(|| Ipv4Addr::from_bits(t.session.loopback)),
             lo_missing,
             v,
             vip: (v && t.session.vip != 0).then(|| Ipv4Addr::from_bits(t.session.vip)),
-            no_connectivity: v && t.session.vip == 0 && t.session.flags & SESSION_NO_CONNECTIVITY != 0,
+            no_connectivity: v
+                && t.session.vip == 0
+                && t.session.flags & SESSION_NO_CONNECTIVITY != 0,
             prefer: v && t.program.flags & PROGRAM_PREFER_LOOPBACK != 0,
         }
     }
@@ -411,9 +413,12 @@ pub mod reference {
             return addr;
         }
         match addr {
-            SocketAddr::V6(a) if map_v6(t) => {
-                SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, a.port(), a.flowinfo(), a.scope_id()))
-            }
+            SocketAddr::V6(a) if map_v6(t) => SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::LOCALHOST,
+                a.port(),
+                a.flowinfo(),
+                a.scope_id(),
+            )),
             _ => put(addr, localhost(t)),
         }
     }

@@ -303,7 +303,11 @@ impl Rewriter {
         let l = on && program.flags & PROGRAM_LOOPBACK != 0;
         let v = on && program.flags & PROGRAM_VIRTUAL_IP != 0;
         let lo_missing = l && (session.loopback == 0 || session.flags & SESSION_NO_LOOPBACK != 0);
-        let lo = if l && !lo_missing { session.loopback } else { 0 };
+        let lo = if l && !lo_missing {
+            session.loopback
+        } else {
+            0
+        };
         let vip = match (v, session.vip) {
             (false, _) => VipState::Off,
             (true, 0) if session.flags & SESSION_NO_CONNECTIVITY != 0 => VipState::NoConnectivity,

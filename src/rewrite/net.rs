@@ -353,17 +353,15 @@ impl Rewriter {
     #[inline(always)]
     fn decide_reported(&self, addr: SocketAddr) -> (SocketAddr, Rule) {
         let (new, rule) = self.reported_core(Ip::of(addr.ip()), addr.port(), addr.is_ipv6());
-        let out = match (new, addr) {
-            (ReportedCore::Unchanged, _) => addr,
-            (ReportedCore::V4(b), _) => with_ip(addr, Ipv4Addr::from_bits(b)),
-            (ReportedCore::Ipv6Loopback, SocketAddr::V6(a)) => SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::LOCALHOST,
-                a.port(),
-                a.flowinfo(),
-                a.scope_id(),
-            )),
-            (ReportedCore::Ipv6Loopback, SocketAddr::V4(_)) => addr,
-        };
+        let out =
+            match (new, addr) {
+                (ReportedCore::Unchanged, _) => addr,
+                (ReportedCore::V4(b), _) => with_ip(addr, Ipv4Addr::from_bits(b)),
+                (ReportedCore::Ipv6Loopback, SocketAddr::V6(a)) => SocketAddr::V6(
+                    SocketAddrV6::new(Ipv6Addr::LOCALHOST, a.port(), a.flowinfo(), a.scope_id()),
+                ),
+                (ReportedCore::Ipv6Loopback, SocketAddr::V4(_)) => addr,
+            };
         (out, rule)
     }
 
@@ -385,4 +383,3 @@ impl Rewriter {
         )
     }
 }
-

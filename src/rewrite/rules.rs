@@ -235,7 +235,10 @@ impl Rewriter {
                 if self.excluded(port) {
                     (ReportedCore::Unchanged, Rule::PortExcluded)
                 } else if v6 && self.map_v6 {
-                    (ReportedCore::Ipv6Loopback, Rule::SessionLoopbackToIpv6Loopback)
+                    (
+                        ReportedCore::Ipv6Loopback,
+                        Rule::SessionLoopbackToIpv6Loopback,
+                    )
                 } else {
                     (
                         ReportedCore::V4(self.localhost),
