@@ -33,7 +33,7 @@
 //! `dword:`/`hex` data it cannot parse, and reports no line numbers, so it cannot tell an
 //! administrator which line of a policy file is wrong.
 
-use alloc::borrow::ToOwned;
+use alloc::borrow::{Cow, ToOwned};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -47,6 +47,8 @@ const KEY_POLICY: &str = r"hkey_local_machine\software\policies\microsoft\window
 const KEY_LOCAL: &str =
     r"hkey_local_machine\system\currentcontrolset\control\terminal server\tsappsrv\virtualip";
 const KEY_CITRIX: &str = r"hkey_local_machine\software\wow6432node\citrix\vip";
+/// The keys the import reads, in the order of `from_reg`'s `kept` values.
+const KEYS: [&str; 3] = [KEY_POLICY, KEY_LOCAL, KEY_CITRIX];
 
 /// Where a Microsoft RD IP Virtualization value came from.
 ///
@@ -148,9 +150,12 @@ impl Policy {
     /// ```
     pub fn from_reg(bytes: &[u8]) -> Result<RegImport, RegError> {
         let text = decode(bytes)?;
-        let lines = logical_lines(&text);
-        let mut iter = lines.iter().filter(|(_, l)| !l.trim().is_empty());
-        let (hline, header) = iter.next().map(|(n, l)| (*n, l.trim())).unwrap_or((1, ""));
+        let mut iter = logical_lines(&text).filter(|(_, l)| !l.trim().is_empty());
+        let first = iter.next();
+        let (hline, header) = first
+            .as_ref()
+            .map(|(n, l)| (*n, l.trim()))
+            .unwrap_or((1, ""));
         let regedit4 = match header {
             "Windows Registry Editor Version 5.00" => false,
             "REGEDIT4" => true,
@@ -162,10 +167,16 @@ impl Policy {
             }
         };
 
-        let mut keys: Vec<(String, Values)> = Vec::new();
-        let mut current: Option<usize> = None;
+        // Only the values of the three keys the import reads are kept; every other key's lines are
+        // still checked, so a malformed line anywhere is an error. A deleted key clears what the
+        // file set in any of the three at or under it: a constant amount of work per key line,
+        // however many keys the file has.
+        let mut kept: [Values; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        // `None`: no key yet, or the last key line deleted its key (a value there is malformed);
+        // `Some(None)`: a key the import ignores; `Some(Some(i))`: `KEYS[i]`.
+        let mut current: Option<Option<usize>> = None;
         for (line, raw) in iter {
-            let (line, t) = (*line, raw.trim());
+            let t = raw.trim();
             if t.starts_with(';') {
                 continue;
             }
@@ -181,32 +192,28 @@ impl Policy {
                 if name.is_empty() {
                     return Err(malformed(line, t, "the key name is empty"));
                 }
-                let idx = match keys.iter().position(|(k, _)| *k == name) {
-                    Some(i) => i,
-                    None => {
-                        keys.push((name.clone(), Vec::new()));
-                        keys.len() - 1
-                    }
-                };
                 if deleted {
                     // A deleted key removes what the file set in it (and in its subkeys) so far.
-                    for (k, values) in &mut keys {
-                        if *k == name || k.starts_with(&format!("{name}\\")) {
+                    for (key, values) in KEYS.iter().zip(&mut kept) {
+                        if key
+                            .strip_prefix(name.as_str())
+                            .is_some_and(|rest| rest.is_empty() || rest.starts_with('\\'))
+                        {
                             values.clear();
                         }
                     }
                     current = None;
                 } else {
-                    current = Some(idx);
+                    current = Some(KEYS.iter().position(|k| *k == name));
                 }
                 continue;
             }
             if t.starts_with('"') || t.starts_with('@') {
                 let (name, data) = parse_value(line, t)?;
-                let Some(idx) = current else {
+                let Some(slot) = current else {
                     return Err(malformed(line, t, "a value must follow a key line [..]"));
                 };
-                if let Some((_, values)) = keys.get_mut(idx) {
+                if let Some(values) = slot.and_then(|i| kept.get_mut(i)) {
                     values.push((name, data, line));
                 }
                 continue;
@@ -218,19 +225,14 @@ impl Policy {
             ));
         }
 
-        let find = |k: &str| {
-            keys.iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.as_slice())
-                .unwrap_or_default()
-        };
+        let [gp, local, citrix] = &kept;
         let mut import = RegImport {
             policy: Policy::default(),
             origins: VipOrigins::default(),
             diagnostics: Vec::new(),
         };
-        import.apply_microsoft(find(KEY_POLICY), find(KEY_LOCAL), regedit4);
-        import.apply_citrix(find(KEY_CITRIX), regedit4);
+        import.apply_microsoft(gp, local, regedit4);
+        import.apply_citrix(citrix, regedit4);
         Ok(import)
     }
 }
@@ -453,7 +455,8 @@ fn canonical_key(name: &str) -> String {
     }
 }
 
-fn decode(bytes: &[u8]) -> Result<String, RegError> {
+/// The text of the file (borrowed when it is UTF-8 without a byte-order mark).
+fn decode(bytes: &[u8]) -> Result<Cow<'_, str>, RegError> {
     let utf16 = |body: &[u8], le: bool| -> Result<String, RegError> {
         if !body.len().is_multiple_of(2) {
             return Err(RegError::Utf16 {
@@ -472,46 +475,68 @@ fn decode(bytes: &[u8]) -> Result<String, RegError> {
         Ok(out)
     };
     match bytes {
-        [0xFF, 0xFE, rest @ ..] => utf16(rest, true),
-        [0xFE, 0xFF, rest @ ..] => utf16(rest, false),
-        [0xEF, 0xBB, 0xBF, rest @ ..] => Ok(String::from_utf8_lossy(rest).into_owned()),
+        [0xFF, 0xFE, rest @ ..] => utf16(rest, true).map(Cow::Owned),
+        [0xFE, 0xFF, rest @ ..] => utf16(rest, false).map(Cow::Owned),
+        [0xEF, 0xBB, 0xBF, rest @ ..] => Ok(String::from_utf8_lossy(rest)),
         _ => match core::str::from_utf8(bytes) {
-            Ok(s) => Ok(s.to_owned()),
-            Err(_) => Ok(bytes.iter().map(|&b| char::from(b)).collect()),
+            Ok(s) => Ok(Cow::Borrowed(s)),
+            Err(_) => Ok(Cow::Owned(bytes.iter().map(|&b| char::from(b)).collect())),
         },
     }
 }
 
 /// Physical lines joined at `\` continuations, each with its first line's number.
-fn logical_lines(text: &str) -> Vec<(usize, String)> {
-    let mut out: Vec<(usize, String)> = Vec::new();
-    let mut pending: Option<(usize, String)> = None;
-    for (i, raw) in text.split('\n').enumerate() {
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
-        let (start, mut acc) = match pending.take() {
-            Some((n, mut acc)) => {
-                acc.push_str(line.trim_start());
-                (n, acc)
-            }
-            None => (i + 1, line.to_owned()),
-        };
-        let continues = {
-            let t = acc.trim_end();
-            // A continuation is a trailing backslash outside a quoted string (hex data lines).
-            t.ends_with('\\') && !t.ends_with("\\\\\"") && !in_string_at_end(t)
-        };
-        if continues {
-            let t = acc.trim_end().trim_end_matches('\\').to_owned();
-            acc = t;
-            pending = Some((start, acc));
-        } else {
-            out.push((start, acc));
+///
+/// A line that does not continue is borrowed from `text`; a continued one is built once, in one
+/// buffer, so the whole pass is linear in the text.
+fn logical_lines(text: &str) -> LogicalLines<'_> {
+    LogicalLines {
+        physical: text.split('\n').enumerate(),
+    }
+}
+
+/// The iterator of [`logical_lines`].
+#[derive(Debug)]
+struct LogicalLines<'a> {
+    physical: core::iter::Enumerate<core::str::Split<'a, char>>,
+}
+
+impl<'a> Iterator for LogicalLines<'a> {
+    type Item = (usize, Cow<'a, str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (i, raw) = self.physical.next()?;
+        let first = raw.strip_suffix('\r').unwrap_or(raw);
+        if !continues(first, in_string_at_end(first)) {
+            return Some((i + 1, Cow::Borrowed(first)));
         }
+        let mut acc = String::from(without_continuation(first));
+        for (_, raw) in self.physical.by_ref() {
+            let next = raw.strip_suffix('\r').unwrap_or(raw).trim_start();
+            acc.push_str(next);
+            // `acc` before `next` ended outside any string: it had a continuation, so its end was
+            // outside one, and the backslashes and blanks taken off it open or close none. So
+            // whether `acc` ends inside a string depends on `next` alone (scanning all of `acc`
+            // again, line after line, made a long continued value quadratic).
+            if !continues(&acc, in_string_at_end(next)) {
+                return Some((i + 1, Cow::Owned(acc)));
+            }
+            let keep = without_continuation(&acc).len();
+            acc.truncate(keep);
+        }
+        Some((i + 1, Cow::Owned(acc)))
     }
-    if let Some(p) = pending {
-        out.push(p);
-    }
-    out
+}
+
+/// Whether a line continues on the next one: a trailing backslash outside a quoted string (hex data
+/// lines); `in_string` says whether the line ends inside one.
+fn continues(line: &str, in_string: bool) -> bool {
+    line.trim_end().ends_with('\\') && !in_string
+}
+
+/// A continued line without its trailing blanks and backslashes.
+fn without_continuation(line: &str) -> &str {
+    line.trim_end().trim_end_matches('\\')
 }
 
 /// Whether the end of `t` is inside a quoted string (so a trailing `\` is an escape, not a
@@ -653,9 +678,10 @@ mod tests {
 
     #[test]
     fn continuations_and_escapes() {
-        let lines =
-            logical_lines("a\r\n\"x\"=hex(7):41,00,\\\r\n  42,00\r\n\"p\"=\"C:\\\\dir\\\\\"\r\n");
-        assert_eq!(lines[1], (2, "\"x\"=hex(7):41,00,42,00".to_string()));
+        let lines: Vec<_> =
+            logical_lines("a\r\n\"x\"=hex(7):41,00,\\\r\n  42,00\r\n\"p\"=\"C:\\\\dir\\\\\"\r\n")
+                .collect();
+        assert_eq!(lines[1], (2, Cow::from("\"x\"=hex(7):41,00,42,00")));
         assert_eq!(lines[2].0, 4);
         let (name, data) = parse_value(4, &lines[2].1).unwrap();
         assert_eq!((name.as_str(), data), ("p", Data::Sz("C:\\dir\\".into())));
@@ -668,6 +694,61 @@ mod tests {
             ["a", "b"]
         );
         assert_eq!(multi_sz(b"a\0bc\0\0", true), ["a", "bc"]);
+    }
+
+    /// The joining as it was first written (rescanning and copying the whole line at every
+    /// continuation, so quadratic): the linear one must give the same lines.
+    fn logical_lines_quadratic(text: &str) -> Vec<(usize, String)> {
+        let mut out: Vec<(usize, String)> = Vec::new();
+        let mut pending: Option<(usize, String)> = None;
+        for (i, raw) in text.split('\n').enumerate() {
+            let line = raw.strip_suffix('\r').unwrap_or(raw);
+            let (start, mut acc) = match pending.take() {
+                Some((n, mut acc)) => {
+                    acc.push_str(line.trim_start());
+                    (n, acc)
+                }
+                None => (i + 1, line.to_owned()),
+            };
+            let t = acc.trim_end();
+            if t.ends_with('\\') && !in_string_at_end(t) {
+                acc = t.trim_end_matches('\\').to_owned();
+                pending = Some((start, acc));
+            } else {
+                out.push((start, acc));
+            }
+        }
+        out.extend(pending);
+        out
+    }
+
+    #[test]
+    fn continuation_corner_cases() {
+        for text in [
+            "a \\\\\n\n",
+            "a\\ \\\n\nb",
+            "\"x\\\"\\\n\"y\\\n z\\",
+            "\\\n\\\n\\\n",
+            "\"a\\\\\"=hex:00,\\\r\n  \"b\\\r\n  c\"\\\r\n",
+            "x\\\r\n\r\n \t\\ \r\ny",
+        ] {
+            let got: Vec<(usize, String)> = logical_lines(text)
+                .map(|(n, l)| (n, l.into_owned()))
+                .collect();
+            assert_eq!(got, logical_lines_quadratic(text), "{text:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn linear_joining_is_the_quadratic_one(text in "[a\"\\\\ \t\r\n]{0,60}") {
+            let got: Vec<(usize, String)> = logical_lines(&text)
+                .map(|(n, l)| (n, l.into_owned()))
+                .collect();
+            proptest::prop_assert_eq!(got, logical_lines_quadratic(&text));
+        }
     }
 }
 
