@@ -579,8 +579,7 @@ fn parse_value(line: usize, t: &str) -> Result<(String, Data), RegError> {
         }
         return Ok((name, Data::Sz(s)));
     }
-    let lower = data.to_ascii_lowercase();
-    if let Some(hex) = lower.strip_prefix("dword:") {
+    if let Some(hex) = strip_prefix_ignore_case(data, "dword:") {
         let hex = hex.trim();
         if hex.is_empty() || hex.len() > 8 {
             return Err(malformed(line, t, "dword: needs 1 to 8 hex digits"));
@@ -589,9 +588,9 @@ fn parse_value(line: usize, t: &str) -> Result<(String, Data), RegError> {
             .map_err(|_| malformed(line, t, "dword: needs 1 to 8 hex digits"))?;
         return Ok((name, Data::Dword(v)));
     }
-    let (kind, bytes) = if let Some(b) = lower.strip_prefix("hex:") {
+    let (kind, bytes) = if let Some(b) = strip_prefix_ignore_case(data, "hex:") {
         (3, b)
-    } else if let Some(r) = lower.strip_prefix("hex(") {
+    } else if let Some(r) = strip_prefix_ignore_case(data, "hex(") {
         let (n, b) = r
             .split_once("):")
             .ok_or_else(|| malformed(line, t, "expected hex(N): with a hex type number"))?;
@@ -605,7 +604,8 @@ fn parse_value(line: usize, t: &str) -> Result<(String, Data), RegError> {
             "expected \"string\", dword:, hex: or hex(N): data, or - to delete",
         ));
     };
-    let mut out = Vec::new();
+    // Two digits and a comma a byte.
+    let mut out = Vec::with_capacity(bytes.len() / 3 + 1);
     for part in bytes.split(',') {
         let p = part.trim();
         if p.is_empty() {
@@ -627,6 +627,17 @@ fn parse_value(line: usize, t: &str) -> Result<(String, Data), RegError> {
         })?);
     }
     Ok((name, Data::Hex(kind, out)))
+}
+
+/// `s` without `prefix` (ASCII) at its start, in any case: the data of a long value is not copied
+/// to lower case to find its type.
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix) {
+        s.get(prefix.len()..)
+    } else {
+        None
+    }
 }
 
 /// A quoted string at the start of `s` with `\\` and `\"` escapes, and the rest after it.
@@ -685,6 +696,32 @@ mod tests {
         assert_eq!(lines[2].0, 4);
         let (name, data) = parse_value(4, &lines[2].1).unwrap();
         assert_eq!((name.as_str(), data), ("p", Data::Sz("C:\\dir\\".into())));
+    }
+
+    #[test]
+    fn value_types_in_any_case() {
+        let value = |t: &str| parse_value(1, t).map(|(_, d)| d);
+        assert_eq!(value("\"a\"=DWORD:0000000A"), Ok(Data::Dword(10)));
+        assert_eq!(
+            value("\"a\"=HEX(7):41,00"),
+            Ok(Data::Hex(7, alloc::vec![0x41, 0]))
+        );
+        assert_eq!(
+            value("\"a\"=Hex:AB,cd,"),
+            Ok(Data::Hex(3, alloc::vec![0xab, 0xcd]))
+        );
+        assert_eq!(value("\"a\"=hEx(B):01"), Ok(Data::Hex(11, alloc::vec![1])));
+        for bad in [
+            "\"a\"=dwor\u{e9}:1",
+            "\"a\"=h\u{e9}x:00",
+            "\"a\"=\u{e9}",
+            "\"a\"=hex(\u{e9}):00",
+        ] {
+            assert!(
+                matches!(value(bad), Err(RegError::Malformed { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
