@@ -507,7 +507,7 @@ impl<'a> Iterator for LogicalLines<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         let (i, raw) = self.physical.next()?;
         let first = raw.strip_suffix('\r').unwrap_or(raw);
-        if !continues(first, in_string_at_end(first)) {
+        if !continues(first, first) {
             return Some((i + 1, Cow::Borrowed(first)));
         }
         let mut acc = String::from(without_continuation(first));
@@ -518,7 +518,7 @@ impl<'a> Iterator for LogicalLines<'a> {
             // outside one, and the backslashes and blanks taken off it open or close none. So
             // whether `acc` ends inside a string depends on `next` alone (scanning all of `acc`
             // again, line after line, made a long continued value quadratic).
-            if !continues(&acc, in_string_at_end(next)) {
+            if !continues(&acc, next) {
                 return Some((i + 1, Cow::Owned(acc)));
             }
             let keep = without_continuation(&acc).len();
@@ -529,9 +529,10 @@ impl<'a> Iterator for LogicalLines<'a> {
 }
 
 /// Whether a line continues on the next one: a trailing backslash outside a quoted string (hex data
-/// lines); `in_string` says whether the line ends inside one.
-fn continues(line: &str, in_string: bool) -> bool {
-    line.trim_end().ends_with('\\') && !in_string
+/// lines). Whether the line ends inside a string is the same as whether `tail`, its part after the
+/// last continuation, does; it is scanned only for a line that ends with a backslash.
+fn continues(line: &str, tail: &str) -> bool {
+    line.trim_end().ends_with('\\') && !in_string_at_end(tail)
 }
 
 /// A continued line without its trailing blanks and backslashes.
