@@ -3,7 +3,7 @@
 //! work any reader of the file does). Throughput is in input bytes: a linear reader shows the same
 //! MB/s at every size.
 //!
-//! Run: `cargo bench --bench reg`.
+//! Run: `cargo bench --bench reg` (then `python3 benches/report.py from_reg` for the ratios).
 //!
 //! The export is generated deterministically and looks like what `regedit` writes for a large
 //! subtree: UTF-16LE with a byte-order mark, CRLF, many keys each with a few values of every type
@@ -14,9 +14,7 @@
 use std::fmt::Write as _;
 use std::hint::black_box;
 
-use criterion::{
-    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
-};
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use ipvirt::Policy;
 
 const GP: &str = r"HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services\TSAppSrv\VirtualIP";
@@ -170,26 +168,25 @@ fn decode_only(bytes: &[u8]) -> String {
 }
 
 fn bench(c: &mut Criterion) {
-    let mut g = c.benchmark_group("from_reg");
-    g.sample_size(10);
-    g.sampling_mode(SamplingMode::Flat);
     for (label, size) in [("64KiB", 64 << 10), ("1MiB", 1 << 20), ("16MiB", 16 << 20)] {
         let bytes = export(size);
         // The import finds the three keys in the noise.
         let import = Policy::from_reg(&bytes).unwrap();
         assert!(import.policy.virtual_ip.enabled);
         assert!(import.policy.prefer_loopback.enabled);
+        // One group a size, so `benches/report.py` reads each against its own baseline.
+        let mut g = c.benchmark_group(format!("from_reg_{label}"));
+        g.sample_size(10);
+        g.sampling_mode(SamplingMode::Flat);
         g.throughput(Throughput::Bytes(bytes.len() as u64));
-        g.bench_with_input(
-            BenchmarkId::new("baseline_decode", label),
-            &bytes,
-            |b, x| b.iter(|| decode_only(black_box(x))),
-        );
-        g.bench_with_input(BenchmarkId::new("from_reg", label), &bytes, |b, x| {
-            b.iter(|| Policy::from_reg(black_box(x)))
+        g.bench_function("baseline_decode", |b| {
+            b.iter(|| decode_only(black_box(&bytes)))
         });
+        g.bench_function("from_reg", |b| {
+            b.iter(|| Policy::from_reg(black_box(&bytes)))
+        });
+        g.finish();
     }
-    g.finish();
 }
 
 criterion_group!(reg, bench);
