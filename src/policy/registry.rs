@@ -469,8 +469,14 @@ fn decode(bytes: &[u8]) -> Result<Cow<'_, str>, RegError> {
             _ => 0,
         });
         let mut out = String::with_capacity(body.len() / 2);
-        for (i, ch) in core::char::decode_utf16(units).enumerate() {
-            out.push(ch.map_err(|_| RegError::Utf16 { offset: 2 + 2 * i })?);
+        // Code units read so far: a character after the basic plane takes two.
+        let mut read = 0usize;
+        for ch in core::char::decode_utf16(units) {
+            let ch = ch.map_err(|_| RegError::Utf16 {
+                offset: 2 + 2 * read,
+            })?;
+            read += ch.len_utf16();
+            out.push(ch);
         }
         Ok(out)
     };
