@@ -177,6 +177,15 @@ fn header_and_line_errors() {
         Policy::from_reg(&[0xFF, 0xFE, 0x00, 0xD8, 0x41, 0x00]),
         Err(RegError::Utf16 { .. })
     ));
+    // The offset is in bytes: a surrogate pair before the bad unit counts as four.
+    assert_eq!(
+        Policy::from_reg(&[0xFF, 0xFE, 0x3D, 0xD8, 0x00, 0xDE, 0x00, 0xD8, 0x41, 0x00]),
+        Err(RegError::Utf16 { offset: 6 })
+    );
+    assert_eq!(
+        Policy::from_reg(&[0xFE, 0xFF, 0x00, 0x41, 0xDC, 0x00]),
+        Err(RegError::Utf16 { offset: 4 })
+    );
 }
 
 #[test]
