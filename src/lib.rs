@@ -137,7 +137,7 @@ pub use engine::{CompileError, Decision, Engine, ProcessExplanation, ProcessPlan
 pub use error::Error;
 pub use host::Host;
 pub use policy::{
-    Diagnostic, DiagnosticCode, LeaseFailure, Origin, Platform, Policy, PolicyError,
+    Diagnostic, DiagnosticCode, Ipv6Loopback, LeaseFailure, Origin, Platform, Policy, PolicyError,
     PreferLoopback, RegError, RegImport, Severity, VipMode, VipOrigins, VirtualIp, VirtualLoopback,
 };
 #[cfg(feature = "std")]

@@ -216,6 +216,7 @@ impl Policy {
     ///     [virtual_loopback]
     ///     enabled = true
     ///     programs = ["crm.exe"]
+    ///     ipv6 = "map"
     ///     [prefer_loopback]
     ///     enabled = true
     ///     processes = ["crm.exe"]

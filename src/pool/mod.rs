@@ -56,7 +56,7 @@
 //! assert!(pool.lease(SessionId::new(9)).is_err());             // exhausted
 //! pool.release(SessionId::new(7));
 //! assert_eq!(pool.lease(SessionId::new(9))?, a);
-//! assert_eq!(pool.session_of(b), Some(SessionId::new(8)));
+//! assert_eq!(pool.session_of(b.addr()), Some(SessionId::new(8)));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
