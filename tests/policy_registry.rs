@@ -207,6 +207,34 @@ fn utf8_bom_lf_default_values_and_escapes() {
     );
 }
 
+#[test]
+fn ipv6_loopback_extension_value() {
+    let reg = |v: &str| {
+        format!(
+            "Windows Registry Editor Version 5.00\r\n\r\n\
+             [HKEY_LOCAL_MACHINE\\SOFTWARE\\Wow6432Node\\Citrix\\VIP]\r\n\
+             \"IpvirtIpv6Loopback\"={v}\r\n"
+        )
+    };
+    let on = Policy::from_reg(reg("dword:00000001").as_bytes()).unwrap();
+    assert_eq!(on.policy.virtual_loopback.ipv6, ipvirt::Ipv6Loopback::Map);
+    assert!(on.diagnostics.iter().all(|d| d.code != C::RegUnknownValue));
+    let off = Policy::from_reg(reg("dword:00000000").as_bytes()).unwrap();
+    assert_eq!(
+        off.policy.virtual_loopback.ipv6,
+        ipvirt::Ipv6Loopback::Unchanged
+    );
+    let odd = Policy::from_reg(reg("dword:00000002").as_bytes()).unwrap();
+    assert_eq!(odd.policy.virtual_loopback.ipv6, ipvirt::Ipv6Loopback::Map);
+    assert!(odd.diagnostics.iter().any(|d| d.code == C::RegBadValue));
+    // The same setting in JSON and TOML.
+    let json: Policy = serde_json::from_str(r#"{"virtual_loopback":{"ipv6":"map"}}"#).unwrap();
+    assert_eq!(json.virtual_loopback.ipv6, ipvirt::Ipv6Loopback::Map);
+    assert!(serde_json::from_str::<Policy>(r#"{"virtual_loopback":{"ipv6":"yes"}}"#).is_err());
+    let toml = Policy::from_toml(&json.to_toml().unwrap()).unwrap();
+    assert_eq!(toml, json);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(5_000))]
 

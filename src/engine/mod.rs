@@ -590,8 +590,21 @@ impl fmt::Display for ProcessExplanation<'_> {
                         )?;
                     }
                     writeln!(f)?;
+                    match p.virtual_loopback.ipv6 {
+                        Ipv6Loopback::Map => writeln!(
+                            f,
+                            "    [::1]:PORT is rewritten to [::ffff:{addr}]:PORT on sockets that take IPv4-mapped addresses (virtual_loopback.ipv6 = map); on a v6-only socket the layer clears IPV6_V6ONLY first or leaves it alone"
+                        )?,
+                        Ipv6Loopback::Unchanged => writeln!(
+                            f,
+                            "    [::1] is left alone (virtual_loopback.ipv6 = unchanged): servers on localhost that resolve it to ::1 share it with every session"
+                        )?,
+                    }
                 }
-                Err(e) => writeln!(f, "    error: {e}")?,
+                Err(e) => writeln!(
+                    f,
+                    "    error: {e}; calls that would use the session loopback are refused (EADDRNOTAVAIL)"
+                )?,
             }
         }
         write!(f, "  virtual IP: {} — ", yes(self.plan.virtual_ip))?;

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services\TSAppSrv\VirtualIP` (group policy) | `EnableVirtualIP`, `VirtualMode`, `PerApp`, `VIPAdapter`, `PromptOnIPLeaseFail` |
 //! | `HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Control\Terminal Server\TSAppSrv\VirtualIP` (local) | the same |
-//! | `HKEY_LOCAL_MACHINE\SOFTWARE\Wow6432Node\Citrix\VIP` | `PreferLoopback`, `PreferLoopbackProcesses` |
+//! | `HKEY_LOCAL_MACHINE\SOFTWARE\Wow6432Node\Citrix\VIP` | `PreferLoopback`, `PreferLoopbackProcesses`, and the ipvirt extension `IpvirtIpv6Loopback` (DWORD: 1 = `virtual_loopback.ipv6 = "map"`, SPEC §8) |
 //!
 //! Each Microsoft value is read from the group-policy key first, then the local key, then defaults;
 //! [`RegImport::origins`] says where each came from. Citrix *virtual loopback* itself is a Citrix
@@ -426,10 +426,22 @@ impl RegImport {
         self.unknown_values(
             "the Citrix VIP key",
             values,
-            &["PreferLoopback", "PreferLoopbackProcesses"],
+            &[
+                "PreferLoopback",
+                "PreferLoopbackProcesses",
+                "IpvirtIpv6Loopback",
+            ],
         );
         if let Some((v, line)) = self.dword(values, "PreferLoopback") {
             self.policy.prefer_loopback.enabled = self.flag(v, line, "PreferLoopback");
+        }
+        // An ipvirt extension (no vendor has it, SPEC §8): 1 maps `::1` to the session loopback.
+        if let Some((v, line)) = self.dword(values, "IpvirtIpv6Loopback") {
+            self.policy.virtual_loopback.ipv6 = if self.flag(v, line, "IpvirtIpv6Loopback") {
+                crate::policy::Ipv6Loopback::Map
+            } else {
+                crate::policy::Ipv6Loopback::Unchanged
+            };
         }
         if let Some(list) = self.multi(values, "PreferLoopbackProcesses", regedit4) {
             self.policy.prefer_loopback.processes = list;
