@@ -153,7 +153,7 @@ impl Rewriter {
     /// ```
     #[inline]
     pub fn connect(&self, dest: SocketAddr) -> Result<Connect, Refusal> {
-        self.decide_connect(dest).0
+        self.decide_connect::<false>(dest).0
     }
 
     /// What a `sendto` / `WSASendTo` / `sendmsg` to `dest` should do instead: the same rules as
@@ -176,7 +176,7 @@ impl Rewriter {
     /// ```
     #[inline]
     pub fn send_to(&self, dest: SocketAddr) -> Result<Connect, Refusal> {
-        self.decide_connect(dest).0
+        self.decide_connect::<false>(dest).0
     }
 
     /// What the application should see for an address the system hands back: the result of
@@ -299,7 +299,7 @@ impl Rewriter {
                 (r.map(Outcome::Addr), rule)
             }
             Call::Connect | Call::SendTo => {
-                let (r, rule) = self.decide_connect(addr);
+                let (r, rule) = self.decide_connect::<true>(addr);
                 (r.map(Outcome::Connect), rule)
             }
             Call::Reported => {
@@ -333,8 +333,8 @@ impl Rewriter {
     }
 
     #[inline(always)]
-    fn decide_connect(&self, dest: SocketAddr) -> Decided<Connect> {
-        let (r, rule) = self.connect_core(Ip::of(dest.ip()), dest.port());
+    fn decide_connect<const R: bool>(&self, dest: SocketAddr) -> Decided<Connect> {
+        let (r, rule) = self.connect_core::<R>(Ip::of(dest.ip()), dest.port());
         let r = match r {
             Ok(c) => {
                 let out = c

@@ -239,7 +239,7 @@ impl Raw<'_> {
                 source_len: None,
             });
         };
-        let c = self.rw.connect_core(p.ip, p.port).0?;
+        let c = self.rw.connect_core::<false>(p.ip, p.port).0?;
         // Write the source first: if it does not fit, nothing at all is changed.
         let source_len = match c.source {
             Some(bits) => Some(write_source(bits, p.v6, source, self.layout)?),

@@ -143,8 +143,13 @@ impl Rewriter {
         (Ok(None), Rule::Unchanged)
     }
 
+    /// With `R` false the rule is not tracked (the hot path); `explain` asks for it with `R` true.
     #[inline(always)]
-    pub(crate) fn connect_core(&self, ip: Ip, port: u16) -> (Result<ConnectCore, Refusal>, Rule) {
+    pub(crate) fn connect_core<const R: bool>(
+        &self,
+        ip: Ip,
+        port: u16,
+    ) -> (Result<ConnectCore, Refusal>, Rule) {
         const UNCHANGED: ConnectCore = ConnectCore {
             dest: None,
             source: None,
@@ -185,7 +190,9 @@ impl Rewriter {
         }
         if self.lo != 0 {
             if self.excluded(port) {
-                rule = Rule::PortExcluded;
+                if R {
+                    rule = Rule::PortExcluded;
+                }
             } else if bits == self.localhost || bits == self.lo {
                 if bits != self.lo || matches!(ip, Ip::V6Loopback) {
                     dest = Some(self.lo);
@@ -202,23 +209,28 @@ impl Rewriter {
                 if self.isolate {
                     return (Err(Refusal::Isolated { owner }), Rule::Isolated);
                 }
-                rule = Rule::OtherSessionLoopback;
+                if R {
+                    rule = Rule::OtherSessionLoopback;
+                }
             }
         }
         let source = match self.vip {
             VipState::Addr(v) if !self.prefer_loopback => {
-                if rule != Rule::LocalhostToSessionLoopback
-                    && rule != Rule::Ipv6LoopbackToSessionLoopback
-                {
-                    rule = Rule::SourceVip;
+                // (Decided on `dest`, not on `rule`, so the rule costs nothing where it is unused.)
+                if dest.is_none() {
+                    if R {
+                        rule = Rule::SourceVip;
+                    }
                 }
                 Some(v)
             }
             // Without a VIP, loopback traffic stays on the machine and needs none: "no
             // connectivity" cuts the session off the network, not from its own loopback.
             _ => {
-                if self.prefer_loopback && rule == Rule::Unchanged {
-                    rule = Rule::PreferLoopback;
+                if R && self.prefer_loopback && rule == Rule::Unchanged {
+                    if R {
+                        rule = Rule::PreferLoopback;
+                    }
                 }
                 if own_loopback { Some(self.lo) } else { None }
             }
