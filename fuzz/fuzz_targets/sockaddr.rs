@@ -11,12 +11,13 @@
 //! - `Rewriter::explain` gives the same outcome as the call it explains.
 #![no_main]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
 use std::sync::OnceLock;
 
 use ipvirt::{
-    Call, Engine, FamilyHeader, Host, Outcome, Policy, RewriteError, Rewriter, SOCKADDR_IN_LEN,
-    SOCKADDR_IN6_LEN, Session, SessionId, SockaddrError, SockaddrLayout, Stack, read_sockaddr,
+    Call, Engine, FamilyHeader, Host, Outcome, Policy, RawConnect, RawError, RawOutcome, Refusal,
+    Rewriter, SOCKADDR_IN_LEN, SOCKADDR_IN6_LEN, Session, SessionId, SockaddrError, SockaddrLayout,
+    Stack, Vip, read_sockaddr,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -160,7 +161,7 @@ fn only_address_changed(before: &[u8], after: &[u8], v6: bool) {
 }
 
 struct Check<'a> {
-    rw: &'a Rewriter<'a>,
+    rw: &'a Rewriter,
     session: Session,
     vip: Option<Ipv4Addr>,
 }
@@ -169,7 +170,7 @@ impl Check<'_> {
     /// `explain` agrees with the calls (and its text renders).
     fn explain_agrees(&self, a: SocketAddr) {
         let rw = self.rw;
-        let same = |call: Call, want: Result<Outcome, RewriteError>| {
+        let same = |call: Call, want: Result<Outcome, Refusal>| {
             let e = rw.explain(call, a);
             assert_eq!(e.outcome(), want, "explain {call} {a}: {e}");
             let _ = e.rule().to_string();
@@ -234,24 +235,45 @@ impl Check<'_> {
         call: &str,
         buf: &[u8],
         layout: SockaddrLayout,
-        raw: impl FnOnce(&mut [u8]) -> Result<bool, SockaddrError>,
-        std: impl FnOnce(SocketAddr) -> Result<SocketAddr, RewriteError>,
+        raw: impl FnOnce(&mut [u8]) -> Result<RawOutcome, RawError>,
+        std: impl FnOnce(SocketAddr) -> Result<SocketAddr, Refusal>,
+    ) {
+        self.in_place_with(call, buf, layout, raw, std, true);
+    }
+
+    /// [`in_place`](Self::in_place); `spec5` false for a reverse lookup, whose answer (the
+    /// server's address for the VIP) is no address a socket gets, so SPEC §5 does not apply.
+    fn in_place_with(
+        &self,
+        call: &str,
+        buf: &[u8],
+        layout: SockaddrLayout,
+        raw: impl FnOnce(&mut [u8]) -> Result<RawOutcome, RawError>,
+        std: impl FnOnce(SocketAddr) -> Result<SocketAddr, Refusal>,
+        spec5: bool,
     ) {
         let mut b = buf.to_vec();
         let got = raw(&mut b);
         let read = read_sockaddr(buf, layout);
         match (read, got) {
+            (Err(SockaddrError::UnsupportedFamily { .. }), got) => {
+                // Not ours: an answer, not an error, and nothing changes.
+                assert_eq!(got, Ok(RawOutcome::OtherFamily), "{call}: another family");
+                assert_eq!(b, buf, "{call}: another family's buffer changed");
+            }
             (Err(e), got) => {
-                assert_eq!(got, Err(e), "{call}: raw and read_sockaddr disagree");
+                assert_eq!(got, Err(RawError::Sockaddr(e)), "{call}: raw and read_sockaddr disagree");
                 assert_eq!(b, buf, "{call}: an error changed the buffer");
             }
             (Ok(a), got) => match std(a) {
                 Err(e) => {
-                    assert_eq!(got, Err(SockaddrError::Rewrite(e)), "{call} {a}");
+                    assert_eq!(got, Err(RawError::Refused(e)), "{call} {a}");
                     assert_eq!(b, buf, "{call}: an error changed the buffer");
                 }
                 Ok(want) => {
-                    let changed = got.unwrap_or_else(|e| panic!("{call} {a}: raw {e}, std {want}"));
+                    let outcome = got.unwrap_or_else(|e| panic!("{call} {a}: raw {e}, std {want}"));
+                    assert_ne!(outcome, RawOutcome::OtherFamily, "{call} {a}");
+                    let changed = outcome == RawOutcome::Rewritten;
                     let now = read_sockaddr(&b, layout).unwrap();
                     assert_eq!(now, want, "{call} {a}: raw and std::net disagree");
                     assert!(
@@ -260,7 +282,9 @@ impl Check<'_> {
                     );
                     assert!(changed || want == a, "{call}: std changed it, raw did not");
                     only_address_changed(buf, &b, a.is_ipv6());
-                    self.invariants(call, a, want);
+                    if spec5 {
+                        self.invariants(call, a, want);
+                    }
                 }
             },
         }
@@ -271,10 +295,11 @@ impl Check<'_> {
         let call = if send { "sendto" } else { "connect" };
         let mut d = buf.to_vec();
         let mut s = vec![0x77u8; source_len];
+        let raw = self.rw.raw(layout);
         let got = if send {
-            self.rw.send_to_sockaddr(&mut d, layout, &mut s)
+            raw.send_to(&mut d, &mut s)
         } else {
-            self.rw.connect_sockaddr(&mut d, layout, &mut s)
+            raw.connect(&mut d, &mut s)
         };
         let untouched = |d: &[u8], s: &[u8]| {
             assert_eq!(d, buf, "{call}: an error changed the destination");
@@ -284,8 +309,16 @@ impl Check<'_> {
             );
         };
         let a = match read_sockaddr(buf, layout) {
+            Err(SockaddrError::UnsupportedFamily { .. }) => {
+                assert_eq!(
+                    got,
+                    Ok(RawConnect { dest: RawOutcome::OtherFamily, source_len: None }),
+                    "{call}: another family"
+                );
+                return untouched(&d, &s);
+            }
             Err(e) => {
-                assert_eq!(got, Err(e), "{call}: raw and read_sockaddr disagree");
+                assert_eq!(got, Err(RawError::Sockaddr(e)), "{call}: raw and read_sockaddr disagree");
                 return untouched(&d, &s);
             }
             Ok(a) => a,
@@ -297,7 +330,7 @@ impl Check<'_> {
         };
         let want = match want {
             Err(e) => {
-                assert_eq!(got, Err(SockaddrError::Rewrite(e)), "{call} {a}");
+                assert_eq!(got, Err(RawError::Refused(e)), "{call} {a}");
                 return untouched(&d, &s);
             }
             Ok(c) => c,
@@ -310,10 +343,10 @@ impl Check<'_> {
         if want.source.is_some() && source_len < need {
             assert_eq!(
                 got,
-                Err(SockaddrError::TooShort {
+                Err(RawError::Sockaddr(SockaddrError::TooShort {
                     len: source_len,
                     need
-                }),
+                })),
                 "{call} {a}: the source does not fit"
             );
             return untouched(&d, &s);
@@ -321,12 +354,14 @@ impl Check<'_> {
         let r = got.unwrap_or_else(|e| panic!("{call} {a}: raw {e}, std {want:?}"));
         let now = read_sockaddr(&d, layout).unwrap();
         assert_eq!(now, want.dest, "{call} {a}: raw and std::net disagree");
+        let dest_changed = r.dest == RawOutcome::Rewritten;
+        assert_ne!(r.dest, RawOutcome::OtherFamily, "{call} {a}");
         assert!(
-            r.dest_changed || d == buf,
+            dest_changed || d == buf,
             "{call}: changed bytes but said it did not"
         );
         assert!(
-            r.dest_changed || want.dest == a,
+            dest_changed || want.dest == a,
             "{call}: std changed it, raw did not"
         );
         only_address_changed(buf, &d, a.is_ipv6());
@@ -363,9 +398,14 @@ fuzz_target!(|data: &[u8]| {
     let engine = &engines()[input.knobs];
     let (layout, buf, session, vip) = (input.layout, input.buf, input.session, input.vip);
     let plan = engine.process(input.image);
-    let Ok(rw) = engine.rewriter(session, &plan, vip) else {
-        return;
+    // A VIP is checked where it is made: an unusable one never reaches a rewriter.
+    let vip = match vip.map(Vip::new) {
+        Some(Err(_)) => return,
+        Some(Ok(v)) => Some(v),
+        None => None,
     };
+    let rw = engine.rewriter(session, &plan, vip);
+    let vip = vip.map(Vip::addr);
     let stack = if input.dual_stack {
         Stack::Dual
     } else {
@@ -380,7 +420,7 @@ fuzz_target!(|data: &[u8]| {
         "bind",
         buf,
         layout,
-        |b| rw.bind_sockaddr(b, layout, stack),
+        |b| rw.raw(layout).bind_on(b, stack),
         |a| rw.bind_on(a, stack),
     );
     if let Ok(a) = read_sockaddr(buf, layout) {
@@ -392,7 +432,29 @@ fuzz_target!(|data: &[u8]| {
         "reported",
         buf,
         layout,
-        |b| rw.reported_sockaddr(b, layout),
+        |b| rw.raw(layout).reported(b).map_err(RawError::Sockaddr),
         |a| Ok(rw.reported(a)),
+    );
+    // The name-resolution calls on one raw address keep everything but the address.
+    let with_ip = |a: SocketAddr, ip: IpAddr| match (a, ip) {
+        (SocketAddr::V6(v6), IpAddr::V6(ip)) => {
+            SocketAddr::V6(SocketAddrV6::new(ip, v6.port(), v6.flowinfo(), v6.scope_id()))
+        }
+        (a, ip) => SocketAddr::new(ip, a.port()),
+    };
+    check.in_place(
+        "resolved",
+        buf,
+        layout,
+        |b| rw.raw(layout).resolved(b).map_err(RawError::Sockaddr),
+        |a| Ok(with_ip(a, rw.resolved_addr(a.ip()))),
+    );
+    check.in_place_with(
+        "reverse_lookup",
+        buf,
+        layout,
+        |b| rw.raw(layout).reverse_lookup(b).map_err(RawError::Sockaddr),
+        |a| Ok(with_ip(a, rw.reverse_lookup(a.ip()))),
+        false,
     );
 });

@@ -4,12 +4,10 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::engine::{ipvirt_engine, ipvirt_plan};
-use super::ptr::{bytes, bytes_mut, check_disjoint, guard, region};
+use super::ptr::{bytes_mut, check_disjoint, guard, region, session_of, vip_of};
 use super::status::ipvirt_status::{self, *};
 use super::status::{refusal_status, sockaddr_status};
-use crate::addr::Vip;
 use crate::rewrite::{RawError, RawOutcome, Rewriter, Stack};
-use crate::session::{Session, SessionId};
 use crate::sockaddr::SockaddrLayout;
 
 /// Socket-address layouts (see [`SockaddrLayout`]).
@@ -97,25 +95,18 @@ pub unsafe extern "C" fn ipvirt_rewriter_new(
         if let Err(st) = check_disjoint(&[region(out)], &[region(plan), (vip, vip_len)]) {
             return st;
         }
-        let id = SessionId::new(session_id);
-        let session = match session_kind {
-            0 => Session::remote(id),
-            1 => Session::console(id),
-            _ => return IPVIRT_INVALID_SESSION,
+        let session = match session_of(session_id, session_kind) {
+            Ok(s) => s,
+            Err(st) => return st,
         };
         // SAFETY: plan is valid (caller, checked non-NULL).
         let Some(plan) = unsafe { *plan }.to_plan() else {
             return IPVIRT_INVALID_ARGUMENT;
         };
         // SAFETY: vip is NULL or valid for vip_len bytes (caller).
-        let vip = match unsafe { bytes(vip, vip_len) } {
+        let vip = match unsafe { vip_of(vip, vip_len) } {
+            Ok(v) => v,
             Err(st) => return st,
-            Ok([]) => None,
-            Ok(&[a, b, c, d]) => match Vip::new([a, b, c, d].into()) {
-                Ok(v) => Some(v),
-                Err(_) => return IPVIRT_INVALID_VIP,
-            },
-            Ok(_) => return IPVIRT_INVALID_ARGUMENT,
         };
         // SAFETY: engine is a live handle (caller).
         let engine = &unsafe { &*engine }.engine;

@@ -4,13 +4,11 @@
 use std::sync::Arc;
 
 use super::engine::{ipvirt_engine, ipvirt_plan};
-use super::ptr::{bytes, check_disjoint, guard, region};
+use super::ptr::{check_disjoint, guard, region, session_of, vip_of};
 use super::rewriter::ipvirt_rewriter;
 use super::status::ipvirt_status::{self, *};
-use crate::addr::Vip;
 use crate::engine::table::{PolicyTable, ProgramEntry, SessionEntry};
 use crate::rewrite::Rewriter;
-use crate::session::{Session, SessionId};
 
 /// The policy table (see [`PolicyTable`]): `struct ipvirt_policy_table` in the header.
 pub type ipvirt_policy_table = PolicyTable;
@@ -61,21 +59,14 @@ pub unsafe extern "C" fn ipvirt_engine_session_entry(
         if let Err(st) = check_disjoint(&[region(out)], &[(vip, vip_len)]) {
             return st;
         }
-        let id = SessionId::new(session_id);
-        let session = match session_kind {
-            0 => Session::remote(id),
-            1 => Session::console(id),
-            _ => return IPVIRT_INVALID_SESSION,
+        let session = match session_of(session_id, session_kind) {
+            Ok(s) => s,
+            Err(st) => return st,
         };
         // SAFETY: vip is NULL or valid for vip_len bytes (caller).
-        let vip = match unsafe { bytes(vip, vip_len) } {
+        let vip = match unsafe { vip_of(vip, vip_len) } {
+            Ok(v) => v,
             Err(st) => return st,
-            Ok([]) => None,
-            Ok(&[a, b, c, d]) => match Vip::new([a, b, c, d].into()) {
-                Ok(v) => Some(v),
-                Err(_) => return IPVIRT_INVALID_VIP,
-            },
-            Ok(_) => return IPVIRT_INVALID_ARGUMENT,
         };
         // SAFETY: engine is a live handle; out is valid (caller, checked non-NULL).
         unsafe { out.write((*engine).engine.session_entry(session, vip)) };

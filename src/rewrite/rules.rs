@@ -217,10 +217,8 @@ impl Rewriter {
         let source = match self.vip {
             VipState::Addr(v) if !self.prefer_loopback => {
                 // (Decided on `dest`, not on `rule`, so the rule costs nothing where it is unused.)
-                if dest.is_none() {
-                    if R {
-                        rule = Rule::SourceVip;
-                    }
+                if R && dest.is_none() {
+                    rule = Rule::SourceVip;
                 }
                 Some(v)
             }
@@ -228,9 +226,7 @@ impl Rewriter {
             // connectivity" cuts the session off the network, not from its own loopback.
             _ => {
                 if R && self.prefer_loopback && rule == Rule::Unchanged {
-                    if R {
-                        rule = Rule::PreferLoopback;
-                    }
+                    rule = Rule::PreferLoopback;
                 }
                 if own_loopback { Some(self.lo) } else { None }
             }
