@@ -2,6 +2,9 @@
 //! against a baseline in the same group: folding the image name, the floor any case-insensitive
 //! lookup pays. The lookup is a hash probe, so the time should not grow with the list.
 //!
+//! The `startup` group measures what a layer does once per process before `main`: read, parse and
+//! compile the policy, plan the process, build its rewriter.
+//!
 //! Run: `cargo bench --bench plan`.
 
 use std::hint::black_box;
@@ -43,6 +46,34 @@ fn bench(c: &mut Criterion) {
             b.iter(|| engine.process(black_box(img)))
         });
     }
+    g.finish();
+
+    // What the LD_PRELOAD layer does before `main` in every process of a session: read the policy
+    // file, parse it, compile it, plan the process and build its rewriter. Baseline: reading the
+    // file alone.
+    let mut g = c.benchmark_group("startup");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/policies/crm-cti.toml"
+    );
+    g.bench_function("baseline_read_file", |b| {
+        b.iter(|| std::fs::read_to_string(black_box(path)).unwrap())
+    });
+    g.bench_function("read_parse_compile_plan_rewriter", |b| {
+        b.iter(|| {
+            let text = std::fs::read_to_string(black_box(path)).unwrap();
+            let engine = Policy::from_toml(&text)
+                .unwrap()
+                .compile(Host::new(["192.0.2.10".parse().unwrap()]))
+                .unwrap();
+            let plan = engine.process("/usr/bin/crm.exe");
+            engine.rewriter(
+                ipvirt::Session::remote(ipvirt::SessionId::new(7)),
+                &plan,
+                None,
+            )
+        })
+    });
     g.finish();
 }
 

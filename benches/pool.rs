@@ -30,7 +30,7 @@ fn bench(c: &mut Criterion) {
         let mut pool = StaticPool::new(&["10.0.0.0/8".parse().unwrap()], &Host::default()).unwrap();
         let mut map: HashMap<SessionId, Ipv4Addr> = HashMap::new();
         for s in 0..live {
-            let a = pool.lease(SessionId::new(s)).unwrap();
+            let a = pool.lease(SessionId::new(s)).unwrap().addr();
             map.insert(SessionId::new(s), a);
         }
         let bytes = pool.memory_bytes();

@@ -10,9 +10,7 @@ use std::hint::black_box;
 use std::net::{IpAddr, SocketAddr};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ipvirt::{
-    Host, Policy, RewriteError, Session, SessionId, SockaddrLayout, Stack, write_sockaddr,
-};
+use ipvirt::{Host, Policy, Refusal, Session, SessionId, SockaddrLayout, Stack, write_sockaddr};
 
 const POLICY: &str = r#"
 [virtual_loopback]
@@ -34,7 +32,7 @@ fn sa(s: &str) -> SocketAddr {
 
 /// The baseline: the identity "rewrite" a hook performs without ipvirt.
 #[inline]
-fn passthrough(a: SocketAddr) -> Result<SocketAddr, RewriteError> {
+fn passthrough(a: SocketAddr) -> Result<SocketAddr, Refusal> {
     Ok(a)
 }
 
@@ -44,13 +42,11 @@ fn benches(c: &mut Criterion) {
         .compile(Host::new(["192.0.2.10".parse().unwrap()]))
         .unwrap();
     let plan = engine.process(r"C:\Apps\crm.exe");
-    let rw = engine
-        .rewriter(
-            Session::remote(SessionId::new(7)),
-            &plan,
-            Some("192.0.2.107".parse().unwrap()),
-        )
-        .unwrap();
+    let rw = engine.rewriter(
+        Session::remote(SessionId::new(7)),
+        &plan,
+        Some("192.0.2.107".parse().unwrap()),
+    );
 
     let cases: [(&str, &str, &str); 4] = [
         ("bind", "127.0.0.1:9000", "198.51.100.1:9000"),
@@ -121,14 +117,14 @@ fn benches(c: &mut Criterion) {
         g.bench_function("hit", |b| {
             b.iter(|| {
                 let mut buf = black_box(hit);
-                let _ = rw.bind_sockaddr(&mut buf, layout, Stack::Single);
+                let _ = rw.raw(layout).bind_on(&mut buf, Stack::Single);
                 buf
             })
         });
         g.bench_function("miss", |b| {
             b.iter(|| {
                 let mut buf = black_box(miss);
-                let _ = rw.bind_sockaddr(&mut buf, layout, Stack::Single);
+                let _ = rw.raw(layout).bind_on(&mut buf, Stack::Single);
                 buf
             })
         });
@@ -147,7 +143,7 @@ fn benches(c: &mut Criterion) {
             b.iter(|| {
                 let mut buf = black_box(hit);
                 let mut src = [0u8; 28];
-                let _ = black_box(rw.connect_sockaddr(&mut buf, layout, &mut src));
+                let _ = black_box(rw.raw(layout).connect(&mut buf, &mut src));
                 (buf, src)
             })
         });
@@ -155,7 +151,7 @@ fn benches(c: &mut Criterion) {
             b.iter(|| {
                 let mut buf = black_box(miss);
                 let mut src = [0u8; 28];
-                let _ = black_box(rw.connect_sockaddr(&mut buf, layout, &mut src));
+                let _ = black_box(rw.raw(layout).connect(&mut buf, &mut src));
                 (buf, src)
             })
         });

@@ -23,7 +23,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
-use ipvirt::{Call, Engine, Host, Policy, Session, SessionId};
+use ipvirt::{Call, Engine, Host, Policy, Session, SessionId, Vip};
 
 const BUILT_IN: &str = include_str!("policies/crm-cti.toml");
 
@@ -34,7 +34,7 @@ struct Args {
     policy: Option<String>,
     sessions: Vec<Session>,
     processes: Vec<String>,
-    vip: Option<Option<Ipv4Addr>>,
+    vip: Option<Option<Vip>>,
     servers: Vec<IpAddr>,
     port: u16,
 }
@@ -68,10 +68,7 @@ fn parse_args() -> Result<Args, String> {
             "--process" | "-p" => a.processes.push(value("--process")?),
             "--vip" => {
                 let v = value("--vip")?;
-                a.vip =
-                    Some(Some(v.parse().map_err(|_| {
-                        format!("--vip: {v:?} is not an IPv4 address")
-                    })?));
+                a.vip = Some(Some(v.parse().map_err(|e| format!("--vip: {e}"))?));
             }
             "--no-vip" => a.vip = Some(None),
             "--server-addr" => {
@@ -231,22 +228,10 @@ fn explain_session(session: Session) {
     println!();
 }
 
-fn explain_process(
-    engine: &Engine,
-    session: Session,
-    image: &str,
-    vip: Option<Ipv4Addr>,
-    port: u16,
-) {
+fn explain_process(engine: &Engine, session: Session, image: &str, vip: Option<Vip>, port: u16) {
     print!("{}", engine.explain(session, image));
     let plan = engine.process(image);
-    let rw = match engine.rewriter(session, &plan, vip) {
-        Ok(rw) => rw,
-        Err(e) => {
-            println!("  cannot rewrite for this session: {e}\n");
-            return;
-        }
-    };
+    let rw = engine.rewriter(session, &plan, vip);
     if plan.virtual_ip().applies() && session.is_virtualized() {
         match vip {
             Some(v) => println!("  the session's VIP: {v}"),
@@ -297,13 +282,15 @@ fn default_processes(policy: &Policy) -> Vec<String> {
 
 /// A stand-in for the pool: the session's address is the pool's `id`-th, so the output is
 /// deterministic. (A real deployment leases from `ipvirt`'s pool or DHCP.)
-fn pool_address(policy: &Policy, id: SessionId) -> Option<Ipv4Addr> {
+fn pool_address(policy: &Policy, id: SessionId) -> Option<Vip> {
     let mut n = u64::from(id.get());
     for entry in &policy.virtual_ip.pool {
         if n < entry.len() {
-            return Some(Ipv4Addr::from_bits(
+            // A pool entry that cannot hold VIPs gives none (the validator says why).
+            return Vip::new(Ipv4Addr::from_bits(
                 entry.first().to_bits() + u32::try_from(n).ok()?,
-            ));
+            ))
+            .ok();
         }
         n -= entry.len();
     }

@@ -4,12 +4,14 @@
 //! [`PolicyError`] with the policy readers, [`PoolError`] with the pools, and so on); this module
 //! only gathers them. Nothing in the crate imports it, so the module graph stays a DAG.
 
+use crate::addr::ParsePoolEntryError;
+use crate::addr::VipError;
 #[cfg(feature = "std")]
 use crate::advisor::AdvisorError;
 use crate::engine::CompileError;
 use crate::policy::{PolicyError, RegError};
-use crate::pool::{LeaseError, ParsePoolEntryError, PoolError};
-use crate::rewrite::RewriteError;
+use crate::pool::{LeaseError, PoolError};
+use crate::rewrite::{RawError, Refusal, TableError};
 use crate::session::{ParseSessionError, SessionError};
 use crate::sockaddr::SockaddrError;
 
@@ -44,9 +46,18 @@ pub enum Error {
     /// See [`CompileError`].
     #[error(transparent)]
     Compile(#[from] CompileError),
-    /// See [`RewriteError`].
+    /// See [`Refusal`].
     #[error(transparent)]
-    Rewrite(#[from] RewriteError),
+    Refused(#[from] Refusal),
+    /// See [`RawError`].
+    #[error(transparent)]
+    Raw(#[from] RawError),
+    /// See [`VipError`].
+    #[error(transparent)]
+    Vip(#[from] VipError),
+    /// See [`TableError`].
+    #[error(transparent)]
+    Table(#[from] TableError),
     /// See [`AdvisorError`] (feature `std`).
     #[cfg(feature = "std")]
     #[error(transparent)]

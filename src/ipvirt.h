@@ -13,7 +13,16 @@
  *     NUL-terminated and truncated to fit.
  *   - Pointers are checked for NULL (IPVIRT_NULL_ARGUMENT); an optional buffer may be NULL with
  *     length 0.
- *   - No panic crosses the boundary: it becomes IPVIRT_PANIC.
+ *   - Lengths are checked before any buffer is touched: a length above PTRDIFF_MAX (no object is
+ *     that large) is IPVIRT_INVALID_ARGUMENT, and nothing is read or written.
+ *   - Overlap: the buffers a call writes (addr, dest, source, err, buf) must not overlap each other
+ *     nor the buffers it reads, and the scalar outputs (changed, dest_changed, source_written,
+ *     needed, err_needed, out) must not point into any of them. An overlap is refused with
+ *     IPVIRT_INVALID_ARGUMENT before anything is written (so passing one buffer as both dest and
+ *     source of ipvirt_rewriter_connect fails and changes nothing). Buffers that are only read
+ *     (policy, servers, image, vip, plan) may overlap each other.
+ *   - No panic crosses the boundary: it becomes IPVIRT_PANIC and nothing is written; the library
+ *     stays usable.
  *   - Handles are immutable once made and may be used from any thread. A rewriter keeps its engine
  *     alive: the engine may be freed first. Free each handle exactly once.
  *   - Socket addresses are the platform's struct sockaddr_in / sockaddr_in6 bytes, with the layout
@@ -43,11 +52,16 @@ typedef enum ipvirt_status {
     IPVIRT_BUFFER_TOO_LONG = 6,    /* a socket-address buffer is longer than 128 bytes */
     IPVIRT_UNSUPPORTED_FAMILY = 7, /* not AF_INET/AF_INET6: pass the call through untouched */
     IPVIRT_NO_CONNECTIVITY = 8,    /* fail the call with EADDRNOTAVAIL / WSAEADDRNOTAVAIL */
-    IPVIRT_ISOLATED = 9,           /* fail the call with ECONNREFUSED / WSAECONNREFUSED */
-    IPVIRT_INVALID_SESSION = 10,   /* session id past 16777214 (with virtual loopback) or bad kind */
+    IPVIRT_ISOLATED = 9,           /* connect/send to another session's loopback, isolation on:
+                                      fail with ECONNREFUSED / WSAECONNREFUSED */
+    IPVIRT_INVALID_SESSION = 10,   /* the session kind is unknown */
     IPVIRT_INVALID_VIP = 11,       /* the VIP is not a usable unicast IPv4 address */
-    IPVIRT_INVALID_ARGUMENT = 12,  /* another argument is out of range */
-    IPVIRT_PANIC = 13              /* ipvirt panicked (a bug); nothing was written */
+    IPVIRT_INVALID_ARGUMENT = 12,  /* another argument is out of range (a layout, a plan field, a
+                                      length above PTRDIFF_MAX) or buffers overlap */
+    IPVIRT_PANIC = 13,             /* ipvirt panicked (a bug); nothing was written */
+    IPVIRT_OTHER_SESSION = 14,     /* bind of another session's loopback, isolation on: EACCES */
+    IPVIRT_NO_LOOPBACK = 15        /* the session (id past 16777214) has no loopback address:
+                                      fail with EADDRNOTAVAIL / WSAEADDRNOTAVAIL */
 } ipvirt_status;
 
 /* Socket-address layouts. */
@@ -82,6 +96,45 @@ typedef struct ipvirt_plan {
 } ipvirt_plan;
 
 /* The version of ipvirt, a static NUL-terminated string. */
+/* The rule tables of SPEC §7: the compiled policy as data, for layers that cannot call ipvirt
+ * (a cgroup-BPF program, a WFP callout driver). Every IPv4 address is a uint32_t holding the
+ * address's numeric value in HOST byte order (127.0.0.1 is 0x7F000001): convert a sockaddr_in's
+ * sin_addr with ntohl. Ports are numbers in host byte order. Sizes and offsets are fixed (the C test
+ * checks them with _Static_assert). Fill them with ipvirt_engine_policy_table,
+ * ipvirt_engine_session_entry and ipvirt_plan_entry. */
+#define IPVIRT_TABLE_VERSION 1u
+#define IPVIRT_MAX_SERVERS 64
+#define IPVIRT_POLICY_ISOLATE 1u          /* virtual_loopback.isolate */
+#define IPVIRT_POLICY_IPV6_MAP 2u         /* virtual_loopback.ipv6 = "map" */
+#define IPVIRT_SESSION_VIRTUALIZED 1u     /* a remote session other than session 0 */
+#define IPVIRT_SESSION_NO_CONNECTIVITY 2u /* no VIP and on_lease_failure = "no-connectivity" */
+#define IPVIRT_SESSION_NO_LOOPBACK 4u     /* virtualized, but the id has no loopback address */
+#define IPVIRT_PROGRAM_LOOPBACK 1u        /* virtual loopback applies ("L") */
+#define IPVIRT_PROGRAM_VIRTUAL_IP 2u      /* virtual IP applies ("V") */
+#define IPVIRT_PROGRAM_PREFER_LOOPBACK 4u /* preferred loopback lists the program */
+
+typedef struct ipvirt_policy_table {    /* 8472 bytes, 8-byte aligned */
+    uint32_t version;                   /* IPVIRT_TABLE_VERSION */
+    uint32_t flags;                     /* IPVIRT_POLICY_* */
+    uint32_t localhost;                 /* the address that is replaced (127.0.0.1) */
+    uint32_t primary_server;            /* what a reverse lookup of a VIP looks up; 0: none */
+    uint32_t server_count;              /* entries of servers in use */
+    uint32_t reserved;                  /* zero */
+    uint32_t servers[IPVIRT_MAX_SERVERS]; /* the server's addresses, sorted ascending */
+    uint64_t excluded_ports[1024];      /* bit (port % 64) of word (port / 64) */
+} ipvirt_policy_table;
+
+typedef struct ipvirt_session_entry {   /* 16 bytes */
+    uint32_t session;                   /* the session id */
+    uint32_t loopback;                  /* its loopback address; 0 when not virtualized or none */
+    uint32_t vip;                       /* its VIP; 0 for none */
+    uint32_t flags;                     /* IPVIRT_SESSION_* */
+} ipvirt_session_entry;
+
+typedef struct ipvirt_program_entry {   /* 4 bytes */
+    uint32_t flags;                     /* IPVIRT_PROGRAM_* */
+} ipvirt_program_entry;
+
 const char *ipvirt_version(void);
 
 /*
@@ -137,6 +190,7 @@ ipvirt_status ipvirt_rewriter_bind(const ipvirt_rewriter *rw,
  * connect: rewrites the destination in dest (dest_len bytes) in place; when the socket should be
  * bound first (if it is not bound yet), writes that source address into source (give it 28 bytes
  * or more) and its length to *source_written (0: no bind). *dest_changed is 1 if dest changed.
+ * dest and source are two separate buffers: overlapping ones are IPVIRT_INVALID_ARGUMENT.
  */
 ipvirt_status ipvirt_rewriter_connect(const ipvirt_rewriter *rw,
                                       uint8_t *dest, size_t dest_len,
@@ -158,6 +212,44 @@ ipvirt_status ipvirt_rewriter_sendto(const ipvirt_rewriter *rw,
 ipvirt_status ipvirt_rewriter_reported(const ipvirt_rewriter *rw,
                                        uint8_t *addr, size_t addr_len,
                                        uint32_t layout, uint32_t *changed);
+
+/* resolved (getaddrinfo / gethostbyname results) and reverse_lookup (gethostbyaddr / getnameinfo
+ * input): rewrite one address in place; *changed is 1 if it changed. IPVIRT_UNSUPPORTED_FAMILY:
+ * not AF_INET/AF_INET6, leave it alone. */
+ipvirt_status ipvirt_rewriter_resolved(const ipvirt_rewriter *rw, uint8_t *addr, size_t addr_len,
+                                       uint32_t layout, uint32_t *changed);
+ipvirt_status ipvirt_rewriter_reverse_lookup(const ipvirt_rewriter *rw, uint8_t *addr,
+                                             size_t addr_len, uint32_t layout, uint32_t *changed);
+
+/* The error codes to fail a call with when ipvirt refused it with `status` (one table for every
+ * layer): the Linux errno to *posix and the Winsock error to *winsock (either may be NULL).
+ * IPVIRT_INVALID_ARGUMENT for a status that is no refusal. */
+ipvirt_status ipvirt_status_errno(uint32_t status, int32_t *posix, int32_t *winsock);
+
+/* The rule tables: copy the engine's policy table, make a session's entry (VIP: 4 bytes, network
+ * order, NULL with 0 for none), or a plan's program entry. */
+ipvirt_status ipvirt_engine_policy_table(const ipvirt_engine *engine, ipvirt_policy_table *out);
+ipvirt_status ipvirt_engine_session_entry(const ipvirt_engine *engine, uint32_t session_id,
+                                          uint32_t session_kind, const uint8_t *vip,
+                                          size_t vip_len, ipvirt_session_entry *out);
+ipvirt_status ipvirt_plan_entry(const ipvirt_plan *plan, ipvirt_program_entry *out);
+
+/* A rewriter from tables the caller holds, checked once: IPVIRT_INVALID_ARGUMENT when a field breaks
+ * a rule (localhost or the session loopback outside 127.0.0.0/8, an unusable VIP, unsorted or too
+ * many servers). Free it with ipvirt_rewriter_free. */
+ipvirt_status ipvirt_rewriter_from_tables(const ipvirt_policy_table *policy,
+                                          const ipvirt_session_entry *session,
+                                          const ipvirt_program_entry *program,
+                                          ipvirt_rewriter **out);
+
+#ifdef IPVIRT_TEST_PANIC
+/*
+ * Tests only: exists only in a library built with the cargo feature "capi-test-panic" (never ship
+ * one). The next call on the calling thread that returns an ipvirt_status panics inside ipvirt and
+ * returns IPVIRT_PANIC, writing nothing; later calls work normally.
+ */
+void ipvirt_test_arm_panic(void);
+#endif
 
 #ifdef __cplusplus
 }

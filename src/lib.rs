@@ -55,7 +55,7 @@
 //! let plan = engine.process(r"C:\Apps\CRM.EXE");
 //!
 //! // Per session (and its VIP), then per socket call: no allocation, no lock, no string compare.
-//! let rw = engine.rewriter(Session::remote(SessionId::new(7)), &plan, Some("192.0.2.107".parse()?))?;
+//! let rw = engine.rewriter(Session::remote(SessionId::new(7)), &plan, Some("192.0.2.107".parse()?));
 //! let a = |s: &str| s.parse::<SocketAddr>().unwrap();
 //! assert_eq!(rw.bind(a("127.0.0.1:9000"))?, a("127.0.0.8:9000"));
 //! assert_eq!(rw.bind(a("0.0.0.0:9000"))?, a("192.0.2.107:9000"));
@@ -109,6 +109,7 @@
 
 extern crate alloc;
 
+mod addr;
 #[cfg(feature = "std")]
 pub mod advisor;
 #[cfg(feature = "capi")]
@@ -118,7 +119,7 @@ mod error;
 mod host;
 mod policy;
 mod pool;
-mod process;
+mod program;
 mod rewrite;
 mod session;
 mod sockaddr;
@@ -128,27 +129,29 @@ mod sockaddr;
 #[doc = include_str!("../README.md")]
 mod readme {}
 
+pub use addr::{ParsePoolEntryError, PoolEntry, Vip, VipError};
 #[cfg(feature = "std")]
 pub use advisor::AdvisorError;
+pub use engine::table;
 pub use engine::{CompileError, Decision, Engine, ProcessExplanation, ProcessPlan, Reason};
 pub use error::Error;
 pub use host::Host;
 pub use policy::{
-    Diagnostic, DiagnosticCode, LeaseFailure, Origin, Platform, Policy, PolicyError,
+    Diagnostic, DiagnosticCode, Ipv6Loopback, LeaseFailure, Origin, Platform, Policy, PolicyError,
     PreferLoopback, RegError, RegImport, Severity, VipMode, VipOrigins, VirtualIp, VirtualLoopback,
 };
 #[cfg(feature = "std")]
 pub use pool::SharedPool;
-pub use pool::{
-    AddressSource, LeaseError, ParsePoolEntryError, PoolEntry, PoolError, PoolSnapshot,
-    RestoreWarning, StaticPool,
-};
+pub use pool::{AddressSource, LeaseError, PoolError, PoolSnapshot, RestoreWarning, StaticPool};
 #[cfg(feature = "std")]
 pub use pool::{StateError, StateFile, StateLock, StateStep};
-pub use process::{ProgramList, fold_program_name};
-pub use rewrite::{Call, Connect, Explanation, Outcome, RewriteError, Rewriter, Rule, Stack};
+pub use program::{ProgramList, fold_program_name};
+pub use rewrite::{
+    Call, Connect, Explanation, Outcome, Raw, RawConnect, RawError, RawOutcome, Refusal, Rewriter,
+    Rule, Stack, TableError,
+};
 pub use session::{ParseSessionError, Session, SessionError, SessionId, SessionKind};
 pub use sockaddr::{
-    FamilyHeader, RawConnect, SOCKADDR_IN_LEN, SOCKADDR_IN6_LEN, SOCKADDR_STORAGE_LEN,
-    SockaddrError, SockaddrLayout, read_sockaddr, write_sockaddr,
+    FamilyHeader, SOCKADDR_IN_LEN, SOCKADDR_IN6_LEN, SOCKADDR_STORAGE_LEN, SockaddrError,
+    SockaddrLayout, read_sockaddr, write_sockaddr,
 };

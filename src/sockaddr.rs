@@ -31,14 +31,12 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use crate::rewrite::{Fail, Ip, RewriteError, Rewriter, Stack};
-
 /// `sizeof(struct sockaddr_in)`.
 pub const SOCKADDR_IN_LEN: usize = 16;
 /// `sizeof(struct sockaddr_in6)`.
 pub const SOCKADDR_IN6_LEN: usize = 28;
 /// The shortest `sockaddr_in6` accepted: RFC 2133's, without `sin6_scope_id`.
-const SOCKADDR_IN6_MIN: usize = 24;
+pub(crate) const SOCKADDR_IN6_MIN: usize = 24;
 /// `sizeof(struct sockaddr_storage)`: the longest socket address any platform uses.
 pub const SOCKADDR_STORAGE_LEN: usize = 128;
 
@@ -200,7 +198,7 @@ impl SockaddrLayout {
     }
 
     #[inline(always)]
-    fn write_family(&self, buf: &mut [u8], family: u16, len: usize) {
+    pub(crate) fn write_family(&self, buf: &mut [u8], family: u16, len: usize) {
         let bytes = match self.header {
             FamilyHeader::U16Le => family.to_le_bytes(),
             FamilyHeader::U16Be => family.to_be_bytes(),
@@ -218,13 +216,13 @@ impl SockaddrLayout {
 
 /// The kind of address in a buffer, once its length has been checked.
 #[derive(Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     V4,
     V6,
 }
 
 #[inline(always)]
-fn kind(buf: &[u8], layout: SockaddrLayout) -> Result<Kind, SockaddrError> {
+pub(crate) fn kind(buf: &[u8], layout: SockaddrLayout) -> Result<Kind, SockaddrError> {
     let family = layout.family(buf)?;
     let (kind, need) = if family == layout.af_inet {
         (Kind::V4, SOCKADDR_IN_LEN)
@@ -243,7 +241,7 @@ fn kind(buf: &[u8], layout: SockaddrLayout) -> Result<Kind, SockaddrError> {
 }
 
 #[inline(always)]
-fn array<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
+pub(crate) fn array<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
     buf.get(at..at + N)
         .and_then(|s| <[u8; N]>::try_from(s).ok())
         .unwrap_or([0; N])
@@ -335,269 +333,19 @@ pub fn write_sockaddr(
 }
 
 #[inline(always)]
-fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
+pub(crate) fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
     if let Some(dst) = buf.get_mut(at..at + bytes.len()) {
         dst.copy_from_slice(bytes);
     }
 }
 
-/// What [`Rewriter::connect_sockaddr`] did.
-///
-/// ```
-/// use ipvirt::RawConnect;
-///
-/// let r = RawConnect { dest_changed: true, source_len: Some(16) };
-/// assert!(r.source_len.is_some());
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RawConnect {
-    /// Whether the destination bytes were rewritten.
-    pub dest_changed: bool,
-    /// `Some(len)`: a source address of `len` bytes was written to the `source` buffer; bind the
-    /// socket to it first if it is not bound yet. `None`: nothing was written.
-    pub source_len: Option<usize>,
-}
-
-impl Rewriter<'_> {
-    /// [`bind_on`](Rewriter::bind_on) on the raw address in `buf`, rewritten in place. Returns
-    /// whether it changed.
-    ///
-    /// # Errors
-    ///
-    /// [`SockaddrError::UnsupportedFamily`] (pass the call through untouched),
-    /// [`SockaddrError::TooShort`], [`SockaddrError::TooLong`], or [`SockaddrError::Rewrite`] with
-    /// the [`RewriteError`](crate::RewriteError) the call must fail with. `buf` is unchanged on error.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use ipvirt::{Host, Policy, SockaddrLayout, Session, SessionId, Stack};
-    ///
-    /// let engine = Policy::from_toml("[virtual_loopback]\nenabled = true\nprograms = [\"a\"]\n")?.compile(Host::default())?;
-    /// let rw = engine.rewriter(Session::remote(SessionId::new(7)), &engine.process("a"), None)?;
-    /// let mut sin = [2, 0, 0x23, 0x28, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
-    /// assert!(rw.bind_sockaddr(&mut sin, SockaddrLayout::LINUX, Stack::Single)?);
-    /// assert_eq!(sin[4..8], [127, 0, 0, 8]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn bind_sockaddr(
-        &self,
-        buf: &mut [u8],
-        layout: SockaddrLayout,
-        stack: Stack,
-    ) -> Result<bool, SockaddrError> {
-        let raw = Raw::parse(buf, layout)?;
-        match self.bind_core(raw.ip, raw.port, stack).0 {
-            Ok(new) => Ok(raw.put(buf, new)),
-            Err(f) => Err(self.raw_error(f, buf, layout)),
-        }
-    }
-
-    /// [`connect`](Rewriter::connect) on the raw destination in `dest`, rewritten in place; the
-    /// source to bind first, if any, is written to `source` (give it 28 bytes or more).
-    ///
-    /// # Errors
-    ///
-    /// As [`bind_sockaddr`](Self::bind_sockaddr), plus [`SockaddrError::TooShort`] when a source must
-    /// be written and `source` cannot hold it. Neither buffer is changed on error.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use ipvirt::{Host, Policy, SockaddrLayout, Session, SessionId, read_sockaddr};
-    ///
-    /// let engine = Policy::from_toml("[virtual_loopback]\nenabled = true\nprograms = [\"a\"]\n")?.compile(Host::default())?;
-    /// let rw = engine.rewriter(Session::remote(SessionId::new(7)), &engine.process("a"), None)?;
-    /// let mut dest = [2, 0, 0x23, 0x28, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
-    /// let mut source = [0u8; 128];
-    /// let r = rw.connect_sockaddr(&mut dest, SockaddrLayout::LINUX, &mut source)?;
-    /// assert!(r.dest_changed);
-    /// let len = r.source_len.unwrap();
-    /// assert_eq!(read_sockaddr(&source[..len], SockaddrLayout::LINUX)?, "127.0.0.8:0".parse()?);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn connect_sockaddr(
-        &self,
-        dest: &mut [u8],
-        layout: SockaddrLayout,
-        source: &mut [u8],
-    ) -> Result<RawConnect, SockaddrError> {
-        self.raw_connect(dest, layout, source)
-    }
-
-    /// [`send_to`](Rewriter::send_to) on raw bytes: as [`connect_sockaddr`](Self::connect_sockaddr).
-    ///
-    /// # Errors
-    ///
-    /// As [`connect_sockaddr`](Self::connect_sockaddr).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use ipvirt::{Host, Policy, ProcessPlan, SockaddrLayout, Session, SessionId};
-    ///
-    /// let engine = Policy::default().compile(Host::default())?;
-    /// let rw = engine.rewriter(Session::remote(SessionId::new(7)), &ProcessPlan::NONE, None)?;
-    /// let mut dest = [2, 0, 0, 53, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
-    /// let r = rw.send_to_sockaddr(&mut dest, SockaddrLayout::LINUX, &mut [])?;
-    /// assert!(!r.dest_changed && r.source_len.is_none());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn send_to_sockaddr(
-        &self,
-        dest: &mut [u8],
-        layout: SockaddrLayout,
-        source: &mut [u8],
-    ) -> Result<RawConnect, SockaddrError> {
-        // `sendto` follows exactly the rules of `connect` (see `Rewriter::send_to`).
-        self.raw_connect(dest, layout, source)
-    }
-
-    /// [`reported`](Rewriter::reported) on raw bytes, in place: pass the complete address the system
-    /// returned (then truncate to the application's buffer as the system would). Returns whether it
-    /// changed.
-    ///
-    /// # Errors
-    ///
-    /// [`SockaddrError::UnsupportedFamily`], [`SockaddrError::TooShort`], [`SockaddrError::TooLong`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use ipvirt::{Host, Policy, SockaddrLayout, Session, SessionId};
-    ///
-    /// let engine = Policy::from_toml("[virtual_loopback]\nenabled = true\nprograms = [\"a\"]\n")?.compile(Host::default())?;
-    /// let rw = engine.rewriter(Session::remote(SessionId::new(7)), &engine.process("a"), None)?;
-    /// let mut sin = [2, 0, 0x23, 0x28, 127, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0];
-    /// assert!(rw.reported_sockaddr(&mut sin, SockaddrLayout::LINUX)?);
-    /// assert_eq!(sin[4..8], [127, 0, 0, 1]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn reported_sockaddr(
-        &self,
-        buf: &mut [u8],
-        layout: SockaddrLayout,
-    ) -> Result<bool, SockaddrError> {
-        let raw = Raw::parse(buf, layout)?;
-        Ok(raw.put(buf, self.reported_core(raw.ip, raw.port).0))
-    }
-
-    #[inline]
-    fn raw_connect(
-        &self,
-        dest: &mut [u8],
-        layout: SockaddrLayout,
-        source: &mut [u8],
-    ) -> Result<RawConnect, SockaddrError> {
-        let raw = Raw::parse(dest, layout)?;
-        let c = match self.connect_core(raw.ip, raw.port).0 {
-            Ok(c) => c,
-            Err(f) => return Err(self.raw_error(f, dest, layout)),
-        };
-        // Write the source first: if it does not fit, nothing at all is changed.
-        let source_len = match c.source {
-            Some(bits) => Some(write_source(bits, raw.v6, source, layout)?),
-            None => None,
-        };
-        Ok(RawConnect {
-            dest_changed: raw.put(dest, c.dest),
-            source_len,
-        })
-    }
-
-    /// The error for a failed decision, naming the address in `buf` (the slow path only).
-    #[cold]
-    fn raw_error(&self, fail: Fail, buf: &[u8], layout: SockaddrLayout) -> SockaddrError {
-        match read_sockaddr(buf, layout) {
-            Ok(addr) => SockaddrError::Rewrite(self.error(fail, addr)),
-            Err(e) => e,
-        }
-    }
-}
-
-/// Writes an implicit source (`bits`, port 0, in the destination's family) as a complete
-/// `sockaddr_in` or IPv4-mapped `sockaddr_in6`: what `write_sockaddr` does, without building a
-/// `SocketAddr`, on the path of every connect that binds first.
-#[inline(always)]
-fn write_source(
-    bits: u32,
-    v6: bool,
-    out: &mut [u8],
-    layout: SockaddrLayout,
-) -> Result<usize, SockaddrError> {
-    let need = if v6 {
-        SOCKADDR_IN6_LEN
-    } else {
-        SOCKADDR_IN_LEN
-    };
-    let Some(dst) = out.get_mut(..need) else {
-        return Err(SockaddrError::TooShort {
-            len: out.len(),
-            need,
-        });
-    };
-    let mut b = [0u8; SOCKADDR_IN6_LEN];
-    let family = if v6 { layout.af_inet6 } else { layout.af_inet };
-    layout.write_family(&mut b, family, need);
-    if v6 {
-        put(&mut b, 18, &[0xFF, 0xFF]);
-        put(&mut b, 20, &bits.to_be_bytes());
-    } else {
-        put(&mut b, 4, &bits.to_be_bytes());
-    }
-    if let Some(src) = b.get(..need) {
-        dst.copy_from_slice(src);
-    }
-    Ok(need)
-}
-
-/// Where the address is in a checked buffer, in the form the rules take.
-#[derive(Clone, Copy)]
-struct Raw {
-    ip: Ip,
-    port: u16,
-    v6: bool,
-}
-
-impl Raw {
-    #[inline(always)]
-    fn parse(buf: &[u8], layout: SockaddrLayout) -> Result<Raw, SockaddrError> {
-        let port = u16::from_be_bytes(array(buf, 2));
-        Ok(match kind(buf, layout)? {
-            Kind::V4 => Raw {
-                ip: Ip::V4(u32::from_be_bytes(array(buf, 4))),
-                port,
-                v6: false,
-            },
-            Kind::V6 => Raw {
-                ip: Ip::of_v6(u128::from_be_bytes(array(buf, 8))),
-                port,
-                v6: true,
-            },
-        })
-    }
-
-    /// Puts the new IPv4 address (IPv4-mapped in a `sockaddr_in6`) in place; `None` leaves the
-    /// buffer alone. Returns whether anything was written.
-    #[inline(always)]
-    fn put(self, buf: &mut [u8], new: Option<u32>) -> bool {
-        let Some(bits) = new else { return false };
-        if self.v6 {
-            put(buf, 8, &Ipv4Addr::from_bits(bits).to_ipv6_mapped().octets());
-        } else {
-            put(buf, 4, &bits.to_be_bytes());
-        }
-        true
-    }
-}
-
 /// An error from the raw `sockaddr` functions.
 ///
-/// Every payload is `Copy`. [`UnsupportedFamily`](Self::UnsupportedFamily) is not the caller's
-/// mistake: it says the address is not `AF_INET`/`AF_INET6`, and the hook passes the call through
-/// untouched. The others mean the application passed a bad buffer: the hook lets the system call
-/// fail as it would natively (`EINVAL` / `WSAEFAULT`), or, for [`Rewrite`](Self::Rewrite), fails it
-/// with the rewrite error's code.
+/// Every payload is `Copy`. These mean the application passed a bad buffer: the hook lets the
+/// system call fail as it would natively (`EINVAL` / `WSAEFAULT`).
+/// [`UnsupportedFamily`](Self::UnsupportedFamily) comes only from [`read_sockaddr`], which cannot
+/// represent other families; the rewrite calls ([`Rewriter::raw`](crate::Rewriter::raw)) answer
+/// [`RawOutcome::OtherFamily`](crate::RawOutcome::OtherFamily) instead, as a value.
 ///
 /// # Examples
 ///
@@ -638,9 +386,6 @@ pub enum SockaddrError {
         /// The family found in the buffer.
         family: u16,
     },
-    /// The rewrite itself says the call must fail.
-    #[error(transparent)]
-    Rewrite(#[from] RewriteError),
 }
 
 impl SockaddrError {

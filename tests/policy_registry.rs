@@ -177,6 +177,15 @@ fn header_and_line_errors() {
         Policy::from_reg(&[0xFF, 0xFE, 0x00, 0xD8, 0x41, 0x00]),
         Err(RegError::Utf16 { .. })
     ));
+    // The offset is in bytes: a surrogate pair before the bad unit counts as four.
+    assert_eq!(
+        Policy::from_reg(&[0xFF, 0xFE, 0x3D, 0xD8, 0x00, 0xDE, 0x00, 0xD8, 0x41, 0x00]),
+        Err(RegError::Utf16 { offset: 6 })
+    );
+    assert_eq!(
+        Policy::from_reg(&[0xFE, 0xFF, 0x00, 0x41, 0xDC, 0x00]),
+        Err(RegError::Utf16 { offset: 4 })
+    );
 }
 
 #[test]
@@ -196,6 +205,34 @@ fn utf8_bom_lf_default_values_and_escapes() {
             .iter()
             .any(|d| d.code == C::RegUnknownValue && d.message.contains("@"))
     );
+}
+
+#[test]
+fn ipv6_loopback_extension_value() {
+    let reg = |v: &str| {
+        format!(
+            "Windows Registry Editor Version 5.00\r\n\r\n\
+             [HKEY_LOCAL_MACHINE\\SOFTWARE\\Wow6432Node\\Citrix\\VIP]\r\n\
+             \"IpvirtIpv6Loopback\"={v}\r\n"
+        )
+    };
+    let on = Policy::from_reg(reg("dword:00000001").as_bytes()).unwrap();
+    assert_eq!(on.policy.virtual_loopback.ipv6, ipvirt::Ipv6Loopback::Map);
+    assert!(on.diagnostics.iter().all(|d| d.code != C::RegUnknownValue));
+    let off = Policy::from_reg(reg("dword:00000000").as_bytes()).unwrap();
+    assert_eq!(
+        off.policy.virtual_loopback.ipv6,
+        ipvirt::Ipv6Loopback::Unchanged
+    );
+    let odd = Policy::from_reg(reg("dword:00000002").as_bytes()).unwrap();
+    assert_eq!(odd.policy.virtual_loopback.ipv6, ipvirt::Ipv6Loopback::Map);
+    assert!(odd.diagnostics.iter().any(|d| d.code == C::RegBadValue));
+    // The same setting in JSON and TOML.
+    let json: Policy = serde_json::from_str(r#"{"virtual_loopback":{"ipv6":"map"}}"#).unwrap();
+    assert_eq!(json.virtual_loopback.ipv6, ipvirt::Ipv6Loopback::Map);
+    assert!(serde_json::from_str::<Policy>(r#"{"virtual_loopback":{"ipv6":"yes"}}"#).is_err());
+    let toml = Policy::from_toml(&json.to_toml().unwrap()).unwrap();
+    assert_eq!(toml, json);
 }
 
 proptest! {

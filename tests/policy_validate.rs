@@ -42,7 +42,16 @@ fn fires(toml: &str, code: C, severity: Severity, words: &[&str]) {
 #[test]
 fn good_policies_yield_nothing() {
     let host = Host::new(["192.0.2.10".parse().unwrap()]);
-    assert_eq!(Policy::from_toml(GOOD).unwrap().validate_for(&host), vec![]);
+    // The vendors' `::1` behaviour is flagged as info whenever virtual loopback is on (SPEC §8).
+    let not_ipv6 = |d: Vec<ipvirt::Diagnostic>| -> Vec<ipvirt::Diagnostic> {
+        d.into_iter()
+            .filter(|d| d.code != C::Ipv6LoopbackUnchanged)
+            .collect()
+    };
+    assert_eq!(
+        not_ipv6(Policy::from_toml(GOOD).unwrap().validate_for(&host)),
+        vec![]
+    );
     assert_eq!(Policy::default().validate(), vec![]);
     for file in [
         "crm-cti.toml",
@@ -62,6 +71,26 @@ fn good_policies_yield_nothing() {
             .collect();
         assert!(serious.is_empty(), "{file}: {serious:#?}");
     }
+}
+
+#[test]
+fn ipv6_loopback_unchanged() {
+    let lo = "[virtual_loopback]\nenabled = true\nprograms = [\"node\"]\n";
+    fires(
+        lo,
+        C::Ipv6LoopbackUnchanged,
+        Severity::Info,
+        &["::1", "map"],
+    );
+    let mapped = Policy::from_toml(&format!("{lo}ipv6 = \"map\"\n")).unwrap();
+    assert!(
+        mapped
+            .validate()
+            .iter()
+            .all(|d| d.code != C::Ipv6LoopbackUnchanged)
+    );
+    // Without virtual loopback there is nothing to say.
+    assert!(Policy::default().validate().is_empty());
 }
 
 #[test]
@@ -107,12 +136,18 @@ fn platform_vip_lsp_fix() {
     }
     // Virtual loopback alone on 2022 needs no LSP fix; "other" (Linux) is not restricted.
     let lo = "platform = \"windows-server-2022\"\n[virtual_loopback]\nenabled = true\nprograms = [\"a\"]\n";
-    assert!(Policy::from_toml(lo).unwrap().validate().is_empty());
+    assert!(
+        Policy::from_toml(&format!("{lo}ipv6 = \"map\"\n"))
+            .unwrap()
+            .validate()
+            .is_empty()
+    );
     assert!(
         Policy::from_toml(&GOOD.replace("windows-server-2016", "other"))
             .unwrap()
             .validate()
-            .is_empty()
+            .iter()
+            .all(|d| d.code == C::Ipv6LoopbackUnchanged)
     );
 }
 

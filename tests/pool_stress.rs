@@ -33,7 +33,7 @@ fn concurrent_lease_and_release() {
                     // Each thread owns the sessions t*1000 .. t*1000+30.
                     let s = t * 1000 + rng % 30;
                     if !rng.is_multiple_of(3) {
-                        if let Ok(a) = pool.lease(SessionId::new(s)) {
+                        if let Ok(a) = pool.lease(SessionId::new(s)).map(Ipv4Addr::from) {
                             let mut h = holders.lock().unwrap();
                             match h.get(&a) {
                                 Some(&other) => assert_eq!(other, s, "{a} held by {other} and {s}"),
@@ -45,13 +45,13 @@ fn concurrent_lease_and_release() {
                         }
                     } else if let Some(pos) = mine.iter().position(|&m| m == s) {
                         mine.swap_remove(pos);
-                        let a = pool.address_of(SessionId::new(s)).unwrap();
+                        let a = pool.address_of(SessionId::new(s)).unwrap().addr();
                         assert_eq!(holders.lock().unwrap().remove(&a), Some(s));
-                        assert_eq!(pool.release(SessionId::new(s)), Some(a));
+                        assert_eq!(pool.release(SessionId::new(s)).map(Ipv4Addr::from), Some(a));
                     }
                 }
                 for s in mine {
-                    let a = pool.address_of(SessionId::new(s)).unwrap();
+                    let a = pool.address_of(SessionId::new(s)).unwrap().addr();
                     holders.lock().unwrap().remove(&a);
                     pool.release(SessionId::new(s));
                 }
@@ -67,7 +67,7 @@ fn concurrent_lease_and_release() {
         assert_eq!(p.available(), size);
     });
     let all: std::collections::BTreeSet<Ipv4Addr> = (0..size)
-        .map(|s| pool.lease(SessionId::new(90_000 + s)).unwrap())
+        .map(|s| pool.lease(SessionId::new(90_000 + s)).unwrap().addr())
         .collect();
     assert_eq!(all.len(), size as usize);
 }

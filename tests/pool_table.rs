@@ -4,8 +4,8 @@
 use std::net::Ipv4Addr;
 
 use ipvirt::{
-    AddressSource, Host, LeaseError, Policy, PoolEntry, PoolError, PoolSnapshot, RestoreWarning,
-    RewriteError, Session, SessionId, StaticPool,
+    AddressSource, Host, LeaseError, Policy, PoolEntry, PoolError, PoolSnapshot, Refusal,
+    RestoreWarning, Session, SessionId, StaticPool,
 };
 
 fn e(s: &str) -> PoolEntry {
@@ -46,7 +46,7 @@ fn cidr_edges() {
         assert!(p.contains(ip(last)), "{entry}");
         let mut got = vec![ip(first)];
         for s in 2..=size {
-            got.push(p.lease(sid(s)).unwrap());
+            got.push(p.lease(sid(s)).unwrap().addr());
         }
         assert!(got.contains(&ip(last)), "{entry}");
         assert!(
@@ -63,7 +63,7 @@ fn cidr_edges() {
 #[test]
 fn exhaustion_release_and_reuse() {
     let mut p = pool(&["192.0.2.10-192.0.2.12"], &[]).unwrap();
-    let a: Vec<Ipv4Addr> = (1..=3).map(|s| p.lease(sid(s)).unwrap()).collect();
+    let a: Vec<Ipv4Addr> = (1..=3).map(|s| p.lease(sid(s)).unwrap().addr()).collect();
     assert_eq!(a, [ip("192.0.2.10"), ip("192.0.2.11"), ip("192.0.2.12")]);
     let err = p.lease(sid(4)).unwrap_err();
     assert_eq!(
@@ -74,10 +74,13 @@ fn exhaustion_release_and_reuse() {
         }
     );
     assert!(err.to_string().contains("session 4") && err.to_string().contains('3'));
-    assert_eq!(p.release(sid(2)), Some(ip("192.0.2.11")));
+    assert_eq!(
+        p.release(sid(2)).map(Ipv4Addr::from),
+        Some(ip("192.0.2.11"))
+    );
     assert_eq!(p.lease(sid(4)).unwrap(), ip("192.0.2.11"));
     assert_eq!((p.leased(), p.available()), (3, 0));
-    assert_eq!(p.release(sid(99)), None);
+    assert_eq!(p.release(sid(99)).map(Ipv4Addr::from), None);
 }
 
 #[test]
@@ -89,7 +92,7 @@ fn same_address_for_every_call_while_the_lease_lives() {
     }
     assert_eq!(p.leased(), 1);
     assert_eq!(p.address_of(sid(7)), Some(a));
-    assert_eq!(p.session_of(a), Some(sid(7)));
+    assert_eq!(p.session_of(a.addr()), Some(sid(7)));
     assert_eq!(p.session_of(ip("192.0.2.200")), None);
     assert_eq!(p.session_of(ip("198.51.100.1")), None);
 }
@@ -99,19 +102,19 @@ fn returning_session_gets_its_old_address_if_free() {
     let mut p = pool(&["192.0.2.10-192.0.2.13"], &[]).unwrap();
     let a7 = p.lease(sid(7)).unwrap();
     let a8 = p.lease(sid(8)).unwrap();
-    p.release(sid(7));
-    p.release(sid(8));
+    p.release(sid(7)).map(Ipv4Addr::from);
+    p.release(sid(8)).map(Ipv4Addr::from);
     // Others lease meanwhile, but the rotation hands out the never-used addresses first.
     let a9 = p.lease(sid(9)).unwrap();
     assert!(a9 != a7 && a9 != a8);
     assert_eq!(p.lease(sid(8)).unwrap(), a8);
     assert_eq!(p.lease(sid(7)).unwrap(), a7);
     // When the old address went to someone else, the session gets another one.
-    p.release(sid(7));
+    p.release(sid(7)).map(Ipv4Addr::from);
     let _a10 = p.lease(sid(10)).unwrap(); // the last never-used address
     let a11 = p.lease(sid(11)).unwrap(); // the only free one: 7's old address
     assert_eq!(a11, a7);
-    p.release(sid(9));
+    p.release(sid(9)).map(Ipv4Addr::from);
     let back = p.lease(sid(7)).unwrap();
     assert_ne!(back, a7);
     assert_eq!(back, a9);
@@ -192,7 +195,7 @@ fn snapshot_round_trip_and_restore() {
     for s in 1..=5 {
         p.lease(sid(s)).unwrap();
     }
-    p.release(sid(2));
+    p.release(sid(2)).map(Ipv4Addr::from);
     let snap = p.snapshot();
     let json = serde_json::to_string(&snap).unwrap();
     let back: PoolSnapshot = serde_json::from_str(&json).unwrap();
@@ -201,7 +204,7 @@ fn snapshot_round_trip_and_restore() {
     q.restore(&back).unwrap();
     assert_eq!(q.leases(), p.leases());
     // The restored pool never hands a live address to a second session…
-    let fresh: Vec<Ipv4Addr> = (10..=19).map(|s| q.lease(sid(s)).unwrap()).collect();
+    let fresh: Vec<Ipv4Addr> = (10..=19).map(|s| q.lease(sid(s)).unwrap().addr()).collect();
     for (_, a) in p.leases() {
         assert!(!fresh.contains(&a));
     }
@@ -329,12 +332,12 @@ fn returning_sessions_get_their_address_back_across_restores() {
         (got, p.snapshot())
     };
     let snap = PoolSnapshot::default();
-    let (a7, snap) = step(&snap, &|p| p.lease(sid(7)).ok());
-    let (_, snap) = step(&snap, &|p| p.release(sid(7)));
-    let (a8, snap) = step(&snap, &|p| p.lease(sid(8)).ok());
-    let (_, snap) = step(&snap, &|p| p.release(sid(8)));
-    let (b7, snap) = step(&snap, &|p| p.lease(sid(7)).ok());
-    let (c9, _) = step(&snap, &|p| p.lease(sid(9)).ok());
+    let (a7, snap) = step(&snap, &|p| p.lease(sid(7)).ok().map(Ipv4Addr::from));
+    let (_, snap) = step(&snap, &|p| p.release(sid(7)).map(Ipv4Addr::from));
+    let (a8, snap) = step(&snap, &|p| p.lease(sid(8)).ok().map(Ipv4Addr::from));
+    let (_, snap) = step(&snap, &|p| p.release(sid(8)).map(Ipv4Addr::from));
+    let (b7, snap) = step(&snap, &|p| p.lease(sid(7)).ok().map(Ipv4Addr::from));
+    let (c9, _) = step(&snap, &|p| p.lease(sid(9)).ok().map(Ipv4Addr::from));
     assert_eq!(a7, Some(ip("192.0.2.1")));
     assert_eq!(
         a8,
@@ -353,7 +356,10 @@ fn returning_sessions_get_their_address_back_across_restores() {
     assert_eq!(old.version, 1);
     let mut p = pool(&["192.0.2.0/29"], &[]).unwrap();
     assert_eq!(p.restore(&old), Ok(vec![]));
-    assert_eq!(p.address_of(sid(7)), Some(ip("192.0.2.1")));
+    assert_eq!(
+        p.address_of(sid(7)).map(Ipv4Addr::from),
+        Some(ip("192.0.2.1"))
+    );
 }
 
 #[test]
@@ -367,7 +373,7 @@ fn the_oldest_remembered_session_is_forgotten_first() {
     // Release in an order unrelated to ids and addresses: highest id first.
     let order: Vec<u32> = (1..=n + 1).rev().collect();
     for &s in &order {
-        p.release(sid(s));
+        p.release(sid(s)).map(Ipv4Addr::from);
     }
     let remembered = p.remembered();
     assert_eq!(remembered.len(), StaticPool::REMEMBERED);
@@ -395,24 +401,24 @@ fn wired_to_the_policy_and_the_rewriter() {
     // Session 7 gets the only address; session 8 finds the pool exhausted.
     let v7 = p.lease(sid(7)).ok();
     let v8 = p.lease(sid(8)).ok();
-    assert_eq!(v7, Some(ip("192.0.2.100")));
+    assert_eq!(v7.map(Ipv4Addr::from), Some(ip("192.0.2.100")));
     assert_eq!(v8, None);
-    let rw7 = engine.rewriter(Session::remote(sid(7)), &plan, v7).unwrap();
-    let rw8 = engine.rewriter(Session::remote(sid(8)), &plan, v8).unwrap();
+    let rw7 = engine.rewriter(Session::remote(sid(7)), &plan, v7);
+    let rw8 = engine.rewriter(Session::remote(sid(8)), &plan, v8);
     assert_eq!(
         rw7.bind("0.0.0.0:80".parse().unwrap()).unwrap(),
         "192.0.2.100:80".parse().unwrap()
     );
     assert!(matches!(
         rw8.bind("0.0.0.0:80".parse().unwrap()),
-        Err(RewriteError::NoConnectivity { .. })
+        Err(Refusal::NoConnectivity)
     ));
 }
 
 #[test]
 fn address_source_is_object_safe_and_generic() {
     fn lease_all(src: &mut dyn AddressSource, n: u32) -> Vec<Ipv4Addr> {
-        (1..=n).map(|s| src.lease(sid(s)).unwrap()).collect()
+        (1..=n).map(|s| src.lease(sid(s)).unwrap().addr()).collect()
     }
     let mut p = pool(&["192.0.2.0/29"], &[]).unwrap();
     assert_eq!(lease_all(&mut p, 3).len(), 3);

@@ -6,7 +6,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use common::{SERVER, engine};
-use ipvirt::{Engine, Session, SessionId, SessionKind, Stack};
+use ipvirt::{Engine, Refusal, Session, SessionId, SessionKind, Stack, Vip};
 use proptest::prelude::*;
 
 const IMAGES: [&str; 5] = ["crm.exe", "pref.exe", "lo.exe", "vipo.exe", "notepad.exe"];
@@ -91,7 +91,7 @@ fn engine_for(c: &Case) -> Engine {
 /// Every address a call produced, with the input it came from.
 fn outputs(e: &Engine, c: &Case, a: SocketAddr) -> Vec<(&'static str, SocketAddr, SocketAddr)> {
     let plan = e.process(c.image);
-    let rw = e.rewriter(c.session, &plan, c.vip).unwrap();
+    let rw = e.rewriter(c.session, &plan, c.vip.map(|v| Vip::new(v).unwrap()));
     let mut out = Vec::new();
     if let Ok(b) = rw.bind_on(a, c.stack) {
         out.push(("bind", a, b));
@@ -124,7 +124,7 @@ proptest! {
             prop_assert_eq!(input.port(), output.port(), "{} {} -> {}", call, input, output);
         }
         let plan = e.process(c.image);
-        let rw = e.rewriter(c.session, &plan, c.vip).unwrap();
+        let rw = e.rewriter(c.session, &plan, c.vip.map(|v| Vip::new(v).unwrap()));
         if let Ok(conn) = rw.connect(a) && let Some(s) = conn.source {
             prop_assert_eq!(s.port(), 0);
             prop_assert_eq!(s.is_ipv4(), a.is_ipv4(), "source family follows the destination's");
@@ -141,7 +141,7 @@ proptest! {
         }
         let e = engine_for(&c);
         let plan = e.process(c.image);
-        let rw = e.rewriter(c.session, &plan, c.vip).unwrap();
+        let rw = e.rewriter(c.session, &plan, c.vip.map(|v| Vip::new(v).unwrap()));
         prop_assert_eq!(rw.bind_on(a, c.stack), Ok(a));
         let conn = rw.connect(a).unwrap();
         prop_assert_eq!((conn.dest, conn.source), (a, None));
@@ -156,7 +156,7 @@ proptest! {
     fn no_result_belongs_to_another_session(c in any_case(), a in any_addr()) {
         let e = engine_for(&c);
         let plan = e.process(c.image);
-        let rw = e.rewriter(c.session, &plan, c.vip).unwrap();
+        let rw = e.rewriter(c.session, &plan, c.vip.map(|v| Vip::new(v).unwrap()));
         let own_lo = c.session.id().loopback().ok();
         let allowed = |ip: IpAddr| {
             let v4 = v4_of(ip);
@@ -178,7 +178,7 @@ proptest! {
     fn rewriting_a_rewritten_address_changes_nothing(c in any_case(), a in any_addr()) {
         let e = engine_for(&c);
         let plan = e.process(c.image);
-        let rw = e.rewriter(c.session, &plan, c.vip).unwrap();
+        let rw = e.rewriter(c.session, &plan, c.vip.map(|v| Vip::new(v).unwrap()));
         if let Ok(b) = rw.bind_on(a, c.stack) {
             prop_assert_eq!(rw.bind_on(b, c.stack), Ok(b));
         }
@@ -192,11 +192,36 @@ proptest! {
     }
 
     #[test]
+    fn isolation_refuses_binds_exactly_where_it_refuses_connects(c in any_case(), a in any_addr()) {
+        // One definition of "another session's loopback": a bind of an address is refused by
+        // isolation exactly when a connect to it is.
+        let e = engine_for(&c);
+        let plan = e.process(c.image);
+        let rw = e.rewriter(c.session, &plan, c.vip.map(|v| Vip::new(v).unwrap()));
+        let bind_isolated = matches!(rw.bind_on(a, c.stack), Err(Refusal::OtherSession { .. }));
+        let connect_isolated = matches!(rw.connect(a), Err(Refusal::Isolated { .. }));
+        prop_assert_eq!(bind_isolated, connect_isolated, "bind and connect of {} disagree", a);
+        if bind_isolated {
+            prop_assert!(c.isolate);
+        }
+        // With isolation on, no bind of another session's loopback address ever succeeds
+        // unchanged by an in-scope process (the port not excluded).
+        if c.isolate && let Ok(b) = rw.bind_on(a, c.stack)
+            && let Some(v4) = v4_of(b.ip())
+            && rw.session_loopback().is_some()
+            && b.port() != 27000
+            && let Some(owner) = SessionId::from_loopback(v4)
+        {
+            prop_assert!(owner.get() == 0 || Some(v4) == rw.session_loopback(), "bound {} of session {}", b, owner);
+        }
+    }
+
+    #[test]
     fn reported_undoes_the_loopback_rewrite(c in any_case(), port in any::<u16>()) {
         // What the application binds or connects to on localhost, it sees back as localhost.
         let e = engine_for(&c);
         let plan = e.process(c.image);
-        let rw = e.rewriter(c.session, &plan, c.vip).unwrap();
+        let rw = e.rewriter(c.session, &plan, c.vip.map(|v| Vip::new(v).unwrap()));
         for a in [SocketAddr::from((Ipv4Addr::LOCALHOST, port)), SocketAddr::V6(SocketAddrV6::new(Ipv4Addr::LOCALHOST.to_ipv6_mapped(), port, 0, 0))] {
             if let Ok(b) = rw.bind(a) {
                 prop_assert_eq!(rw.reported(b), a);

@@ -5,7 +5,7 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 
 use common::{SERVER, VIP, engine, mapped, sa};
-use ipvirt::{Call, Connect, RewriteError, Rule, Session, SessionId, Stack};
+use ipvirt::{Call, Connect, Refusal, Rule, Session, SessionId, Stack, Vip};
 
 const S7: Session = Session::remote(SessionId::new(7));
 
@@ -15,7 +15,7 @@ macro_rules! bind_row {
     ($eng:expr, $image:expr, $session:expr, $vip:expr, $input:expr => $want:expr) => {{
         let eng = $eng;
         let plan = eng.process($image);
-        let rw = eng.rewriter($session, &plan, $vip).unwrap();
+        let rw = eng.rewriter($session, &plan, $vip);
         let (input, want): (SocketAddr, Result<SocketAddr, ()>) = (sa($input), $want.map(sa));
         assert_eq!(
             rw.bind(input).map_err(|_| ()),
@@ -39,7 +39,7 @@ macro_rules! connect_row {
     ($eng:expr, $image:expr, $session:expr, $vip:expr, $input:expr => $dest:expr, $source:expr) => {{
         let eng = $eng;
         let plan = eng.process($image);
-        let rw = eng.rewriter($session, &plan, $vip).unwrap();
+        let rw = eng.rewriter($session, &plan, $vip);
         let input = sa($input);
         let want = Connect {
             dest: sa($dest),
@@ -146,16 +146,12 @@ fn bind_lease_failure_no_connectivity_fails() {
     // Binds that never take the VIP still work.
     bind_row!(&e, "vipo.exe", S7, None, "192.0.2.50:9000" => Ok::<_, ()>("192.0.2.50:9000"));
     let plan = e.process("vipo.exe");
-    let rw = e.rewriter(S7, &plan, None).unwrap();
+    let rw = e.rewriter(S7, &plan, None);
     let err = rw.bind(sa("0.0.0.0:9000")).unwrap_err();
-    assert_eq!(
-        err,
-        RewriteError::NoConnectivity {
-            session: SessionId::new(7),
-            addr: sa("0.0.0.0:9000")
-        }
-    );
+    assert_eq!(err, Refusal::NoConnectivity);
     assert_eq!(err.io_error_kind(), std::io::ErrorKind::AddrNotAvailable);
+    assert_eq!(err.errno(), libc::EADDRNOTAVAIL);
+    assert_eq!(err.wsa_error(), 10049);
 }
 
 #[test]
@@ -233,10 +229,10 @@ fn connect_prefer_with_no_connectivity_still_reaches_loopback() {
         "127.0.0.1:9000" => "127.0.0.8:9000", Some("127.0.0.8:0"));
     let e = engine(false, "no-connectivity");
     let plan = e.process("pref.exe");
-    let rw = e.rewriter(S7, &plan, None).unwrap();
+    let rw = e.rewriter(S7, &plan, None);
     assert!(matches!(
         rw.connect(sa("198.51.100.5:443")),
-        Err(RewriteError::NoConnectivity { .. })
+        Err(Refusal::NoConnectivity)
     ));
 }
 
@@ -244,17 +240,68 @@ fn connect_prefer_with_no_connectivity_still_reaches_loopback() {
 fn connect_no_vip_no_connectivity_fails_use_server_address_passes() {
     let e = engine(false, "no-connectivity");
     let plan = e.process("vipo.exe");
-    let rw = e.rewriter(S7, &plan, None).unwrap();
+    let rw = e.rewriter(S7, &plan, None);
     assert!(matches!(
         rw.connect(sa("198.51.100.5:443")),
-        Err(RewriteError::NoConnectivity { .. })
+        Err(Refusal::NoConnectivity)
     ));
     assert!(matches!(
         rw.send_to(sa("198.51.100.5:53")),
-        Err(RewriteError::NoConnectivity { .. })
+        Err(Refusal::NoConnectivity)
     ));
     connect_row!(engine(false, "use-server-address"), "vipo.exe", S7, None,
         "198.51.100.5:443" => "198.51.100.5:443", None::<&str>);
+}
+
+#[test]
+fn bind_other_session_loopback_passes_without_isolation() {
+    bind_row!(engine(false, "use-server-address"), "lo.exe", S7, None,
+        "127.0.0.9:9000" => Ok::<_, ()>("127.0.0.9:9000"));
+}
+
+#[test]
+fn bind_other_session_loopback_refused_with_isolation() {
+    // Isolation holds for binds as for connects (SPEC §6): a session-7 listener on 127.0.0.9
+    // would receive session 8's connections to its localhost.
+    bind_row!(engine(true, "use-server-address"), "lo.exe", S7, None,
+        "127.0.0.9:9000" => Err::<&str, _>(()));
+    bind_row!(engine(true, "use-server-address"), "crm.exe", S7, Some(VIP),
+        "127.1.0.0:80" => Err::<&str, _>(()));
+    let e = engine(true, "use-server-address");
+    let plan = e.process("lo.exe");
+    let rw = e.rewriter(S7, &plan, None);
+    let err = rw.bind(sa("127.0.0.9:9000")).unwrap_err();
+    assert_eq!(
+        err,
+        Refusal::OtherSession {
+            owner: SessionId::new(8)
+        }
+    );
+    assert_eq!(err.errno(), libc::EACCES);
+    assert!(matches!(
+        rw.bind_dual_stack(sa("[::ffff:127.0.0.9]:9000")),
+        Err(Refusal::OtherSession { .. })
+    ));
+    // The session's own address, localhost, 127.0.0.0 and an excluded port are not isolated.
+    bind_row!(engine(true, "use-server-address"), "lo.exe", S7, None,
+        "127.0.0.8:9000" => Ok::<_, ()>("127.0.0.8:9000"));
+    bind_row!(engine(true, "use-server-address"), "lo.exe", S7, None,
+        "127.0.0.1:9000" => Ok::<_, ()>("127.0.0.8:9000"));
+    bind_row!(engine(true, "use-server-address"), "lo.exe", S7, None,
+        "127.0.0.0:9000" => Ok::<_, ()>("127.0.0.0:9000"));
+    bind_row!(engine(true, "use-server-address"), "lo.exe", S7, None,
+        "127.0.0.9:27000" => Ok::<_, ()>("127.0.0.9:27000"));
+    // Isolation is a virtual-loopback setting: processes out of its scope are not checked.
+    bind_row!(engine(true, "use-server-address"), "vipo.exe", S7, Some(VIP),
+        "127.0.0.9:9000" => Ok::<_, ()>("127.0.0.9:9000"));
+    // The raw path decides the same (one rule core).
+    let mut raw = [2u8, 0, 0x23, 0x28, 127, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0];
+    let before = raw;
+    assert!(matches!(
+        rw.raw(ipvirt::SockaddrLayout::LINUX).bind(&mut raw),
+        Err(ipvirt::RawError::Refused(Refusal::OtherSession { .. }))
+    ));
+    assert_eq!(raw, before, "a refused bind leaves the buffer alone");
 }
 
 #[test]
@@ -267,14 +314,14 @@ fn connect_other_session_loopback_passes_without_isolation() {
 fn connect_other_session_loopback_refused_with_isolation() {
     let e = engine(true, "use-server-address");
     let plan = e.process("lo.exe");
-    let rw = e.rewriter(S7, &plan, None).unwrap();
+    let rw = e.rewriter(S7, &plan, None);
     for dest in ["127.0.0.9:9000", "[::ffff:127.0.0.9]:9000", "127.1.0.0:80"] {
         let err = rw.connect(sa(dest)).unwrap_err();
-        assert!(matches!(err, RewriteError::Isolated { .. }), "{dest}");
+        assert!(matches!(err, Refusal::Isolated { .. }), "{dest}");
         assert_eq!(err.io_error_kind(), std::io::ErrorKind::ConnectionRefused);
         assert!(matches!(
             rw.send_to(sa(dest)),
-            Err(RewriteError::Isolated { .. })
+            Err(Refusal::Isolated { .. })
         ));
     }
     // Own address, localhost, session 0's 127.0.0.1 and 127.0.0.0 are not "another session's".
@@ -283,7 +330,7 @@ fn connect_other_session_loopback_refused_with_isolation() {
     assert!(rw.connect(sa("127.0.0.0:9000")).is_ok());
     // Isolation is a virtual-loopback setting: processes out of its scope are not checked.
     let plan = e.process("vipo.exe");
-    let rw = e.rewriter(S7, &plan, Some(VIP)).unwrap();
+    let rw = e.rewriter(S7, &plan, Some(VIP));
     assert!(rw.connect(sa("127.0.0.9:9000")).is_ok());
 }
 
@@ -291,7 +338,7 @@ fn connect_other_session_loopback_refused_with_isolation() {
 fn ipv6_loopback_and_global_are_left_alone() {
     let e = engine(true, "no-connectivity");
     let plan = e.process("crm.exe");
-    let rw = e.rewriter(S7, &plan, Some(VIP)).unwrap();
+    let rw = e.rewriter(S7, &plan, Some(VIP));
     assert_eq!(rw.bind(sa("[::1]:9000")).unwrap(), sa("[::1]:9000"));
     assert_eq!(
         rw.explain(Call::Bind, sa("[::1]:9000")).rule(),
@@ -318,7 +365,7 @@ fn ipv6_loopback_and_global_are_left_alone() {
 fn ipv6_unspecified_dual_stack_becomes_mapped_vip_v6only_unchanged() {
     let e = engine(false, "use-server-address");
     let plan = e.process("vipo.exe");
-    let rw = e.rewriter(S7, &plan, Some(VIP)).unwrap();
+    let rw = e.rewriter(S7, &plan, Some(VIP));
     assert_eq!(
         rw.bind_on(sa("[::]:9000"), Stack::Dual).unwrap(),
         sa("[::ffff:192.0.2.107]:9000")
@@ -350,7 +397,7 @@ fn ipv6_unspecified_dual_stack_becomes_mapped_vip_v6only_unchanged() {
     // No connectivity on a dual-stack `::` bind.
     let e = engine(false, "no-connectivity");
     let plan = e.process("vipo.exe");
-    let rw = e.rewriter(S7, &plan, None).unwrap();
+    let rw = e.rewriter(S7, &plan, None);
     assert!(rw.bind_dual_stack(sa("[::]:9000")).is_err());
 }
 
@@ -360,7 +407,7 @@ fn ipv6_unspecified_dual_stack_becomes_mapped_vip_v6only_unchanged() {
 fn reported_session_loopback_maps_back_vip_unchanged() {
     let e = engine(false, "use-server-address");
     let plan = e.process("crm.exe");
-    let rw = e.rewriter(S7, &plan, Some(VIP)).unwrap();
+    let rw = e.rewriter(S7, &plan, Some(VIP));
     for (a, b) in [
         ("127.0.0.8:9000", "127.0.0.1:9000"),
         ("127.0.0.8:54321", "127.0.0.1:54321"),
@@ -374,7 +421,7 @@ fn reported_session_loopback_maps_back_vip_unchanged() {
     }
     // Out of L: nothing maps back.
     let plan = e.process("vipo.exe");
-    let rw = e.rewriter(S7, &plan, Some(VIP)).unwrap();
+    let rw = e.rewriter(S7, &plan, Some(VIP));
     assert_eq!(rw.reported(sa("127.0.0.8:9000")), sa("127.0.0.8:9000"));
 }
 
@@ -382,7 +429,7 @@ fn reported_session_loopback_maps_back_vip_unchanged() {
 fn resolved_server_address_becomes_vip() {
     let e = engine(false, "use-server-address");
     let plan = e.process("vipo.exe");
-    let rw = e.rewriter(S7, &plan, Some(VIP)).unwrap();
+    let rw = e.rewriter(S7, &plan, Some(VIP));
     let mut addrs: Vec<IpAddr> = vec![
         SERVER.into(),
         "198.51.100.1".parse().unwrap(),
@@ -394,15 +441,15 @@ fn resolved_server_address_becomes_vip() {
     assert_eq!(
         addrs,
         vec![
-            IpAddr::from(VIP),
+            IpAddr::from(VIP.addr()),
             "198.51.100.1".parse().unwrap(),
-            VIP.to_ipv6_mapped().into(),
+            VIP.addr().to_ipv6_mapped().into(),
             "127.0.0.1".parse().unwrap(),
             "2001:db8::1".parse().unwrap(),
         ]
     );
     // Without a VIP (either lease-failure setting) results are left alone.
-    let rw = e.rewriter(S7, &plan, None).unwrap();
+    let rw = e.rewriter(S7, &plan, None);
     assert_eq!(rw.resolved_addr(SERVER.into()), IpAddr::from(SERVER));
 }
 
@@ -410,10 +457,10 @@ fn resolved_server_address_becomes_vip() {
 fn reverse_lookup_vip_and_session_loopback() {
     let e = engine(false, "use-server-address");
     let plan = e.process("crm.exe");
-    let rw = e.rewriter(S7, &plan, Some(VIP)).unwrap();
-    assert_eq!(rw.reverse_lookup(VIP.into()), IpAddr::from(SERVER));
+    let rw = e.rewriter(S7, &plan, Some(VIP));
+    assert_eq!(rw.reverse_lookup(VIP.addr().into()), IpAddr::from(SERVER));
     assert_eq!(
-        rw.reverse_lookup(VIP.to_ipv6_mapped().into()),
+        rw.reverse_lookup(VIP.addr().to_ipv6_mapped().into()),
         IpAddr::from(SERVER.to_ipv6_mapped())
     );
     assert_eq!(
@@ -440,7 +487,7 @@ fn custom_localhost_address_is_the_one_replaced() {
     .unwrap();
     let e = policy.compile(ipvirt::Host::default()).unwrap();
     let plan = e.process("a");
-    let rw = e.rewriter(S7, &plan, None).unwrap();
+    let rw = e.rewriter(S7, &plan, None);
     assert_eq!(rw.bind(sa("127.0.0.2:80")).unwrap(), sa("127.0.0.8:80"));
     assert_eq!(rw.bind(sa("127.0.0.1:80")).unwrap(), sa("127.0.0.1:80"));
     assert_eq!(rw.reported(sa("127.0.0.8:80")), sa("127.0.0.2:80"));
@@ -455,7 +502,7 @@ fn per_session_mode_applies_vip_to_every_process() {
     let e = policy.compile(ipvirt::Host::new([SERVER.into()])).unwrap();
     for image in ["only.exe", "anything.exe", "/usr/bin/python3"] {
         let plan = e.process(image);
-        let rw = e.rewriter(S7, &plan, Some(VIP)).unwrap();
+        let rw = e.rewriter(S7, &plan, Some(VIP));
         assert_eq!(
             rw.bind(sa("0.0.0.0:80")).unwrap(),
             sa("192.0.2.107:80"),
@@ -471,7 +518,7 @@ fn vip_without_adapter_is_off() {
             .unwrap();
     let e = policy.compile(ipvirt::Host::new([SERVER.into()])).unwrap();
     let plan = e.process("x");
-    let rw = e.rewriter(S7, &plan, Some(VIP)).unwrap();
+    let rw = e.rewriter(S7, &plan, Some(VIP));
     assert_eq!(rw.bind(sa("0.0.0.0:80")).unwrap(), sa("0.0.0.0:80"));
     assert_eq!(plan.virtual_ip().reason(), ipvirt::Reason::NoAdapter);
 }
@@ -481,8 +528,8 @@ fn per_program_listed_programs_share_the_session_vip() {
     let e = engine(false, "use-server-address");
     let a = e.process("crm.exe");
     let b = e.process(r"C:\x\VIPO.EXE");
-    let ra = e.rewriter(S7, &a, Some(VIP)).unwrap();
-    let rb = e.rewriter(S7, &b, Some(VIP)).unwrap();
+    let ra = e.rewriter(S7, &a, Some(VIP));
+    let rb = e.rewriter(S7, &b, Some(VIP));
     assert_eq!(
         ra.bind(sa("0.0.0.0:1")).unwrap().ip(),
         rb.bind(sa("0.0.0.0:1")).unwrap().ip()
@@ -490,41 +537,56 @@ fn per_program_listed_programs_share_the_session_vip() {
 }
 
 #[test]
-fn rewriter_setup_errors() {
+fn checks_happen_where_values_are_made() {
     let e = engine(false, "use-server-address");
+    // A session without a loopback address fails closed where its loopback would be used...
     let plan = e.process("crm.exe");
-    assert!(matches!(
-        e.rewriter(
-            Session::remote(SessionId::new(16_777_215)),
-            &plan,
-            Some(VIP)
-        ),
-        Err(RewriteError::Session(_))
-    ));
-    for bad in ["0.0.0.0", "127.0.0.5", "224.0.0.1", "255.255.255.255"] {
-        let err = e
-            .rewriter(S7, &plan, Some(bad.parse().unwrap()))
-            .unwrap_err();
-        assert!(matches!(err, RewriteError::InvalidVip { .. }), "{bad}");
+    let huge = e.rewriter(
+        Session::remote(SessionId::new(16_777_215)),
+        &plan,
+        Some(VIP),
+    );
+    assert_eq!(huge.bind(sa("127.0.0.1:9000")), Err(Refusal::NoLoopback));
+    assert_eq!(huge.connect(sa("127.0.0.1:9000")), Err(Refusal::NoLoopback));
+    assert_eq!(Refusal::NoLoopback.errno(), libc::EADDRNOTAVAIL);
+    // ...and everything else still works (its VIP is fine).
+    assert_eq!(huge.bind(sa("0.0.0.0:9000")), Ok(sa("192.0.2.107:9000")));
+    assert_eq!(huge.bind(sa("127.0.0.1:27000")), Ok(sa("127.0.0.1:27000")));
+    // Unusable VIPs cannot be made at all: one definition, `Vip::new`.
+    for bad in [
+        "0.0.0.0",
+        "0.1.2.3",
+        "127.0.0.5",
+        "224.0.0.1",
+        "240.0.0.1",
+        "255.255.255.255",
+    ] {
+        let err = bad.parse::<Vip>().unwrap_err();
         assert!(err.to_string().contains(bad), "{err}");
     }
-    // A process out of scope does not care about the VIP or the session range.
-    let plan = e.process("notepad.exe");
+    // The pool and the validator use the same definition.
+    let policy = ipvirt::Policy::from_toml(
+        "[virtual_ip]\nenabled = true\nadapter = \"240.0.0.0/24\"\npool = [\"240.0.0.1-240.0.0.5\"]\n",
+    )
+    .unwrap();
     assert!(
-        e.rewriter(
-            Session::remote(SessionId::new(16_777_215)),
-            &plan,
-            Some("0.0.0.0".parse().unwrap())
-        )
-        .is_ok()
+        policy
+            .validate()
+            .iter()
+            .any(|d| d.code == ipvirt::DiagnosticCode::PoolNotUnicast)
     );
+    assert!(ipvirt::StaticPool::from_policy(&policy.virtual_ip, &ipvirt::Host::default()).is_err());
+    // A process out of scope does not care about the session range.
+    let plan = e.process("notepad.exe");
+    let out = e.rewriter(Session::remote(SessionId::new(16_777_215)), &plan, None);
+    assert_eq!(out.bind(sa("127.0.0.1:9000")), Ok(sa("127.0.0.1:9000")));
 }
 
 #[test]
 fn explain_names_the_rule() {
     let e = engine(true, "use-server-address");
     let plan = e.process("crm.exe");
-    let rw = e.rewriter(S7, &plan, Some(VIP)).unwrap();
+    let rw = e.rewriter(S7, &plan, Some(VIP));
     let cases = [
         (
             Call::Bind,

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 
 use common::{VIP, engine, sa};
 use ipvirt::{
-    FamilyHeader, RewriteError, Session, SessionId, SockaddrError, SockaddrLayout, Stack,
-    read_sockaddr, write_sockaddr,
+    FamilyHeader, RawConnect, RawError, RawOutcome, Refusal, Session, SessionId, SockaddrError,
+    SockaddrLayout, Stack, read_sockaddr, write_sockaddr,
 };
 use proptest::prelude::*;
 
@@ -79,7 +79,7 @@ fn native_layout_matches_this_machine() {
 fn rows_on_bytes_for_every_layout() {
     let e = engine(false, "use-server-address");
     let plan = e.process("crm.exe");
-    let rw = e.rewriter(S7, &plan, Some(VIP)).unwrap();
+    let rw = e.rewriter(S7, &plan, Some(VIP));
     for layout in LAYOUTS {
         let rows: [(&str, &str); 6] = [
             ("127.0.0.1:9000", "127.0.0.8:9000"),
@@ -91,13 +91,13 @@ fn rows_on_bytes_for_every_layout() {
         ];
         for (input, want) in rows {
             let mut buf = bytes(input, layout);
-            let changed = rw.bind_sockaddr(&mut buf, layout, Stack::Single).unwrap();
+            let changed = rw.raw(layout).bind_on(&mut buf, Stack::Single).unwrap();
             assert_eq!(
                 read_sockaddr(&buf, layout).unwrap(),
                 sa(want),
                 "{layout:?} bind {input}"
             );
-            assert_eq!(changed, input != want);
+            assert_eq!(changed == RawOutcome::Rewritten, input != want);
             // Only the address bytes may differ from a freshly written `want`.
             assert_eq!(
                 buf,
@@ -107,7 +107,10 @@ fn rows_on_bytes_for_every_layout() {
         }
         // Dual-stack `::`.
         let mut buf = bytes("[::]:9000", layout);
-        assert!(rw.bind_sockaddr(&mut buf, layout, Stack::Dual).unwrap());
+        assert_eq!(
+            rw.raw(layout).bind_on(&mut buf, Stack::Dual),
+            Ok(RawOutcome::Rewritten)
+        );
         assert_eq!(
             read_sockaddr(&buf, layout).unwrap(),
             sa("[::ffff:192.0.2.107]:9000")
@@ -116,8 +119,8 @@ fn rows_on_bytes_for_every_layout() {
         // connect: destination rewritten, source written in the same family.
         let mut dest = bytes("127.0.0.1:9000", layout);
         let mut source = [0xEEu8; 128];
-        let r = rw.connect_sockaddr(&mut dest, layout, &mut source).unwrap();
-        assert!(r.dest_changed);
+        let r = rw.raw(layout).connect(&mut dest, &mut source).unwrap();
+        assert_eq!(r.dest, RawOutcome::Rewritten);
         assert_eq!(read_sockaddr(&dest, layout).unwrap(), sa("127.0.0.8:9000"));
         let len = r.source_len.unwrap();
         assert_eq!(len, 16);
@@ -131,8 +134,8 @@ fn rows_on_bytes_for_every_layout() {
         );
 
         let mut dest = bytes("[::ffff:198.51.100.7]:443", layout);
-        let r = rw.send_to_sockaddr(&mut dest, layout, &mut source).unwrap();
-        assert!(!r.dest_changed);
+        let r = rw.raw(layout).send_to(&mut dest, &mut source).unwrap();
+        assert_eq!(r.dest, RawOutcome::Unchanged);
         assert_eq!(r.source_len, Some(28));
         assert_eq!(
             read_sockaddr(&source[..28], layout).unwrap(),
@@ -141,7 +144,7 @@ fn rows_on_bytes_for_every_layout() {
 
         // reported
         let mut buf = bytes("[::ffff:127.0.0.8]:5000", layout);
-        assert!(rw.reported_sockaddr(&mut buf, layout).unwrap());
+        assert_eq!(rw.raw(layout).reported(&mut buf), Ok(RawOutcome::Rewritten));
         assert_eq!(
             read_sockaddr(&buf, layout).unwrap(),
             sa("[::ffff:127.0.0.1]:5000")
@@ -153,19 +156,18 @@ fn rows_on_bytes_for_every_layout() {
 fn padding_flowinfo_and_scope_are_preserved() {
     let e = engine(false, "use-server-address");
     let plan = e.process("crm.exe");
-    let rw = e.rewriter(S7, &plan, Some(VIP)).unwrap();
+    let rw = e.rewriter(S7, &plan, Some(VIP));
     let layout = SockaddrLayout::LINUX;
     // sin_zero holding garbage is left as the application wrote it.
     let mut sin = bytes("127.0.0.1:9000", layout);
     sin[8..16].copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
-    rw.bind_sockaddr(&mut sin, layout, Stack::Single).unwrap();
+    rw.raw(layout).bind_on(&mut sin, Stack::Single).unwrap();
     assert_eq!(sin[4..8], [127, 0, 0, 8]);
     assert_eq!(sin[8..16], [1, 2, 3, 4, 5, 6, 7, 8]);
     // A trailing area past the structure (a sockaddr_storage) is not touched.
     let mut storage = [0x55u8; 128];
     storage[..16].copy_from_slice(&bytes("0.0.0.0:80", layout));
-    rw.bind_sockaddr(&mut storage, layout, Stack::Single)
-        .unwrap();
+    rw.raw(layout).bind_on(&mut storage, Stack::Single).unwrap();
     assert_eq!(storage[4..8], [192, 0, 2, 107]);
     assert!(storage[16..].iter().all(|&b| b == 0x55));
     // flowinfo / scope id
@@ -177,7 +179,7 @@ fn padding_flowinfo_and_scope_are_preserved() {
     ));
     let mut six = vec![0u8; 28];
     write_sockaddr(addr, &mut six, layout).unwrap();
-    rw.bind_sockaddr(&mut six, layout, Stack::Single).unwrap();
+    rw.raw(layout).bind_on(&mut six, Stack::Single).unwrap();
     let got = read_sockaddr(&six, layout).unwrap();
     match got {
         SocketAddr::V6(v6) => {
@@ -192,12 +194,13 @@ fn padding_flowinfo_and_scope_are_preserved() {
 fn rfc2133_short_sockaddr_in6_is_accepted() {
     let e = engine(false, "use-server-address");
     let plan = e.process("crm.exe");
-    let rw = e.rewriter(S7, &plan, Some(VIP)).unwrap();
+    let rw = e.rewriter(S7, &plan, Some(VIP));
     let mut six = bytes("[::ffff:127.0.0.1]:9000", SockaddrLayout::LINUX);
     six.truncate(24);
-    assert!(
-        rw.bind_sockaddr(&mut six, SockaddrLayout::LINUX, Stack::Single)
-            .unwrap()
+    assert_eq!(
+        rw.raw(SockaddrLayout::LINUX)
+            .bind_on(&mut six, Stack::Single),
+        Ok(RawOutcome::Rewritten)
     );
     assert_eq!(six[20..24], [127, 0, 0, 8]);
 }
@@ -206,7 +209,7 @@ fn rfc2133_short_sockaddr_in6_is_accepted() {
 fn bad_buffers_are_typed_errors_and_leave_bytes_alone() {
     let e = engine(false, "no-connectivity");
     let plan = e.process("crm.exe");
-    let rw = e.rewriter(S7, &plan, None).unwrap();
+    let rw = e.rewriter(S7, &plan, None);
     for layout in LAYOUTS {
         let cases: Vec<(Vec<u8>, SockaddrError)> = vec![
             (vec![], SockaddrError::TooShort { len: 0, need: 2 }),
@@ -224,15 +227,15 @@ fn bad_buffers_are_typed_errors_and_leave_bytes_alone() {
         for (buf, want) in cases {
             let mut b = buf.clone();
             assert_eq!(
-                rw.bind_sockaddr(&mut b, layout, Stack::Single),
-                Err(want),
+                rw.raw(layout).bind_on(&mut b, Stack::Single),
+                Err(RawError::Sockaddr(want)),
                 "{layout:?} {buf:?}"
             );
             assert_eq!(b, buf);
-            assert_eq!(rw.reported_sockaddr(&mut b, layout), Err(want));
+            assert_eq!(rw.raw(layout).reported(&mut b), Err(want));
             assert_eq!(
-                rw.connect_sockaddr(&mut b, layout, &mut [0; 128]),
-                Err(want)
+                rw.raw(layout).connect(&mut b, &mut [0; 128]),
+                Err(RawError::Sockaddr(want))
             );
             assert_eq!(b, buf);
         }
@@ -242,9 +245,23 @@ fn bad_buffers_are_typed_errors_and_leave_bytes_alone() {
         let mut unix = vec![family, 0];
         unix.extend_from_slice(b"/tmp/ipvirt.sock\0");
         let before = unix.clone();
-        let err = rw
-            .bind_sockaddr(&mut unix, SockaddrLayout::LINUX, Stack::Single)
-            .unwrap_err();
+        let raw = rw.raw(SockaddrLayout::LINUX);
+        // Not ours is an answer, not an error: pass the call through.
+        assert_eq!(
+            raw.bind_on(&mut unix, Stack::Single),
+            Ok(RawOutcome::OtherFamily)
+        );
+        assert_eq!(raw.reported(&mut unix), Ok(RawOutcome::OtherFamily));
+        assert_eq!(
+            raw.connect(&mut unix, &mut [0; 128]),
+            Ok(RawConnect {
+                dest: RawOutcome::OtherFamily,
+                source_len: None
+            })
+        );
+        assert_eq!(unix, before);
+        // read_sockaddr, which must produce a SocketAddr, says why it cannot.
+        let err = read_sockaddr(&unix, SockaddrLayout::LINUX).unwrap_err();
         assert_eq!(
             err,
             SockaddrError::UnsupportedFamily {
@@ -252,14 +269,14 @@ fn bad_buffers_are_typed_errors_and_leave_bytes_alone() {
             }
         );
         assert!(err.is_unsupported_family());
-        assert_eq!(unix, before);
     }
     // The rewrite says no: the buffer stays as it was.
     let mut any = bytes("0.0.0.0:80", SockaddrLayout::LINUX);
     let before = any.clone();
     assert!(matches!(
-        rw.bind_sockaddr(&mut any, SockaddrLayout::LINUX, Stack::Single),
-        Err(SockaddrError::Rewrite(RewriteError::NoConnectivity { .. }))
+        rw.raw(SockaddrLayout::LINUX)
+            .bind_on(&mut any, Stack::Single),
+        Err(RawError::Refused(Refusal::NoConnectivity))
     ));
     assert_eq!(any, before);
 }
@@ -268,13 +285,17 @@ fn bad_buffers_are_typed_errors_and_leave_bytes_alone() {
 fn source_buffer_too_short_changes_nothing() {
     let e = engine(false, "use-server-address");
     let plan = e.process("crm.exe");
-    let rw = e.rewriter(S7, &plan, Some(VIP)).unwrap();
+    let rw = e.rewriter(S7, &plan, Some(VIP));
     let mut dest = bytes("127.0.0.1:9000", SockaddrLayout::LINUX);
     let before = dest.clone();
     let mut source = [0xAAu8; 15];
     assert_eq!(
-        rw.connect_sockaddr(&mut dest, SockaddrLayout::LINUX, &mut source),
-        Err(SockaddrError::TooShort { len: 15, need: 16 })
+        rw.raw(SockaddrLayout::LINUX)
+            .connect(&mut dest, &mut source),
+        Err(RawError::Sockaddr(SockaddrError::TooShort {
+            len: 15,
+            need: 16
+        }))
     );
     assert_eq!(dest, before);
     assert!(source.iter().all(|&b| b == 0xAA));
@@ -297,20 +318,20 @@ proptest! {
         let e = engine(true, "no-connectivity");
         let plan = e.process("crm.exe");
         for vip in [None, Some(VIP)] {
-            let rw = e.rewriter(S7, &plan, vip).unwrap();
+            let rw = e.rewriter(S7, &plan, vip);
             let _ = read_sockaddr(&buf, layout);
             let mut b = buf.clone();
-            if rw.bind_sockaddr(&mut b, layout, Stack::Dual).is_err() { prop_assert_eq!(&b, &buf); }
+            if rw.raw(layout).bind_on(&mut b, Stack::Dual).is_err() { prop_assert_eq!(&b, &buf); }
             let mut b = buf.clone();
             let mut s = vec![0x77u8; src_len];
-            if rw.connect_sockaddr(&mut b, layout, &mut s).is_err() {
+            if rw.raw(layout).connect(&mut b, &mut s).is_err() {
                 prop_assert_eq!(&b, &buf);
                 prop_assert!(s.iter().all(|&x| x == 0x77));
             }
             let mut b = buf.clone();
-            let _ = rw.send_to_sockaddr(&mut b, layout, &mut s);
+            let _ = rw.raw(layout).send_to(&mut b, &mut s);
             let mut b = buf.clone();
-            if rw.reported_sockaddr(&mut b, layout).is_err() { prop_assert_eq!(&b, &buf); }
+            if rw.raw(layout).reported(&mut b).is_err() { prop_assert_eq!(&b, &buf); }
             prop_assert_eq!(b.len(), buf.len());
         }
     }

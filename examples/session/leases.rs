@@ -168,7 +168,7 @@ pub(crate) fn acquire(
     let vip = match loaded.pool.lease(me.session) {
         Ok(a) => {
             loaded.holders.push(me.clone());
-            Some(a)
+            Some(a.addr())
         }
         Err(_) => None,
     };

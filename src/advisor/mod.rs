@@ -34,9 +34,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use ipnet::Ipv4Net;
 
+use crate::addr::PoolEntry;
 use crate::host::Host;
 use crate::policy::{Policy, VipMode};
-use crate::pool::PoolEntry;
 
 /// A transport protocol.
 ///

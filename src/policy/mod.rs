@@ -41,7 +41,7 @@ use core::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use crate::pool::PoolEntry;
+use crate::addr::PoolEntry;
 
 mod registry;
 #[cfg(feature = "std")]
@@ -116,6 +116,41 @@ pub struct VirtualLoopback {
     /// Refuse connects and sends from an in-scope process to another session's loopback address
     /// (SPEC §6; no vendor offers it). Default off.
     pub isolate: bool,
+    /// What happens to `[::1]` (SPEC §8): `unchanged` (the default, what the vendors do: two
+    /// sessions' servers on `localhost` still clash on `[::1]`) or `map` (an in-scope `[::1]:p`
+    /// becomes `[::ffff:session_loopback]:p`, reported back as `[::1]:p`). An ipvirt extension.
+    pub ipv6: Ipv6Loopback,
+}
+
+/// `virtual_loopback.ipv6`: what happens to the IPv6 loopback address `::1` (SPEC §8).
+///
+/// ```
+/// use ipvirt::{Ipv6Loopback, Policy};
+///
+/// assert_eq!(Ipv6Loopback::default(), Ipv6Loopback::Unchanged);
+/// let p = Policy::from_toml("[virtual_loopback]\nipv6 = \"map\"\n")?;
+/// assert_eq!(p.virtual_loopback.ipv6, Ipv6Loopback::Map);
+/// # Ok::<(), ipvirt::PolicyError>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ipv6Loopback {
+    /// `::1` is never rewritten (the vendors' behaviour); the validator flags it when virtual
+    /// loopback is on.
+    #[default]
+    Unchanged,
+    /// An in-scope `bind`, `connect` or `sendto` of `[::1]:p` on a socket that accepts IPv4-mapped
+    /// addresses becomes `[::ffff:session_loopback]:p`; results report `[::1]:p`.
+    Map,
+}
+
+impl fmt::Display for Ipv6Loopback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Ipv6Loopback::Unchanged => "unchanged",
+            Ipv6Loopback::Map => "map",
+        })
+    }
 }
 
 impl Default for VirtualLoopback {
@@ -126,6 +161,7 @@ impl Default for VirtualLoopback {
             excluded_ports: Vec::new(),
             localhost: Ipv4Addr::LOCALHOST,
             isolate: false,
+            ipv6: Ipv6Loopback::Unchanged,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services\TSAppSrv\VirtualIP` (group policy) | `EnableVirtualIP`, `VirtualMode`, `PerApp`, `VIPAdapter`, `PromptOnIPLeaseFail` |
 //! | `HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Control\Terminal Server\TSAppSrv\VirtualIP` (local) | the same |
-//! | `HKEY_LOCAL_MACHINE\SOFTWARE\Wow6432Node\Citrix\VIP` | `PreferLoopback`, `PreferLoopbackProcesses` |
+//! | `HKEY_LOCAL_MACHINE\SOFTWARE\Wow6432Node\Citrix\VIP` | `PreferLoopback`, `PreferLoopbackProcesses`, and the ipvirt extension `IpvirtIpv6Loopback` (DWORD: 1 = `virtual_loopback.ipv6 = "map"`, SPEC §8) |
 //!
 //! Each Microsoft value is read from the group-policy key first, then the local key, then defaults;
 //! [`RegImport::origins`] says where each came from. Citrix *virtual loopback* itself is a Citrix
@@ -33,7 +33,7 @@
 //! `dword:`/`hex` data it cannot parse, and reports no line numbers, so it cannot tell an
 //! administrator which line of a policy file is wrong.
 
-use alloc::borrow::ToOwned;
+use alloc::borrow::{Cow, ToOwned};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -47,6 +47,8 @@ const KEY_POLICY: &str = r"hkey_local_machine\software\policies\microsoft\window
 const KEY_LOCAL: &str =
     r"hkey_local_machine\system\currentcontrolset\control\terminal server\tsappsrv\virtualip";
 const KEY_CITRIX: &str = r"hkey_local_machine\software\wow6432node\citrix\vip";
+/// The keys the import reads, in the order of `from_reg`'s `kept` values.
+const KEYS: [&str; 3] = [KEY_POLICY, KEY_LOCAL, KEY_CITRIX];
 
 /// Where a Microsoft RD IP Virtualization value came from.
 ///
@@ -125,6 +127,10 @@ impl Policy {
     /// Reads a registry export (the bytes of a `.reg` file); see the module documentation above for
     /// the keys and formats.
     ///
+    /// The time is linear in the size of the file, so a full export of `HKLM\SOFTWARE` (hundreds
+    /// of thousands of keys, long wrapped binary values) is fine: only the three keys' values are
+    /// kept, every other line is checked and dropped.
+    ///
     /// # Errors
     ///
     /// [`RegError`] for a file that is not a registry export (no header, bad UTF-16) or has a
@@ -148,9 +154,12 @@ impl Policy {
     /// ```
     pub fn from_reg(bytes: &[u8]) -> Result<RegImport, RegError> {
         let text = decode(bytes)?;
-        let lines = logical_lines(&text);
-        let mut iter = lines.iter().filter(|(_, l)| !l.trim().is_empty());
-        let (hline, header) = iter.next().map(|(n, l)| (*n, l.trim())).unwrap_or((1, ""));
+        let mut iter = logical_lines(&text).filter(|(_, l)| !l.trim().is_empty());
+        let first = iter.next();
+        let (hline, header) = first
+            .as_ref()
+            .map(|(n, l)| (*n, l.trim()))
+            .unwrap_or((1, ""));
         let regedit4 = match header {
             "Windows Registry Editor Version 5.00" => false,
             "REGEDIT4" => true,
@@ -162,10 +171,16 @@ impl Policy {
             }
         };
 
-        let mut keys: Vec<(String, Values)> = Vec::new();
-        let mut current: Option<usize> = None;
+        // Only the values of the three keys the import reads are kept; every other key's lines are
+        // still checked, so a malformed line anywhere is an error. A deleted key clears what the
+        // file set in any of the three at or under it: a constant amount of work per key line,
+        // however many keys the file has.
+        let mut kept: [Values; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        // `None`: no key yet, or the last key line deleted its key (a value there is malformed);
+        // `Some(None)`: a key the import ignores; `Some(Some(i))`: `KEYS[i]`.
+        let mut current: Option<Option<usize>> = None;
         for (line, raw) in iter {
-            let (line, t) = (*line, raw.trim());
+            let t = raw.trim();
             if t.starts_with(';') {
                 continue;
             }
@@ -181,32 +196,28 @@ impl Policy {
                 if name.is_empty() {
                     return Err(malformed(line, t, "the key name is empty"));
                 }
-                let idx = match keys.iter().position(|(k, _)| *k == name) {
-                    Some(i) => i,
-                    None => {
-                        keys.push((name.clone(), Vec::new()));
-                        keys.len() - 1
-                    }
-                };
                 if deleted {
                     // A deleted key removes what the file set in it (and in its subkeys) so far.
-                    for (k, values) in &mut keys {
-                        if *k == name || k.starts_with(&format!("{name}\\")) {
+                    for (key, values) in KEYS.iter().zip(&mut kept) {
+                        if key
+                            .strip_prefix(name.as_str())
+                            .is_some_and(|rest| rest.is_empty() || rest.starts_with('\\'))
+                        {
                             values.clear();
                         }
                     }
                     current = None;
                 } else {
-                    current = Some(idx);
+                    current = Some(KEYS.iter().position(|k| *k == name));
                 }
                 continue;
             }
             if t.starts_with('"') || t.starts_with('@') {
                 let (name, data) = parse_value(line, t)?;
-                let Some(idx) = current else {
+                let Some(slot) = current else {
                     return Err(malformed(line, t, "a value must follow a key line [..]"));
                 };
-                if let Some((_, values)) = keys.get_mut(idx) {
+                if let Some(values) = slot.and_then(|i| kept.get_mut(i)) {
                     values.push((name, data, line));
                 }
                 continue;
@@ -218,19 +229,14 @@ impl Policy {
             ));
         }
 
-        let find = |k: &str| {
-            keys.iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.as_slice())
-                .unwrap_or_default()
-        };
+        let [gp, local, citrix] = &kept;
         let mut import = RegImport {
             policy: Policy::default(),
             origins: VipOrigins::default(),
             diagnostics: Vec::new(),
         };
-        import.apply_microsoft(find(KEY_POLICY), find(KEY_LOCAL), regedit4);
-        import.apply_citrix(find(KEY_CITRIX), regedit4);
+        import.apply_microsoft(gp, local, regedit4);
+        import.apply_citrix(citrix, regedit4);
         Ok(import)
     }
 }
@@ -420,10 +426,22 @@ impl RegImport {
         self.unknown_values(
             "the Citrix VIP key",
             values,
-            &["PreferLoopback", "PreferLoopbackProcesses"],
+            &[
+                "PreferLoopback",
+                "PreferLoopbackProcesses",
+                "IpvirtIpv6Loopback",
+            ],
         );
         if let Some((v, line)) = self.dword(values, "PreferLoopback") {
             self.policy.prefer_loopback.enabled = self.flag(v, line, "PreferLoopback");
+        }
+        // An ipvirt extension (no vendor has it, SPEC §8): 1 maps `::1` to the session loopback.
+        if let Some((v, line)) = self.dword(values, "IpvirtIpv6Loopback") {
+            self.policy.virtual_loopback.ipv6 = if self.flag(v, line, "IpvirtIpv6Loopback") {
+                crate::policy::Ipv6Loopback::Map
+            } else {
+                crate::policy::Ipv6Loopback::Unchanged
+            };
         }
         if let Some(list) = self.multi(values, "PreferLoopbackProcesses", regedit4) {
             self.policy.prefer_loopback.processes = list;
@@ -453,7 +471,8 @@ fn canonical_key(name: &str) -> String {
     }
 }
 
-fn decode(bytes: &[u8]) -> Result<String, RegError> {
+/// The text of the file (borrowed when it is UTF-8 without a byte-order mark).
+fn decode(bytes: &[u8]) -> Result<Cow<'_, str>, RegError> {
     let utf16 = |body: &[u8], le: bool| -> Result<String, RegError> {
         if !body.len().is_multiple_of(2) {
             return Err(RegError::Utf16 {
@@ -466,52 +485,81 @@ fn decode(bytes: &[u8]) -> Result<String, RegError> {
             _ => 0,
         });
         let mut out = String::with_capacity(body.len() / 2);
-        for (i, ch) in core::char::decode_utf16(units).enumerate() {
-            out.push(ch.map_err(|_| RegError::Utf16 { offset: 2 + 2 * i })?);
+        // Code units read so far: a character after the basic plane takes two.
+        let mut read = 0usize;
+        for ch in core::char::decode_utf16(units) {
+            let ch = ch.map_err(|_| RegError::Utf16 {
+                offset: 2 + 2 * read,
+            })?;
+            read += ch.len_utf16();
+            out.push(ch);
         }
         Ok(out)
     };
     match bytes {
-        [0xFF, 0xFE, rest @ ..] => utf16(rest, true),
-        [0xFE, 0xFF, rest @ ..] => utf16(rest, false),
-        [0xEF, 0xBB, 0xBF, rest @ ..] => Ok(String::from_utf8_lossy(rest).into_owned()),
+        [0xFF, 0xFE, rest @ ..] => utf16(rest, true).map(Cow::Owned),
+        [0xFE, 0xFF, rest @ ..] => utf16(rest, false).map(Cow::Owned),
+        [0xEF, 0xBB, 0xBF, rest @ ..] => Ok(String::from_utf8_lossy(rest)),
         _ => match core::str::from_utf8(bytes) {
-            Ok(s) => Ok(s.to_owned()),
-            Err(_) => Ok(bytes.iter().map(|&b| char::from(b)).collect()),
+            Ok(s) => Ok(Cow::Borrowed(s)),
+            Err(_) => Ok(Cow::Owned(bytes.iter().map(|&b| char::from(b)).collect())),
         },
     }
 }
 
 /// Physical lines joined at `\` continuations, each with its first line's number.
-fn logical_lines(text: &str) -> Vec<(usize, String)> {
-    let mut out: Vec<(usize, String)> = Vec::new();
-    let mut pending: Option<(usize, String)> = None;
-    for (i, raw) in text.split('\n').enumerate() {
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
-        let (start, mut acc) = match pending.take() {
-            Some((n, mut acc)) => {
-                acc.push_str(line.trim_start());
-                (n, acc)
-            }
-            None => (i + 1, line.to_owned()),
-        };
-        let continues = {
-            let t = acc.trim_end();
-            // A continuation is a trailing backslash outside a quoted string (hex data lines).
-            t.ends_with('\\') && !t.ends_with("\\\\\"") && !in_string_at_end(t)
-        };
-        if continues {
-            let t = acc.trim_end().trim_end_matches('\\').to_owned();
-            acc = t;
-            pending = Some((start, acc));
-        } else {
-            out.push((start, acc));
+///
+/// A line that does not continue is borrowed from `text`; a continued one is built once, in one
+/// buffer, so the whole pass is linear in the text.
+fn logical_lines(text: &str) -> LogicalLines<'_> {
+    LogicalLines {
+        physical: text.split('\n').enumerate(),
+    }
+}
+
+/// The iterator of [`logical_lines`].
+#[derive(Debug)]
+struct LogicalLines<'a> {
+    physical: core::iter::Enumerate<core::str::Split<'a, char>>,
+}
+
+impl<'a> Iterator for LogicalLines<'a> {
+    type Item = (usize, Cow<'a, str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (i, raw) = self.physical.next()?;
+        let first = raw.strip_suffix('\r').unwrap_or(raw);
+        if !continues(first, first) {
+            return Some((i + 1, Cow::Borrowed(first)));
         }
+        let mut acc = String::from(without_continuation(first));
+        for (_, raw) in self.physical.by_ref() {
+            let next = raw.strip_suffix('\r').unwrap_or(raw).trim_start();
+            acc.push_str(next);
+            // `acc` before `next` ended outside any string: it had a continuation, so its end was
+            // outside one, and the backslashes and blanks taken off it open or close none. So
+            // whether `acc` ends inside a string depends on `next` alone (scanning all of `acc`
+            // again, line after line, made a long continued value quadratic).
+            if !continues(&acc, next) {
+                return Some((i + 1, Cow::Owned(acc)));
+            }
+            let keep = without_continuation(&acc).len();
+            acc.truncate(keep);
+        }
+        Some((i + 1, Cow::Owned(acc)))
     }
-    if let Some(p) = pending {
-        out.push(p);
-    }
-    out
+}
+
+/// Whether a line continues on the next one: a trailing backslash outside a quoted string (hex data
+/// lines). Whether the line ends inside a string is the same as whether `tail`, its part after the
+/// last continuation, does; it is scanned only for a line that ends with a backslash.
+fn continues(line: &str, tail: &str) -> bool {
+    line.trim_end().ends_with('\\') && !in_string_at_end(tail)
+}
+
+/// A continued line without its trailing blanks and backslashes.
+fn without_continuation(line: &str) -> &str {
+    line.trim_end().trim_end_matches('\\')
 }
 
 /// Whether the end of `t` is inside a quoted string (so a trailing `\` is an escape, not a
@@ -554,8 +602,7 @@ fn parse_value(line: usize, t: &str) -> Result<(String, Data), RegError> {
         }
         return Ok((name, Data::Sz(s)));
     }
-    let lower = data.to_ascii_lowercase();
-    if let Some(hex) = lower.strip_prefix("dword:") {
+    if let Some(hex) = strip_prefix_ignore_case(data, "dword:") {
         let hex = hex.trim();
         if hex.is_empty() || hex.len() > 8 {
             return Err(malformed(line, t, "dword: needs 1 to 8 hex digits"));
@@ -564,9 +611,9 @@ fn parse_value(line: usize, t: &str) -> Result<(String, Data), RegError> {
             .map_err(|_| malformed(line, t, "dword: needs 1 to 8 hex digits"))?;
         return Ok((name, Data::Dword(v)));
     }
-    let (kind, bytes) = if let Some(b) = lower.strip_prefix("hex:") {
+    let (kind, bytes) = if let Some(b) = strip_prefix_ignore_case(data, "hex:") {
         (3, b)
-    } else if let Some(r) = lower.strip_prefix("hex(") {
+    } else if let Some(r) = strip_prefix_ignore_case(data, "hex(") {
         let (n, b) = r
             .split_once("):")
             .ok_or_else(|| malformed(line, t, "expected hex(N): with a hex type number"))?;
@@ -580,7 +627,8 @@ fn parse_value(line: usize, t: &str) -> Result<(String, Data), RegError> {
             "expected \"string\", dword:, hex: or hex(N): data, or - to delete",
         ));
     };
-    let mut out = Vec::new();
+    // Two digits and a comma a byte.
+    let mut out = Vec::with_capacity(bytes.len() / 3 + 1);
     for part in bytes.split(',') {
         let p = part.trim();
         if p.is_empty() {
@@ -602,6 +650,17 @@ fn parse_value(line: usize, t: &str) -> Result<(String, Data), RegError> {
         })?);
     }
     Ok((name, Data::Hex(kind, out)))
+}
+
+/// `s` without `prefix` (ASCII) at its start, in any case: the data of a long value is not copied
+/// to lower case to find its type.
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix) {
+        s.get(prefix.len()..)
+    } else {
+        None
+    }
 }
 
 /// A quoted string at the start of `s` with `\\` and `\"` escapes, and the rest after it.
@@ -653,12 +712,39 @@ mod tests {
 
     #[test]
     fn continuations_and_escapes() {
-        let lines =
-            logical_lines("a\r\n\"x\"=hex(7):41,00,\\\r\n  42,00\r\n\"p\"=\"C:\\\\dir\\\\\"\r\n");
-        assert_eq!(lines[1], (2, "\"x\"=hex(7):41,00,42,00".to_string()));
+        let lines: Vec<_> =
+            logical_lines("a\r\n\"x\"=hex(7):41,00,\\\r\n  42,00\r\n\"p\"=\"C:\\\\dir\\\\\"\r\n")
+                .collect();
+        assert_eq!(lines[1], (2, Cow::from("\"x\"=hex(7):41,00,42,00")));
         assert_eq!(lines[2].0, 4);
         let (name, data) = parse_value(4, &lines[2].1).unwrap();
         assert_eq!((name.as_str(), data), ("p", Data::Sz("C:\\dir\\".into())));
+    }
+
+    #[test]
+    fn value_types_in_any_case() {
+        let value = |t: &str| parse_value(1, t).map(|(_, d)| d);
+        assert_eq!(value("\"a\"=DWORD:0000000A"), Ok(Data::Dword(10)));
+        assert_eq!(
+            value("\"a\"=HEX(7):41,00"),
+            Ok(Data::Hex(7, alloc::vec![0x41, 0]))
+        );
+        assert_eq!(
+            value("\"a\"=Hex:AB,cd,"),
+            Ok(Data::Hex(3, alloc::vec![0xab, 0xcd]))
+        );
+        assert_eq!(value("\"a\"=hEx(B):01"), Ok(Data::Hex(11, alloc::vec![1])));
+        for bad in [
+            "\"a\"=dwor\u{e9}:1",
+            "\"a\"=h\u{e9}x:00",
+            "\"a\"=\u{e9}",
+            "\"a\"=hex(\u{e9}):00",
+        ] {
+            assert!(
+                matches!(value(bad), Err(RegError::Malformed { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -668,6 +754,61 @@ mod tests {
             ["a", "b"]
         );
         assert_eq!(multi_sz(b"a\0bc\0\0", true), ["a", "bc"]);
+    }
+
+    /// The joining as it was first written (rescanning and copying the whole line at every
+    /// continuation, so quadratic): the linear one must give the same lines.
+    fn logical_lines_quadratic(text: &str) -> Vec<(usize, String)> {
+        let mut out: Vec<(usize, String)> = Vec::new();
+        let mut pending: Option<(usize, String)> = None;
+        for (i, raw) in text.split('\n').enumerate() {
+            let line = raw.strip_suffix('\r').unwrap_or(raw);
+            let (start, mut acc) = match pending.take() {
+                Some((n, mut acc)) => {
+                    acc.push_str(line.trim_start());
+                    (n, acc)
+                }
+                None => (i + 1, line.to_owned()),
+            };
+            let t = acc.trim_end();
+            if t.ends_with('\\') && !in_string_at_end(t) {
+                acc = t.trim_end_matches('\\').to_owned();
+                pending = Some((start, acc));
+            } else {
+                out.push((start, acc));
+            }
+        }
+        out.extend(pending);
+        out
+    }
+
+    #[test]
+    fn continuation_corner_cases() {
+        for text in [
+            "a \\\\\n\n",
+            "a\\ \\\n\nb",
+            "\"x\\\"\\\n\"y\\\n z\\",
+            "\\\n\\\n\\\n",
+            "\"a\\\\\"=hex:00,\\\r\n  \"b\\\r\n  c\"\\\r\n",
+            "x\\\r\n\r\n \t\\ \r\ny",
+        ] {
+            let got: Vec<(usize, String)> = logical_lines(text)
+                .map(|(n, l)| (n, l.into_owned()))
+                .collect();
+            assert_eq!(got, logical_lines_quadratic(text), "{text:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn linear_joining_is_the_quadratic_one(text in "[a\"\\\\ \t\r\n]{0,60}") {
+            let got: Vec<(usize, String)> = logical_lines(&text)
+                .map(|(n, l)| (n, l.into_owned()))
+                .collect();
+            proptest::prop_assert_eq!(got, logical_lines_quadratic(&text));
+        }
     }
 }
 

@@ -32,6 +32,7 @@
 //! | `program-wildcard` | warning | a list entry has `*` or `?`: there are no wildcards, it is matched literally |
 //! | `program-empty` | warning | a list entry is empty: it matches nothing |
 //! | `isolate-without-loopback` | info | `virtual_loopback.isolate` is on while virtual loopback is off: no effect |
+//! | `ipv6-loopback-unchanged` | info | virtual loopback is on and `virtual_loopback.ipv6` is `unchanged`: servers on `[::1]` (Node's and Windows' `localhost`) still clash between sessions (SPEC §8) |
 //!
 //! [`Policy::from_reg`] adds three codes of its own for values it had to ignore:
 //!
@@ -47,9 +48,10 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::net::Ipv4Addr;
 
-use super::{Platform, Policy, VipMode};
+use super::{Ipv6Loopback, Platform, Policy, VipMode};
+use crate::addr::reserved_block;
 use crate::host::Host;
-use crate::process::{duplicates, fold_program_name};
+use crate::program::{duplicates, fold_program_name};
 
 /// How serious a [`Diagnostic`] is.
 ///
@@ -113,6 +115,7 @@ pub enum DiagnosticCode {
     ProgramWildcard,
     ProgramEmpty,
     IsolateWithoutLoopback,
+    Ipv6LoopbackUnchanged,
     RegUnknownValue,
     RegWrongType,
     RegBadValue,
@@ -146,6 +149,7 @@ impl DiagnosticCode {
             DiagnosticCode::ProgramWildcard => "program-wildcard",
             DiagnosticCode::ProgramEmpty => "program-empty",
             DiagnosticCode::IsolateWithoutLoopback => "isolate-without-loopback",
+            DiagnosticCode::Ipv6LoopbackUnchanged => "ipv6-loopback-unchanged",
             DiagnosticCode::RegUnknownValue => "reg-unknown-value",
             DiagnosticCode::RegWrongType => "reg-wrong-type",
             DiagnosticCode::RegBadValue => "reg-bad-value",
@@ -212,6 +216,7 @@ impl Policy {
     ///     [virtual_loopback]
     ///     enabled = true
     ///     programs = ["crm.exe"]
+    ///     ipv6 = "map"
     ///     [prefer_loopback]
     ///     enabled = true
     ///     processes = ["crm.exe"]
@@ -322,6 +327,13 @@ impl Policy {
                 "virtual_loopback.enabled is true but virtual_loopback.programs is empty: only listed programs are rewritten, so nothing is".into(),
             );
         }
+        if vl.enabled && vl.ipv6 == Ipv6Loopback::Unchanged {
+            out.push(
+                Severity::Info,
+                DiagnosticCode::Ipv6LoopbackUnchanged,
+                "virtual_loopback.ipv6 is unchanged (the vendors' behaviour): programs that resolve localhost to ::1 (Node.js 17 and later, Windows) still share [::1] between sessions; set it to \"map\" to give each session its own".into(),
+            );
+        }
         if vl.isolate && !vl.enabled {
             out.push(
                 Severity::Info,
@@ -388,22 +400,12 @@ impl Policy {
         }
         for (i, entry) in vip.pool.iter().enumerate() {
             let (first, last) = (entry.first(), entry.last());
-            let bad = |a: Ipv4Addr| {
-                a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast()
-            };
-            let (f, l) = (first.to_bits(), last.to_bits());
-            let spans = |lo: u32, hi: u32| f <= hi && l >= lo;
-            if bad(first)
-                || bad(last)
-                || spans(0x7F00_0000, 0x7FFF_FFFF)
-                || spans(0xE000_0000, 0xEFFF_FFFF)
-                || spans(0, 0)
-            {
+            if let Some(block) = reserved_block(first, last) {
                 out.push(
                     Severity::Error,
                     DiagnosticCode::PoolNotUnicast,
                     format!(
-                        "virtual_ip.pool entry \"{entry}\" holds addresses that cannot be a VIP (unspecified, loopback, multicast or broadcast)"
+                        "virtual_ip.pool entry \"{entry}\" holds addresses that cannot be a VIP: it overlaps {block}"
                     ),
                 );
             }

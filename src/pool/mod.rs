@@ -56,22 +56,20 @@
 //! assert!(pool.lease(SessionId::new(9)).is_err());             // exhausted
 //! pool.release(SessionId::new(7));
 //! assert_eq!(pool.lease(SessionId::new(9))?, a);
-//! assert_eq!(pool.session_of(b), Some(SessionId::new(8)));
+//! assert_eq!(pool.session_of(b.addr()), Some(SessionId::new(8)));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 use core::net::Ipv4Addr;
-use core::str::FromStr;
 
 use alloc::collections::BTreeMap;
 use hashbrown::HashMap;
-use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+use crate::addr::{PoolEntry, Vip, reserved_block};
 use crate::host::Host;
 use crate::policy::VirtualIp;
 use crate::session::SessionId;
@@ -80,164 +78,6 @@ use crate::session::SessionId;
 mod state_file;
 #[cfg(feature = "std")]
 pub use state_file::{StateError, StateFile, StateLock, StateStep};
-
-/// One entry of a static VIP pool: an inclusive range, a CIDR network, or a single address.
-///
-/// Text forms: `192.0.2.100-192.0.2.199` (inclusive, spaces around `-` allowed), `192.0.2.0/24`,
-/// `192.0.2.7`. A CIDR's network and broadcast addresses are never handed out (except in a /31 or
-/// /32, which have none, RFC 3021).
-///
-/// # Examples
-///
-/// ```
-/// use std::net::Ipv4Addr;
-/// use ipvirt::PoolEntry;
-///
-/// let range: PoolEntry = "192.0.2.100-192.0.2.199".parse()?;
-/// assert_eq!(range.first(), Ipv4Addr::new(192, 0, 2, 100));
-/// assert_eq!(range.last(), Ipv4Addr::new(192, 0, 2, 199));
-///
-/// let net: PoolEntry = "192.0.2.0/24".parse()?;
-/// assert_eq!(net.first(), Ipv4Addr::new(192, 0, 2, 1));   // network address skipped
-/// assert_eq!(net.last(), Ipv4Addr::new(192, 0, 2, 254));  // broadcast skipped
-/// assert_eq!(net.to_string(), "192.0.2.0/24");
-/// # Ok::<(), ipvirt::ParsePoolEntryError>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum PoolEntry {
-    /// An inclusive range of addresses (a single address is a range of one).
-    Range {
-        /// The first address of the range.
-        first: Ipv4Addr,
-        /// The last address of the range (inclusive, `>= first`).
-        last: Ipv4Addr,
-    },
-    /// A CIDR network; its usable hosts are leased.
-    Net(Ipv4Net),
-}
-
-impl PoolEntry {
-    /// The first address that can be leased from this entry.
-    #[must_use]
-    pub fn first(&self) -> Ipv4Addr {
-        match *self {
-            PoolEntry::Range { first, .. } => first,
-            PoolEntry::Net(net) if net.prefix_len() >= 31 => net.network(),
-            PoolEntry::Net(net) => Ipv4Addr::from_bits(net.network().to_bits() + 1),
-        }
-    }
-
-    /// The last address that can be leased from this entry (inclusive).
-    #[must_use]
-    pub fn last(&self) -> Ipv4Addr {
-        match *self {
-            PoolEntry::Range { last, .. } => last,
-            PoolEntry::Net(net) if net.prefix_len() >= 31 => net.broadcast(),
-            PoolEntry::Net(net) => Ipv4Addr::from_bits(net.broadcast().to_bits() - 1),
-        }
-    }
-
-    /// How many addresses can be leased from this entry.
-    ///
-    /// ```
-    /// use ipvirt::PoolEntry;
-    ///
-    /// assert_eq!("192.0.2.0/24".parse::<PoolEntry>()?.len(), 254);
-    /// assert_eq!("192.0.2.0/31".parse::<PoolEntry>()?.len(), 2);
-    /// assert_eq!("192.0.2.9".parse::<PoolEntry>()?.len(), 1);
-    /// # Ok::<(), ipvirt::ParsePoolEntryError>(())
-    /// ```
-    #[must_use]
-    #[allow(clippy::len_without_is_empty)] // never empty: a parsed entry holds at least one address
-    pub fn len(&self) -> u64 {
-        u64::from(self.last().to_bits()) - u64::from(self.first().to_bits()) + 1
-    }
-
-    /// Whether `addr` can be leased from this entry.
-    ///
-    /// ```
-    /// use std::net::Ipv4Addr;
-    /// use ipvirt::PoolEntry;
-    ///
-    /// let net: PoolEntry = "192.0.2.0/24".parse()?;
-    /// assert!(net.contains(Ipv4Addr::new(192, 0, 2, 1)));
-    /// assert!(!net.contains(Ipv4Addr::new(192, 0, 2, 255)));
-    /// # Ok::<(), ipvirt::ParsePoolEntryError>(())
-    /// ```
-    #[must_use]
-    pub fn contains(&self, addr: Ipv4Addr) -> bool {
-        (self.first()..=self.last()).contains(&addr)
-    }
-}
-
-impl fmt::Display for PoolEntry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PoolEntry::Range { first, last } if first == last => write!(f, "{first}"),
-            PoolEntry::Range { first, last } => write!(f, "{first}-{last}"),
-            PoolEntry::Net(net) => write!(f, "{net}"),
-        }
-    }
-}
-
-impl FromStr for PoolEntry {
-    type Err = ParsePoolEntryError;
-
-    fn from_str(s: &str) -> Result<PoolEntry, ParsePoolEntryError> {
-        let err = |reason| ParsePoolEntryError {
-            input: s.to_string(),
-            reason,
-        };
-        let t = s.trim();
-        if let Some((a, b)) = t.split_once('-') {
-            let first: Ipv4Addr = a
-                .trim()
-                .parse()
-                .map_err(|_| err("the range start is not an IPv4 address"))?;
-            let last: Ipv4Addr = b
-                .trim()
-                .parse()
-                .map_err(|_| err("the range end is not an IPv4 address"))?;
-            if last < first {
-                return Err(err("the range ends before it starts"));
-            }
-            Ok(PoolEntry::Range { first, last })
-        } else if t.contains('/') {
-            let net: Ipv4Net = t
-                .parse()
-                .map_err(|_| err("not an IPv4 CIDR (a.b.c.d/0-32)"))?;
-            if net.addr() != net.network() {
-                return Err(err(
-                    "the CIDR has host bits set (write the network address)",
-                ));
-            }
-            Ok(PoolEntry::Net(net))
-        } else {
-            let addr: Ipv4Addr = t.parse().map_err(|_| {
-                err("expected an IPv4 address, a range a.b.c.d-e.f.g.h, or a CIDR a.b.c.d/n")
-            })?;
-            Ok(PoolEntry::Range {
-                first: addr,
-                last: addr,
-            })
-        }
-    }
-}
-
-impl TryFrom<String> for PoolEntry {
-    type Error = ParsePoolEntryError;
-
-    fn try_from(s: String) -> Result<PoolEntry, ParsePoolEntryError> {
-        s.parse()
-    }
-}
-
-impl From<PoolEntry> for String {
-    fn from(e: PoolEntry) -> String {
-        e.to_string()
-    }
-}
 
 /// Where a session's virtual IP comes from: a static pool, DHCP, or anything else a hooking layer
 /// plugs in.
@@ -249,20 +89,21 @@ impl From<PoolEntry> for String {
 /// ```
 /// use std::collections::HashMap;
 /// use std::net::Ipv4Addr;
-/// use ipvirt::{AddressSource, LeaseError, SessionId};
+/// use ipvirt::{AddressSource, LeaseError, SessionId, Vip};
 ///
 /// #[derive(Default)]
-/// struct Dhcp(HashMap<SessionId, Ipv4Addr>);
+/// struct Dhcp(HashMap<SessionId, Vip>);
 ///
 /// impl AddressSource for Dhcp {
-///     fn lease(&mut self, session: SessionId) -> Result<Ipv4Addr, LeaseError> {
-///         let next = Ipv4Addr::new(198, 51, 100, 10 + self.0.len() as u8);
+///     fn lease(&mut self, session: SessionId) -> Result<Vip, LeaseError> {
+///         // What a server hands out is checked like any VIP.
+///         let next = Vip::new(Ipv4Addr::new(198, 51, 100, 10 + self.0.len() as u8)).expect("unicast");
 ///         Ok(*self.0.entry(session).or_insert(next))
 ///     }
-///     fn release(&mut self, session: SessionId) -> Option<Ipv4Addr> {
+///     fn release(&mut self, session: SessionId) -> Option<Vip> {
 ///         self.0.remove(&session)
 ///     }
-///     fn address_of(&self, session: SessionId) -> Option<Ipv4Addr> {
+///     fn address_of(&self, session: SessionId) -> Option<Vip> {
 ///         self.0.get(&session).copied()
 ///     }
 ///     fn session_of(&self, addr: Ipv4Addr) -> Option<SessionId> {
@@ -272,7 +113,7 @@ impl From<PoolEntry> for String {
 ///
 /// let mut dhcp = Dhcp::default();
 /// let vip = dhcp.lease(SessionId::new(7))?;
-/// assert_eq!(dhcp.session_of(vip), Some(SessionId::new(7)));
+/// assert_eq!(dhcp.session_of(vip.addr()), Some(SessionId::new(7)));
 /// # Ok::<(), LeaseError>(())
 /// ```
 pub trait AddressSource {
@@ -282,13 +123,13 @@ pub trait AddressSource {
     ///
     /// [`LeaseError`] when no address can be given (the rewriter then applies the policy's
     /// `on_lease_failure`: pass `None` as the VIP).
-    fn lease(&mut self, session: SessionId) -> Result<Ipv4Addr, LeaseError>;
+    fn lease(&mut self, session: SessionId) -> Result<Vip, LeaseError>;
 
     /// Ends the session's lease, returning the address it held (`None` if it held none).
-    fn release(&mut self, session: SessionId) -> Option<Ipv4Addr>;
+    fn release(&mut self, session: SessionId) -> Option<Vip>;
 
     /// The address the session holds, if any.
-    fn address_of(&self, session: SessionId) -> Option<Ipv4Addr>;
+    fn address_of(&self, session: SessionId) -> Option<Vip>;
 
     /// The session that holds `addr`, if any.
     fn session_of(&self, addr: Ipv4Addr) -> Option<SessionId>;
@@ -403,20 +244,9 @@ impl StaticPool {
             return Err(PoolError::TooLarge { size: total });
         }
         let size = u32::try_from(total).map_err(|_| PoolError::TooLarge { size: total })?;
-        // A VIP must be a unicast address a network bind may become: never one of these blocks
-        // (a loopback VIP would turn a network bind into a loopback one, SPEC §5).
-        const RESERVED: [(u32, u32, &str); 4] = [
-            (0x0000_0000, 0x00FF_FFFF, "0.0.0.0/8 (\"this network\")"),
-            (0x7F00_0000, 0x7FFF_FFFF, "127.0.0.0/8 (loopback)"),
-            (0xE000_0000, 0xEFFF_FFFF, "224.0.0.0/4 (multicast)"),
-            (
-                0xF000_0000,
-                0xFFFF_FFFF,
-                "240.0.0.0/4 (reserved and broadcast)",
-            ),
-        ];
+        // Every address must be able to be a VIP (the one definition, `Vip::new`).
         for &(a, b) in &runs_bits {
-            if let Some(&(_, _, block)) = RESERVED.iter().find(|&&(lo, hi, _)| a <= hi && b >= lo) {
+            if let Some(block) = reserved_block(Ipv4Addr::from_bits(a), Ipv4Addr::from_bits(b)) {
                 let entry = entries
                     .iter()
                     .copied()
@@ -591,12 +421,12 @@ impl StaticPool {
     /// assert_eq!(pool.lease(SessionId::new(7))?, first); // 7 comes back to its old one
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn lease(&mut self, session: SessionId) -> Result<Ipv4Addr, LeaseError> {
+    pub fn lease(&mut self, session: SessionId) -> Result<Vip, LeaseError> {
         if session > SessionId::MAX {
             return Err(LeaseError::InvalidSession { session });
         }
         if let Some(&idx) = self.leases.get(&session) {
-            return Ok(self.addr_at(idx));
+            return Ok(self.vip_at(idx));
         }
         let idx = match self.forget(session) {
             Some(idx) if self.free.contains(idx) => idx,
@@ -616,7 +446,7 @@ impl StaticPool {
             }
         };
         self.take(idx, session);
-        Ok(self.addr_at(idx))
+        Ok(self.vip_at(idx))
     }
 
     /// Ends `session`'s lease; returns the address it held.
@@ -630,14 +460,14 @@ impl StaticPool {
     /// assert_eq!(pool.release(SessionId::new(7)), None);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn release(&mut self, session: SessionId) -> Option<Ipv4Addr> {
+    pub fn release(&mut self, session: SessionId) -> Option<Vip> {
         let idx = self.leases.remove(&session)?;
         if let Some(slot) = self.slots.get_mut(idx as usize) {
             *slot = session.get() + 1; // remember the previous holder
         }
         self.free.insert(idx);
         self.remember(session, idx);
-        Some(self.addr_at(idx))
+        Some(self.vip_at(idx))
     }
 
     /// Remembers `session`'s previous address as the newest entry, evicting the oldest past
@@ -702,8 +532,8 @@ impl StaticPool {
 
     /// The address `session` holds, if any.
     #[must_use]
-    pub fn address_of(&self, session: SessionId) -> Option<Ipv4Addr> {
-        self.leases.get(&session).map(|&i| self.addr_at(i))
+    pub fn address_of(&self, session: SessionId) -> Option<Vip> {
+        self.leases.get(&session).map(|&i| self.vip_at(i))
     }
 
     /// The session holding `addr`, if any.
@@ -913,6 +743,11 @@ impl StaticPool {
         self.leases.insert(session, idx);
     }
 
+    /// The address at `idx` as a VIP: every address of the pool was checked when it was built.
+    fn vip_at(&self, idx: u32) -> Vip {
+        Vip::checked(self.addr_at(idx))
+    }
+
     fn addr_at(&self, idx: u32) -> Ipv4Addr {
         // The run holding idx: the last whose first index is <= idx.
         let run = self
@@ -935,15 +770,15 @@ impl StaticPool {
 }
 
 impl AddressSource for StaticPool {
-    fn lease(&mut self, session: SessionId) -> Result<Ipv4Addr, LeaseError> {
+    fn lease(&mut self, session: SessionId) -> Result<Vip, LeaseError> {
         StaticPool::lease(self, session)
     }
 
-    fn release(&mut self, session: SessionId) -> Option<Ipv4Addr> {
+    fn release(&mut self, session: SessionId) -> Option<Vip> {
         StaticPool::release(self, session)
     }
 
-    fn address_of(&self, session: SessionId) -> Option<Ipv4Addr> {
+    fn address_of(&self, session: SessionId) -> Option<Vip> {
         StaticPool::address_of(self, session)
     }
 
@@ -1110,18 +945,18 @@ impl SharedPool {
     /// # Errors
     ///
     /// As [`StaticPool::lease`].
-    pub fn lease(&self, session: SessionId) -> Result<Ipv4Addr, LeaseError> {
+    pub fn lease(&self, session: SessionId) -> Result<Vip, LeaseError> {
         self.with(|p| p.lease(session))
     }
 
     /// [`StaticPool::release`].
-    pub fn release(&self, session: SessionId) -> Option<Ipv4Addr> {
+    pub fn release(&self, session: SessionId) -> Option<Vip> {
         self.with(|p| p.release(session))
     }
 
     /// [`StaticPool::address_of`].
     #[must_use]
-    pub fn address_of(&self, session: SessionId) -> Option<Ipv4Addr> {
+    pub fn address_of(&self, session: SessionId) -> Option<Vip> {
         self.with(|p| p.address_of(session))
     }
 
@@ -1154,15 +989,15 @@ impl SharedPool {
 
 #[cfg(feature = "std")]
 impl AddressSource for SharedPool {
-    fn lease(&mut self, session: SessionId) -> Result<Ipv4Addr, LeaseError> {
+    fn lease(&mut self, session: SessionId) -> Result<Vip, LeaseError> {
         SharedPool::lease(self, session)
     }
 
-    fn release(&mut self, session: SessionId) -> Option<Ipv4Addr> {
+    fn release(&mut self, session: SessionId) -> Option<Vip> {
         SharedPool::release(self, session)
     }
 
-    fn address_of(&self, session: SessionId) -> Option<Ipv4Addr> {
+    fn address_of(&self, session: SessionId) -> Option<Vip> {
         SharedPool::address_of(self, session)
     }
 
@@ -1301,28 +1136,6 @@ mod tests {
             assert_eq!(f.find_from(0), None, "size {size}");
         }
     }
-}
-
-/// An error parsing a VIP pool entry (`192.0.2.10-192.0.2.20`, `192.0.2.0/24` or `192.0.2.7`).
-///
-/// # Examples
-///
-/// ```
-/// use ipvirt::PoolEntry;
-///
-/// let err = "192.0.2.20-192.0.2.10".parse::<PoolEntry>().unwrap_err();
-/// assert_eq!(
-///     err.to_string(),
-///     "invalid pool entry \"192.0.2.20-192.0.2.10\": the range ends before it starts"
-/// );
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid pool entry {input:?}: {reason}")]
-pub struct ParsePoolEntryError {
-    /// The text that was given.
-    pub input: String,
-    /// Why it was refused.
-    pub reason: &'static str,
 }
 
 /// An error building or restoring a [`StaticPool`](crate::StaticPool).

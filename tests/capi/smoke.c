@@ -3,10 +3,28 @@
 #include "ipvirt.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+
+/* The rule tables' layout is the one the Rust side has (tests/tables.rs checks the same numbers). */
+_Static_assert(sizeof(ipvirt_policy_table) == 8472, "policy table size");
+_Static_assert(offsetof(ipvirt_policy_table, flags) == 4, "flags");
+_Static_assert(offsetof(ipvirt_policy_table, localhost) == 8, "localhost");
+_Static_assert(offsetof(ipvirt_policy_table, primary_server) == 12, "primary_server");
+_Static_assert(offsetof(ipvirt_policy_table, server_count) == 16, "server_count");
+_Static_assert(offsetof(ipvirt_policy_table, servers) == 24, "servers");
+_Static_assert(offsetof(ipvirt_policy_table, excluded_ports) == 280, "excluded_ports");
+_Static_assert(sizeof(ipvirt_session_entry) == 16, "session entry size");
+_Static_assert(offsetof(ipvirt_session_entry, loopback) == 4, "loopback");
+_Static_assert(offsetof(ipvirt_session_entry, vip) == 8, "vip");
+_Static_assert(offsetof(ipvirt_session_entry, flags) == 12, "session flags");
+_Static_assert(sizeof(ipvirt_program_entry) == 4, "program entry size");
 
 static int failures = 0;
 #define CHECK(cond)                                                              \
@@ -44,6 +62,52 @@ static int is(const struct sockaddr_in *a, const char *ip, int port) {
     return strcmp(buf, ip) == 0 && ntohs(a->sin_port) == port && a->sin_family == AF_INET;
 }
 
+/* Lengths no buffer can have: refused before ipvirt looks at the bytes (real, small buffers are
+ * passed, and must come back unchanged). */
+static const size_t HUGE_LENS[] = {(size_t)PTRDIFF_MAX + 1, SIZE_MAX};
+
+static void huge_lengths_and_overlap(ipvirt_rewriter *rw) {
+    struct sockaddr_in a, b, keep;
+    uint8_t source[28];
+    uint32_t changed = 9;
+    size_t written = 99;
+    unsigned i;
+    for (i = 0; i < sizeof HUGE_LENS / sizeof HUGE_LENS[0]; i++) {
+        size_t n = HUGE_LENS[i];
+        a = v4("127.0.0.1", 9000);
+        keep = a;
+        memset(source, 0x77, sizeof source);
+        CHECK(ipvirt_rewriter_bind(rw, (uint8_t *)&a, n, 1, 0, &changed) == IPVIRT_INVALID_ARGUMENT);
+        CHECK(ipvirt_rewriter_reported(rw, (uint8_t *)&a, n, 1, &changed) == IPVIRT_INVALID_ARGUMENT);
+        CHECK(ipvirt_rewriter_connect(rw, (uint8_t *)&a, n, 1, source, sizeof source, &written, &changed) == IPVIRT_INVALID_ARGUMENT);
+        CHECK(ipvirt_rewriter_sendto(rw, (uint8_t *)&a, sizeof a, 1, source, n, &written, &changed) == IPVIRT_INVALID_ARGUMENT);
+        CHECK(memcmp(&a, &keep, sizeof a) == 0 && source[0] == 0x77 && source[27] == 0x77);
+        CHECK(changed == 9 && written == 99);
+    }
+
+    /* One buffer as both dest and source: refused, nothing changed (it used to zero the port). */
+    a = v4("127.0.0.1", 9000);
+    keep = a;
+    CHECK(ipvirt_rewriter_connect(rw, (uint8_t *)&a, sizeof a, 1, (uint8_t *)&a, sizeof a, &written, &changed) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(ipvirt_rewriter_sendto(rw, (uint8_t *)&a, sizeof a, 1, (uint8_t *)&a + 8, 8, &written, &changed) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(memcmp(&a, &keep, sizeof a) == 0 && changed == 9 && written == 99);
+    /* A scalar output inside the address it reports on: refused too. */
+    CHECK(ipvirt_rewriter_bind(rw, (uint8_t *)&a, sizeof a, 1, 0, (uint32_t *)((uint8_t *)&a + 4)) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(ipvirt_rewriter_connect(rw, (uint8_t *)&a, sizeof a, 1, source, sizeof source, &written, (uint32_t *)(source + 4)) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(memcmp(&a, &keep, sizeof a) == 0);
+    /* Separate buffers, even adjacent ones, are fine. */
+    struct {
+        struct sockaddr_in dest;
+        uint8_t source[28];
+    } adjacent;
+    adjacent.dest = v4("127.0.0.1", 9000);
+    CHECK(ipvirt_rewriter_connect(rw, (uint8_t *)&adjacent.dest, sizeof adjacent.dest, 1, adjacent.source, sizeof adjacent.source, &written, &changed) == IPVIRT_OK);
+    CHECK(changed == 1 && is(&adjacent.dest, "127.0.0.8", 9000) && written == 16);
+    b = v4("127.0.0.1", 9000);
+    CHECK(ipvirt_rewriter_connect(rw, (uint8_t *)&b, sizeof b, 1, source, sizeof source, &written, &changed) == IPVIRT_OK);
+    CHECK(is(&b, "127.0.0.8", 9000));
+}
+
 int main(void) {
     char msg[256];
     size_t needed = 0;
@@ -57,6 +121,11 @@ int main(void) {
     CHECK(strlen(tiny) == 4 && needed > 4);
     CHECK(ipvirt_status_message(999, msg, sizeof msg, NULL) == IPVIRT_INVALID_ARGUMENT);
     CHECK(ipvirt_status_message(0, NULL, 0, &needed) == IPVIRT_BUFFER_TOO_SHORT && needed == 7);
+    needed = 99;
+    msg[0] = 'x';
+    CHECK(ipvirt_status_message(0, msg, SIZE_MAX, &needed) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(needed == 99 && msg[0] == 'x');
+    CHECK(ipvirt_status_message(0, msg, sizeof msg, (size_t *)(msg + 8)) == IPVIRT_INVALID_ARGUMENT);
 
     /* engine_new: NULLs, a policy error with its message (also truncated), success */
     ipvirt_engine *engine = NULL;
@@ -75,6 +144,15 @@ int main(void) {
     const uint8_t servers[] = {192, 0, 2, 10};
     CHECK(ipvirt_engine_new((const uint8_t *)POLICY, strlen(POLICY), servers, 3, &engine, NULL, 0, NULL) == IPVIRT_INVALID_ARGUMENT);
     CHECK(ipvirt_engine_new((const uint8_t *)POLICY, strlen(POLICY), NULL, 4, &engine, NULL, 0, NULL) == IPVIRT_NULL_ARGUMENT);
+    /* lengths no buffer can have: the message says which; a huge err_len writes nothing */
+    CHECK(ipvirt_engine_new((const uint8_t *)POLICY, (size_t)PTRDIFF_MAX + 1, NULL, 0, &engine, msg, sizeof msg, NULL) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(strstr(msg, "policy_len") != NULL && engine == NULL);
+    CHECK(ipvirt_engine_new((const uint8_t *)POLICY, strlen(POLICY), servers, SIZE_MAX, &engine, msg, sizeof msg, NULL) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(strstr(msg, "servers_len") != NULL && engine == NULL);
+    needed = 99;
+    msg[0] = 'x';
+    CHECK(ipvirt_engine_new((const uint8_t *)bad, strlen(bad), NULL, 0, &engine, msg, SIZE_MAX, &needed) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(needed == 99 && msg[0] == 'x' && engine == NULL);
     CHECK(ipvirt_engine_new((const uint8_t *)POLICY, strlen(POLICY), servers, sizeof servers, &engine, NULL, 0, NULL) == IPVIRT_OK);
     CHECK(engine != NULL);
 
@@ -85,6 +163,7 @@ int main(void) {
     CHECK(ipvirt_engine_process(engine, NULL, 0, &plan) == IPVIRT_NULL_ARGUMENT);
     CHECK(ipvirt_engine_process(engine, (const uint8_t *)image, strlen(image), NULL) == IPVIRT_NULL_ARGUMENT);
     CHECK(ipvirt_engine_process(engine, badutf8, 2, &plan) == IPVIRT_INVALID_UTF8);
+    CHECK(ipvirt_engine_process(engine, (const uint8_t *)image, SIZE_MAX, &plan) == IPVIRT_INVALID_ARGUMENT);
     CHECK(ipvirt_engine_process(engine, (const uint8_t *)image, strlen(image), &plan) == IPVIRT_OK);
     CHECK(plan.loopback == 1 && plan.virtual_ip == 1 && plan.prefer_loopback == 0);
     CHECK(plan.loopback_reason == 3 && plan.loopback_entry == 0);
@@ -97,11 +176,24 @@ int main(void) {
     CHECK(ipvirt_rewriter_new(NULL, 7, 0, &plan, vip, 4, &rw) == IPVIRT_NULL_ARGUMENT);
     CHECK(ipvirt_rewriter_new(engine, 7, 0, NULL, vip, 4, &rw) == IPVIRT_NULL_ARGUMENT);
     CHECK(ipvirt_rewriter_new(engine, 7, 2, &plan, vip, 4, &x) == IPVIRT_INVALID_SESSION);
-    CHECK(ipvirt_rewriter_new(engine, 20000000, 0, &plan, vip, 4, &x) == IPVIRT_INVALID_SESSION);
+    /* A session past 16777214 builds; its loopback calls are refused (it has no loopback). */
+    ipvirt_rewriter *huge = NULL;
+    CHECK(ipvirt_rewriter_new(engine, 20000000, 0, &plan, vip, 4, &huge) == IPVIRT_OK);
+    {
+        struct sockaddr_in h = v4("127.0.0.1", 9000);
+        uint32_t hc = 9;
+        CHECK(ipvirt_rewriter_bind(huge, (uint8_t *)&h, sizeof h, IPVIRT_LAYOUT_LINUX, 0, &hc) == IPVIRT_NO_LOOPBACK);
+        CHECK(hc == 9 && is(&h, "127.0.0.1", 9000));
+        int32_t posix = 0, winsock = 0;
+        CHECK(ipvirt_status_errno(IPVIRT_NO_LOOPBACK, &posix, &winsock) == IPVIRT_OK);
+        CHECK(posix == EADDRNOTAVAIL && winsock == 10049);
+    }
+    ipvirt_rewriter_free(huge);
     const uint8_t loopvip[] = {127, 0, 0, 5};
     CHECK(ipvirt_rewriter_new(engine, 7, 0, &plan, loopvip, 4, &x) == IPVIRT_INVALID_VIP);
     CHECK(ipvirt_rewriter_new(engine, 7, 0, &plan, vip, 3, &x) == IPVIRT_INVALID_ARGUMENT);
     CHECK(ipvirt_rewriter_new(engine, 7, 0, &plan, NULL, 4, &x) == IPVIRT_NULL_ARGUMENT);
+    CHECK(ipvirt_rewriter_new(engine, 7, 0, &plan, vip, (size_t)PTRDIFF_MAX + 1, &x) == IPVIRT_INVALID_ARGUMENT);
     ipvirt_plan broken = plan;
     broken.loopback_reason = 9;
     CHECK(ipvirt_rewriter_new(engine, 7, 0, &broken, vip, 4, &x) == IPVIRT_INVALID_ARGUMENT);
@@ -109,6 +201,39 @@ int main(void) {
     CHECK(ipvirt_rewriter_new(engine, 7, 0, &plan, vip, 4, &rw) == IPVIRT_OK);
     CHECK(ipvirt_rewriter_new(engine, 7, 0, &plan, NULL, 0, &novip) == IPVIRT_OK);
     CHECK(ipvirt_rewriter_new(engine, 7, 1, &plan, vip, 4, &console) == IPVIRT_OK);
+
+    /* The rule tables of SPEC §7, and a rewriter built from them that decides as the engine's. */
+    {
+        static ipvirt_policy_table table;
+        ipvirt_session_entry entry;
+        ipvirt_program_entry program;
+        CHECK(ipvirt_engine_policy_table(engine, &table) == IPVIRT_OK);
+        CHECK(table.version == IPVIRT_TABLE_VERSION);
+        CHECK(table.localhost == 0x7F000001u && (table.flags & IPVIRT_POLICY_ISOLATE));
+        CHECK(table.server_count == 1 && table.servers[0] == 0xC000020Au && table.primary_server == 0xC000020Au);
+        CHECK((table.excluded_ports[27000 / 64] >> (27000 % 64)) & 1);
+        CHECK(ipvirt_engine_session_entry(engine, 7, 0, vip, 4, &entry) == IPVIRT_OK);
+        CHECK(entry.session == 7 && entry.loopback == 0x7F000008u && entry.vip == 0xC000026Bu);
+        CHECK(entry.flags == IPVIRT_SESSION_VIRTUALIZED);
+        CHECK(ipvirt_engine_session_entry(engine, 7, 0, loopvip, 4, &entry) == IPVIRT_INVALID_VIP);
+        CHECK(ipvirt_engine_session_entry(engine, 7, 5, vip, 4, &entry) == IPVIRT_INVALID_SESSION);
+        CHECK(ipvirt_plan_entry(&plan, &program) == IPVIRT_OK);
+        CHECK(program.flags == (IPVIRT_PROGRAM_LOOPBACK | IPVIRT_PROGRAM_VIRTUAL_IP));
+        CHECK(ipvirt_plan_entry(&broken, &program) == IPVIRT_INVALID_ARGUMENT);
+        ipvirt_rewriter *t = NULL;
+        CHECK(ipvirt_rewriter_from_tables(&table, &entry, &program, &t) == IPVIRT_OK);
+        struct sockaddr_in b = v4("127.0.0.1", 9000);
+        uint32_t tc = 9;
+        CHECK(ipvirt_rewriter_bind(t, (uint8_t *)&b, sizeof b, IPVIRT_LAYOUT_LINUX, 0, &tc) == IPVIRT_OK);
+        CHECK(tc == 1 && is(&b, "127.0.0.8", 9000));
+        ipvirt_rewriter_free(t);
+        ipvirt_session_entry bad = entry;
+        bad.loopback = 0xC0000201u; /* not a loopback address */
+        t = NULL;
+        CHECK(ipvirt_rewriter_from_tables(&table, &bad, &program, &t) == IPVIRT_INVALID_ARGUMENT && t == NULL);
+        CHECK(ipvirt_rewriter_from_tables(NULL, &entry, &program, &t) == IPVIRT_NULL_ARGUMENT);
+        CHECK(ipvirt_engine_policy_table(NULL, &table) == IPVIRT_NULL_ARGUMENT);
+    }
 
     /* The engine may go first: the rewriters keep it alive. */
     ipvirt_engine_free(engine);
@@ -191,6 +316,32 @@ int main(void) {
     CHECK(changed == 0 && is(&a, "192.0.2.107", 80));
     CHECK(ipvirt_rewriter_reported(rw, NULL, 16, 1, &changed) == IPVIRT_NULL_ARGUMENT);
     CHECK(ipvirt_rewriter_reported(rw, (uint8_t *)&a, 3, 1, &changed) == IPVIRT_BUFFER_TOO_SHORT);
+
+    huge_lengths_and_overlap(rw);
+
+    /* resolved and reverse_lookup, on raw addresses too */
+    a = v4("192.0.2.10", 0);
+    CHECK(ipvirt_rewriter_resolved(rw, (uint8_t *)&a, sizeof a, 1, &changed) == IPVIRT_OK);
+    CHECK(changed == 1 && is(&a, "192.0.2.107", 0));
+    CHECK(ipvirt_rewriter_reverse_lookup(rw, (uint8_t *)&a, sizeof a, 1, &changed) == IPVIRT_OK);
+    CHECK(changed == 1 && is(&a, "192.0.2.10", 0));
+    a = v4("127.0.0.8", 0);
+    CHECK(ipvirt_rewriter_reverse_lookup(rw, (uint8_t *)&a, sizeof a, 1, &changed) == IPVIRT_OK);
+    CHECK(changed == 1 && is(&a, "127.0.0.1", 0));
+    CHECK(ipvirt_rewriter_resolved(rw, unix_addr, sizeof unix_addr, 1, &changed) == IPVIRT_UNSUPPORTED_FAMILY);
+    CHECK(ipvirt_rewriter_reverse_lookup(rw, (uint8_t *)&a, sizeof a, 1, NULL) == IPVIRT_NULL_ARGUMENT);
+
+    /* The error codes of the refusals: one table. */
+    int32_t posix = 0, winsock = 0;
+    CHECK(ipvirt_status_errno(IPVIRT_ISOLATED, &posix, &winsock) == IPVIRT_OK);
+    CHECK(posix == ECONNREFUSED && winsock == 10061);
+    CHECK(ipvirt_status_errno(IPVIRT_OTHER_SESSION, &posix, NULL) == IPVIRT_OK && posix == EACCES);
+    CHECK(ipvirt_status_errno(IPVIRT_NO_CONNECTIVITY, NULL, &winsock) == IPVIRT_OK && winsock == 10049);
+    posix = 7;
+    CHECK(ipvirt_status_errno(IPVIRT_OK, &posix, &winsock) == IPVIRT_INVALID_ARGUMENT && posix == 7);
+    CHECK(ipvirt_status_errno(99, &posix, &winsock) == IPVIRT_INVALID_ARGUMENT);
+    a = v4("127.0.0.9", 9000); /* isolation also holds for a bind */
+    CHECK(ipvirt_rewriter_bind(rw, (uint8_t *)&a, sizeof a, 1, 0, &changed) == IPVIRT_OTHER_SESSION);
 
     /* Windows layout: same rows, other family numbers. */
     uint8_t win[16] = {2, 0, 0x23, 0x28, 127, 0, 0, 1};

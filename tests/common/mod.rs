@@ -5,12 +5,15 @@ pub mod examples;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV6};
 
-use ipvirt::{Engine, Host, Policy};
+use ipvirt::{Engine, Host, Policy, Vip};
 
 /// The server's own address in the fixtures.
 pub const SERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 /// Session 7's VIP in the fixtures.
-pub const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 107);
+pub const VIP: Vip = match Vip::new(Ipv4Addr::new(192, 0, 2, 107)) {
+    Ok(v) => v,
+    Err(_) => panic!("a usable VIP"),
+};
 
 /// A policy in which both features and preferred loopback are on:
 /// `crm.exe` gets virtual loopback and VIP; `pref.exe` also has preferred loopback;

@@ -18,14 +18,23 @@
 //! The session is not part of the plan: only remote sessions other than session 0 are ever
 //! virtualized, and [`Engine::rewriter`](crate::Engine::rewriter) checks that per session.
 
-use alloc::boxed::Box;
-use alloc::vec;
+use alloc::sync::Arc;
 use core::fmt;
+use core::net::Ipv4Addr;
 
+use crate::addr::Vip;
 use crate::host::Host;
-use crate::policy::{Policy, VipMode};
-use crate::process::{ProgramList, fold_program_name};
+use crate::policy::{Ipv6Loopback, LeaseFailure, Policy, VipMode};
+use crate::program::{ProgramList, fold_program_name};
 use crate::session::Session;
+
+pub mod table;
+
+use table::{
+    MAX_SERVERS, POLICY_IPV6_MAP, POLICY_ISOLATE, PROGRAM_LOOPBACK, PROGRAM_PREFER_LOOPBACK,
+    PROGRAM_VIRTUAL_IP, PolicyTable, ProgramEntry, SESSION_NO_CONNECTIVITY, SESSION_NO_LOOPBACK,
+    SESSION_VIRTUALIZED, SessionEntry,
+};
 
 /// A policy compiled for one host: what [`Engine::process`] and the rewriters read.
 ///
@@ -52,8 +61,8 @@ pub struct Engine {
     loopback_programs: ProgramList,
     vip_programs: ProgramList,
     prefer_programs: ProgramList,
-    /// One bit per port: set when the port is in `virtual_loopback.excluded_ports`.
-    excluded: Box<[u64]>,
+    /// The policy table of SPEC §7, shared with every rewriter.
+    table: Arc<PolicyTable>,
 }
 
 impl Policy {
@@ -88,11 +97,30 @@ impl Policy {
         let pool = &self.virtual_ip.pool;
         let mut host = host;
         host.retain_v4(|a| !pool.iter().any(|e| e.contains(a)));
-        let mut excluded = vec![0u64; 1024].into_boxed_slice();
+        let servers = host.v4_bits();
+        if servers.len() > MAX_SERVERS {
+            return Err(CompileError::TooManyServerAddresses {
+                count: servers.len(),
+                max: MAX_SERVERS,
+            });
+        }
+        let mut table = PolicyTable::new();
+        table.localhost = localhost.to_bits();
+        table.primary_server = host.primary_v4().map_or(0, Ipv4Addr::to_bits);
+        table.server_count = servers.len() as u32;
+        for (slot, &bits) in table.servers.iter_mut().zip(servers) {
+            *slot = bits;
+        }
         for &port in &self.virtual_loopback.excluded_ports {
-            if let Some(word) = excluded.get_mut(usize::from(port) / 64) {
+            if let Some(word) = table.excluded_ports.get_mut(usize::from(port) / 64) {
                 *word |= 1 << (port % 64);
             }
+        }
+        if self.virtual_loopback.isolate {
+            table.flags |= POLICY_ISOLATE;
+        }
+        if self.virtual_loopback.ipv6 == Ipv6Loopback::Map {
+            table.flags |= POLICY_IPV6_MAP;
         }
         Ok(Engine {
             loopback_programs: ProgramList::new(&self.virtual_loopback.programs),
@@ -100,7 +128,7 @@ impl Policy {
             prefer_programs: ProgramList::new(&self.prefer_loopback.processes),
             policy: self.clone(),
             host,
-            excluded,
+            table: Arc::new(table),
         })
     }
 }
@@ -218,10 +246,52 @@ impl Engine {
         &self.host
     }
 
-    /// The excluded-ports bitmap (1 024 words), for the rewriter's hot path.
-    #[inline]
-    pub(crate) fn excluded_words(&self) -> &[u64] {
-        &self.excluded
+    /// The policy table of SPEC §7: what a C or kernel layer loads (see [`table`](crate::table)).
+    #[must_use]
+    pub fn tables(&self) -> &PolicyTable {
+        &self.table
+    }
+
+    /// The policy table, shared (what every [`Rewriter`](crate::Rewriter) of this engine holds).
+    #[must_use]
+    pub fn policy_table(&self) -> Arc<PolicyTable> {
+        Arc::clone(&self.table)
+    }
+
+    /// The session entry of SPEC §7 for `session` with the VIP `vip` (`None`: the session has none,
+    /// and the policy's `on_lease_failure` is recorded in the flags).
+    ///
+    /// ```
+    /// use ipvirt::{Host, Policy, Session, SessionId, table};
+    ///
+    /// let engine = Policy::default().compile(Host::default())?;
+    /// let console = engine.session_entry(Session::console(SessionId::new(1)), None);
+    /// assert_eq!(console.flags & table::SESSION_VIRTUALIZED, 0);
+    /// let huge = engine.session_entry(Session::remote(SessionId::new(20_000_000)), None);
+    /// assert_ne!(huge.flags & table::SESSION_NO_LOOPBACK, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn session_entry(&self, session: Session, vip: Option<Vip>) -> SessionEntry {
+        let mut flags = 0;
+        let mut loopback = 0;
+        if session.is_virtualized() {
+            flags |= SESSION_VIRTUALIZED;
+            match session.id().loopback() {
+                Ok(lo) => loopback = lo.to_bits(),
+                Err(_) => flags |= SESSION_NO_LOOPBACK,
+            }
+        }
+        if vip.is_none() && self.policy.virtual_ip.on_lease_failure == LeaseFailure::NoConnectivity
+        {
+            flags |= SESSION_NO_CONNECTIVITY;
+        }
+        SessionEntry {
+            session: session.id().get(),
+            loopback,
+            vip: vip.map_or(0, Vip::to_bits),
+            flags,
+        }
     }
 
     /// Whether loopback traffic on `port` is never rewritten (`virtual_loopback.excluded_ports`).
@@ -238,9 +308,7 @@ impl Engine {
     #[inline]
     #[must_use]
     pub fn is_port_excluded(&self, port: u16) -> bool {
-        self.excluded
-            .get(usize::from(port) / 64)
-            .is_some_and(|w| w & (1 << (port % 64)) != 0)
+        self.table.is_port_excluded(port)
     }
 }
 
@@ -308,6 +376,22 @@ impl ProcessPlan {
     #[must_use]
     pub const fn prefer_loopback(&self) -> Decision {
         self.prefer_loopback
+    }
+
+    /// The program entry of SPEC §7: which of L, V and preferred loopback apply.
+    #[must_use]
+    pub const fn entry(&self) -> ProgramEntry {
+        let mut flags = 0;
+        if self.loopback.applies() {
+            flags |= PROGRAM_LOOPBACK;
+        }
+        if self.virtual_ip.applies() {
+            flags |= PROGRAM_VIRTUAL_IP;
+        }
+        if self.prefer_loopback.applies() {
+            flags |= PROGRAM_PREFER_LOOPBACK;
+        }
+        ProgramEntry { flags }
     }
 }
 
@@ -506,8 +590,21 @@ impl fmt::Display for ProcessExplanation<'_> {
                         )?;
                     }
                     writeln!(f)?;
+                    match p.virtual_loopback.ipv6 {
+                        Ipv6Loopback::Map => writeln!(
+                            f,
+                            "    [::1]:PORT is rewritten to [::ffff:{addr}]:PORT on sockets that take IPv4-mapped addresses (virtual_loopback.ipv6 = map); on a v6-only socket the layer clears IPV6_V6ONLY first or leaves it alone"
+                        )?,
+                        Ipv6Loopback::Unchanged => writeln!(
+                            f,
+                            "    [::1] is left alone (virtual_loopback.ipv6 = unchanged): servers on localhost that resolve it to ::1 share it with every session"
+                        )?,
+                    }
                 }
-                Err(e) => writeln!(f, "    error: {e}")?,
+                Err(e) => writeln!(
+                    f,
+                    "    error: {e}; calls that would use the session loopback are refused (EADDRNOTAVAIL)"
+                )?,
             }
         }
         write!(f, "  virtual IP: {} — ", yes(self.plan.virtual_ip))?;
@@ -579,5 +676,15 @@ pub enum CompileError {
     LocalhostNotLoopback {
         /// The configured address.
         localhost: core::net::Ipv4Addr,
+    },
+    /// The host has more IPv4 addresses (outside the VIP pool) than the policy table holds.
+    #[error(
+        "the host has {count} IPv4 addresses outside the VIP pool: the rule table holds at most {max}"
+    )]
+    TooManyServerAddresses {
+        /// How many the host has.
+        count: usize,
+        /// [`MAX_SERVERS`](crate::table::MAX_SERVERS).
+        max: usize,
     },
 }

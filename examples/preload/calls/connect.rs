@@ -1,0 +1,126 @@
+//! `bind` and `connect`.
+
+#![allow(clippy::wildcard_imports)]
+
+use crate::*;
+
+/// `bind(2)` with the address ipvirt says.
+///
+/// # Safety
+///
+/// As `bind(2)`: `addr` is NULL or points at `len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    let real = real!(bind: BindFn, -1);
+    let saved = errno();
+    let Some(st) = state() else {
+        // SAFETY: forwarded unchanged.
+        return unsafe { real(fd, addr, len) };
+    };
+    // SAFETY: the caller's contract is bind's.
+    let Some((mut buf, n)) = (unsafe { copy_in(addr, len) }) else {
+        // SAFETY: forwarded unchanged.
+        return unsafe { real(fd, addr, len) };
+    };
+    let before = st.debug.then_some(buf);
+    let view = buf.get_mut(..n).unwrap_or_default();
+    let mut stack = stack_of(fd, view);
+    if stack == Stack::Single && st.rw.maps_ipv6_loopback() && is_ipv6_loopback(view) {
+        // SPEC §8: `::1` is mapped to the session's IPv4-mapped loopback, which a v6-only socket
+        // cannot bind: take the option off first (the socket then serves that one address).
+        if clear_v6only(fd) {
+            stack = Stack::Dual;
+        }
+    }
+    set_errno(saved);
+    let call = if stack == Stack::Dual {
+        Call::BindDualStack
+    } else {
+        Call::Bind
+    };
+    let r = match st.rw.raw(LAYOUT).bind_on(view, stack) {
+        Ok(RawOutcome::Rewritten) => {
+            debug(before, n, st, call);
+            // SAFETY: buf holds len bytes (n == len): the program's address with the new IP.
+            unsafe { real(fd, buf.as_ptr().cast(), len) }
+        }
+        Ok(RawOutcome::Unchanged | RawOutcome::OtherFamily) => {
+            // SAFETY: forwarded unchanged.
+            unsafe { real(fd, addr, len) }
+        }
+        Err(RawError::Refused(r)) => {
+            debug(before, n, st, call);
+            return fail_with(r);
+        }
+        Err(_) => {
+            // SAFETY: forwarded unchanged.
+            unsafe { real(fd, addr, len) }
+        }
+    };
+    if r == 0 {
+        mark_bound(fd);
+    }
+    r
+}
+
+/// `connect(2)` to the destination ipvirt says, from the source it says on an unbound socket.
+///
+/// # Safety
+///
+/// As `connect(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    let real = real!(connect: unsafe extern "C" fn(c_int, *const sockaddr, socklen_t) -> c_int, -1);
+    let saved = errno();
+    let Some(st) = state() else {
+        // SAFETY: forwarded unchanged.
+        return unsafe { real(fd, addr, len) };
+    };
+    // SAFETY: the caller's contract is connect's.
+    let Some((mut buf, n)) = (unsafe { copy_in(addr, len) }) else {
+        // SAFETY: forwarded unchanged.
+        return unsafe { real(fd, addr, len) };
+    };
+    let before = st.debug.then_some(buf);
+    let view = buf.get_mut(..n).unwrap_or_default();
+    if st.rw.maps_ipv6_loopback() && is_ipv6_loopback(view) && !is_bound(fd) {
+        // SPEC §8: the mapped destination is IPv4-mapped; an unbound v6-only socket takes the
+        // option off first (a bound one was bound by the program, which chose it).
+        clear_v6only(fd);
+    }
+    let mut src = [0u8; STORAGE];
+    match st.rw.raw(LAYOUT).connect(view, &mut src) {
+        Ok(raw) => {
+            let dest_changed = raw.dest == RawOutcome::Rewritten;
+            if let Some(sl) = raw.source_len
+                && let Err(e) = bind_source(fd, src.get(..sl).unwrap_or(&[]), true)
+            {
+                set_errno(e);
+                return -1;
+            }
+            flag(&IMPLICIT, fd, false);
+            // The kernel binds a socket when it connects it.
+            flag(&FRESH, fd, false);
+            if dest_changed || raw.source_len.is_some() {
+                debug(before, n, st, Call::Connect);
+            }
+            set_errno(saved);
+            let ptr = if dest_changed {
+                buf.as_ptr().cast()
+            } else {
+                addr
+            };
+            // SAFETY: ptr is the program's address or our complete copy of len bytes.
+            unsafe { real(fd, ptr, len) }
+        }
+        Err(RawError::Refused(r)) => {
+            debug(before, n, st, Call::Connect);
+            fail_with(r)
+        }
+        Err(_) => {
+            set_errno(saved);
+            // SAFETY: forwarded unchanged.
+            unsafe { real(fd, addr, len) }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The configuration, read once when the library is loaded, and the state built from it.
+
+#![allow(clippy::wildcard_imports)]
+
+use crate::*;
+
+pub(crate) struct State {
+    pub(crate) rw: Rewriter,
+    pub(crate) debug: bool,
+}
+
+pub(crate) const UNINIT: u8 = 0;
+pub(crate) const INITIALIZING: u8 = 1;
+pub(crate) const DONE: u8 = 2;
+
+pub(crate) static PHASE: AtomicU8 = AtomicU8::new(UNINIT);
+pub(crate) static STATE: AtomicPtr<State> = AtomicPtr::new(ptr::null_mut());
+
+/// Runs when the library is loaded, before the program's `main`.
+#[used]
+#[unsafe(link_section = ".init_array")]
+pub(crate) static INIT: extern "C" fn() = init_at_load;
+
+extern "C" fn init_at_load() {
+    let _ = state();
+}
+
+/// The layer's state, or `None` while it is being built (calls made meanwhile pass through) or when
+/// the configuration is missing or bad.
+#[inline]
+pub(crate) fn state() -> Option<&'static State> {
+    let p = STATE.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: a non-null STATE points at a leaked, never-freed, immutable State.
+        return Some(unsafe { &*p });
+    }
+    if PHASE
+        .compare_exchange(UNINIT, INITIALIZING, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        let errno = errno();
+        // A panic must not unwind out of an `extern "C"` function (it would abort the program):
+        // should reading the configuration ever panic, it counts as a bad configuration.
+        match std::panic::catch_unwind(build) {
+            Ok(Ok(Some(s))) => STATE.store(Box::into_raw(Box::new(s)), Ordering::Release),
+            Ok(Ok(None)) => {}
+            Ok(Err(msg)) => say(format_args!(
+                "ipvirt: {msg}; socket calls are left unchanged\n"
+            )),
+            Err(_) => say(format_args!(
+                "ipvirt: reading the configuration failed unexpectedly; socket calls are left unchanged\n"
+            )),
+        }
+        set_errno(errno);
+        PHASE.store(DONE, Ordering::Release);
+        let p = STATE.load(Ordering::Acquire);
+        // SAFETY: as above.
+        return (!p.is_null()).then(|| unsafe { &*p });
+    }
+    None
+}
+
+/// The largest policy file the layer reads: 1 MiB, far more than any policy needs (a policy lists
+/// programs and ports), and little enough that reading it before `main` costs nothing noticeable.
+pub(crate) const MAX_POLICY: u64 = 1 << 20;
+
+/// A variable of the environment as the OS has it (`None` when unset or empty).
+pub(crate) fn var_os(name: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
+}
+
+/// A variable that must be text (a number, a word, addresses).
+pub(crate) fn var_text(name: &str) -> Result<Option<String>, String> {
+    var_os(name)
+        .map(|v| {
+            v.into_string()
+                .map_err(|v| format!("{name}={v:?} is not valid UTF-8"))
+        })
+        .transpose()
+}
+
+/// Reads the policy file: a regular file (a FIFO would block before `main`, a device such as
+/// `/dev/zero` would never end) of at most [`MAX_POLICY`] bytes. Opened with `O_NONBLOCK` so that
+/// opening a FIFO cannot block either.
+pub(crate) fn read_policy(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("IPVIRT_POLICY={path:?}: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("IPVIRT_POLICY={path:?}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "IPVIRT_POLICY={path:?} is not a regular file (FIFOs, devices and directories are not read)"
+        ));
+    }
+    let too_big = |len: u64| {
+        format!("IPVIRT_POLICY={path:?} is larger than the 1 MiB a policy may have ({len} bytes)")
+    };
+    if meta.len() > MAX_POLICY {
+        return Err(too_big(meta.len()));
+    }
+    // The file may grow between fstat and read: never read more than the cap (+1 to notice).
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(MAX_POLICY + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("IPVIRT_POLICY={path:?}: {e}"))?;
+    if bytes.len() as u64 > MAX_POLICY {
+        return Err(too_big(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|_| format!("IPVIRT_POLICY={path:?} is not UTF-8 text"))
+}
+
+/// Reads the configuration. `Ok(None)`: nothing to do for this process (unconfigured, or out of
+/// every list). `Err`: the configuration is present but wrong.
+pub(crate) fn build() -> Result<Option<State>, String> {
+    let debug = var_os("IPVIRT_DEBUG").is_some_and(|v| v != "0");
+    let session_var = var_os("IPVIRT_SESSION");
+    let policy_var = var_os("IPVIRT_POLICY");
+    if session_var.is_none() && policy_var.is_none() {
+        // Unconfigured (LD_PRELOAD exported in a shell, say): stay silent, every helper process of
+        // a script would print the line otherwise.
+        if debug {
+            say(format_args!(
+                "ipvirt: IPVIRT_SESSION is not set (nor IPVIRT_POLICY): the layer is off for this process\n"
+            ));
+        }
+        return Ok(None);
+    }
+    let session_text = var_text("IPVIRT_SESSION")?.ok_or("IPVIRT_SESSION is not set")?;
+    let id: SessionId = session_text
+        .trim()
+        .parse()
+        .map_err(|e| format!("IPVIRT_SESSION={session_text:?}: {e}"))?;
+    let session = match var_text("IPVIRT_SESSION_KIND")?.as_deref() {
+        None | Some("remote") => Session::remote(id),
+        Some("console") => Session::console(id),
+        Some(other) => {
+            return Err(format!(
+                "IPVIRT_SESSION_KIND={other:?}: expected remote or console"
+            ));
+        }
+    };
+    let path = PathBuf::from(policy_var.ok_or("IPVIRT_POLICY is not set")?);
+    let text = read_policy(&path)?;
+    let shown = path.display();
+    let policy = Policy::from_toml(&text).map_err(|e| format!("{shown}: {e}"))?;
+    let vip = match var_text("IPVIRT_VIP")? {
+        Some(v) => Some(
+            v.parse::<Vip>()
+                .map_err(|e| format!("IPVIRT_VIP={v:?}: {e}"))?,
+        ),
+        None => None,
+    };
+    let servers: Vec<IpAddr> = match var_text("IPVIRT_SERVER_ADDRS")? {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| format!("IPVIRT_SERVER_ADDRS: {s:?} is not an IP address"))
+            })
+            .collect::<Result<_, _>>()?,
+        None => interface_addresses(),
+    };
+    let exe = std::fs::read_link("/proc/self/exe")
+        .map_err(|e| format!("cannot read /proc/self/exe: {e}"))?;
+    // Program lists are text: a name that is not UTF-8 is matched by its lossy form.
+    let image = exe
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+
+    let engine = policy
+        .compile(Host::new(servers))
+        .map_err(|e| format!("{shown}: {e}"))?;
+    let plan = engine.process(&image);
+    // The rewriter owns what it reads: the engine is dropped after this.
+    let rw = engine.rewriter(session, &plan, vip);
+    if debug {
+        say(format_args!("ipvirt: {}", engine.explain(session, &image)));
+    }
+    Ok(rw.is_active().then_some(State { rw, debug }))
+}

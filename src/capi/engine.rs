@@ -1,0 +1,254 @@
+//! The engine handle and the process plan.
+
+use std::ffi::c_char;
+use std::net::IpAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use super::ptr::{bytes, check_disjoint, check_len, guard, region, write_message};
+use super::status::ipvirt_status::{self, *};
+use crate::engine::{Decision, Engine, ProcessPlan, Reason};
+use crate::host::Host;
+use crate::policy::Policy;
+
+/// A compiled policy (opaque).
+#[derive(Debug)]
+pub struct ipvirt_engine {
+    pub(super) engine: Arc<Engine>,
+}
+
+/// Which features apply to a process, and why (see [`ProcessPlan`]).
+///
+/// `reason` values: 0 feature off, 1 no adapter (virtual IP), 2 per-session mode, 3 listed (`entry`
+/// is the 0-based index of the matching list entry), 4 not listed. Pass the struct back unchanged
+/// to [`ipvirt_rewriter_new`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ipvirt_plan {
+    /// 1 when virtual loopback applies.
+    pub loopback: u8,
+    /// 1 when virtual IP applies.
+    pub virtual_ip: u8,
+    /// 1 when preferred loopback lists the process.
+    pub prefer_loopback: u8,
+    /// The reasons, in the same order.
+    pub loopback_reason: u8,
+    /// The reason for `virtual_ip`.
+    pub virtual_ip_reason: u8,
+    /// The reason for `prefer_loopback`.
+    pub prefer_loopback_reason: u8,
+    /// Entries that matched (valid when the reason is 3).
+    pub loopback_entry: u32,
+    /// The `virtual_ip` entry.
+    pub virtual_ip_entry: u32,
+    /// The `prefer_loopback` entry.
+    pub prefer_loopback_entry: u32,
+}
+
+fn encode(d: Decision) -> (u8, u8, u32) {
+    let (reason, entry) = match d.reason() {
+        Reason::FeatureOff => (0, 0),
+        Reason::NoAdapter => (1, 0),
+        Reason::PerSession => (2, 0),
+        Reason::Listed { entry } => (3, entry),
+        Reason::NotListed => (4, 0),
+    };
+    (u8::from(d.applies()), reason, entry)
+}
+
+fn decode(applies: u8, reason: u8, entry: u32) -> Option<Decision> {
+    let reason = match reason {
+        0 => Reason::FeatureOff,
+        1 => Reason::NoAdapter,
+        2 => Reason::PerSession,
+        3 => Reason::Listed { entry },
+        4 => Reason::NotListed,
+        _ => return None,
+    };
+    match applies {
+        0 => Some(Decision::no(reason)),
+        1 => Some(Decision::yes(reason)),
+        _ => None,
+    }
+}
+
+impl From<ProcessPlan> for ipvirt_plan {
+    fn from(p: ProcessPlan) -> ipvirt_plan {
+        let (l, lr, le) = encode(p.loopback());
+        let (v, vr, ve) = encode(p.virtual_ip());
+        let (pl, pr, pe) = encode(p.prefer_loopback());
+        ipvirt_plan {
+            loopback: l,
+            virtual_ip: v,
+            prefer_loopback: pl,
+            loopback_reason: lr,
+            virtual_ip_reason: vr,
+            prefer_loopback_reason: pr,
+            loopback_entry: le,
+            virtual_ip_entry: ve,
+            prefer_loopback_entry: pe,
+        }
+    }
+}
+
+impl ipvirt_plan {
+    pub(super) fn to_plan(self) -> Option<ProcessPlan> {
+        Some(ProcessPlan::from_decisions(
+            decode(self.loopback, self.loopback_reason, self.loopback_entry)?,
+            decode(
+                self.virtual_ip,
+                self.virtual_ip_reason,
+                self.virtual_ip_entry,
+            )?,
+            decode(
+                self.prefer_loopback,
+                self.prefer_loopback_reason,
+                self.prefer_loopback_entry,
+            )?,
+        ))
+    }
+}
+
+/// Builds an engine from a TOML policy (`policy`, `policy_len` bytes of UTF-8) and the server's own
+/// IPv4 addresses (`servers`: `servers_len` bytes, 4 per address, network byte order; NULL with 0
+/// for none). On success writes the new handle to `*out`.
+///
+/// On failure, when `err` is not NULL, writes the reason (naming the line and key of a policy
+/// error) into `err` (NUL-terminated, truncated to `err_len`), and its full length to `*err_needed`
+/// when that is not NULL.
+///
+/// # Safety
+///
+/// Each pointer must be NULL or valid for its length; `out` valid for a pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ipvirt_engine_new(
+    policy: *const u8,
+    policy_len: usize,
+    servers: *const u8,
+    servers_len: usize,
+    out: *mut *mut ipvirt_engine,
+    err: *mut c_char,
+    err_len: usize,
+    err_needed: *mut usize,
+) -> ipvirt_status {
+    guard(|| {
+        // The error buffer and the outputs first: a bad one is reported without writing anything.
+        let outputs = [
+            (err.cast_const().cast(), err_len),
+            region(err_needed),
+            region(out),
+        ];
+        if let Err(st) = check_len(err_len).and_then(|()| check_disjoint(&outputs, &[])) {
+            return st;
+        }
+        let fail = |status, msg: &str| {
+            // SAFETY: the caller's contract for err and err_needed.
+            unsafe { write_message(msg, err, err_len, err_needed) };
+            status
+        };
+        if policy.is_null() || out.is_null() {
+            return fail(IPVIRT_NULL_ARGUMENT, "policy and out must not be NULL");
+        }
+        // SAFETY: policy is valid for policy_len bytes (caller).
+        let text = match unsafe { bytes(policy, policy_len) } {
+            Ok(text) => text,
+            Err(st) => return fail(st, "policy_len is larger than any buffer"),
+        };
+        // SAFETY: servers is NULL or valid for servers_len bytes (caller).
+        let servers = match unsafe { bytes(servers, servers_len) } {
+            Ok(servers) => servers,
+            Err(IPVIRT_NULL_ARGUMENT) => {
+                return fail(
+                    IPVIRT_NULL_ARGUMENT,
+                    "servers is NULL with a non-zero length",
+                );
+            }
+            Err(st) => return fail(st, "servers_len is larger than any buffer"),
+        };
+        // An output inside an input: refused, and without a message (it would overwrite the input).
+        if let Err(st) = check_disjoint(
+            &outputs,
+            &[(policy, policy_len), (servers.as_ptr(), servers.len())],
+        ) {
+            return st;
+        }
+        let Ok(text) = std::str::from_utf8(text) else {
+            return fail(IPVIRT_INVALID_UTF8, "the policy text is not UTF-8");
+        };
+        if servers.len() % 4 != 0 {
+            return fail(
+                IPVIRT_INVALID_ARGUMENT,
+                "servers_len must be a multiple of 4 (one IPv4 address each)",
+            );
+        }
+        let host = Host::new(
+            servers
+                .chunks_exact(4)
+                .filter_map(|c| <[u8; 4]>::try_from(c).ok())
+                .map(IpAddr::from),
+        );
+        let policy = match Policy::from_toml(text) {
+            Ok(p) => p,
+            Err(e) => return fail(IPVIRT_POLICY_ERROR, &e.to_string()),
+        };
+        let engine = match policy.compile(host) {
+            Ok(e) => e,
+            Err(e) => return fail(IPVIRT_COMPILE_ERROR, &e.to_string()),
+        };
+        let handle = Box::new(ipvirt_engine {
+            engine: Arc::new(engine),
+        });
+        // SAFETY: out is valid for a pointer (checked non-NULL).
+        unsafe { *out = Box::into_raw(handle) };
+        IPVIRT_OK
+    })
+}
+
+/// Frees an engine (NULL is a no-op). Rewriters made from it stay valid.
+///
+/// # Safety
+///
+/// `engine` must be NULL or a handle from [`ipvirt_engine_new`] not freed before.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ipvirt_engine_free(engine: *mut ipvirt_engine) {
+    if !engine.is_null() {
+        // SAFETY: the handle came from Box::into_raw and is freed once (caller).
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(engine) })));
+    }
+}
+
+/// The plan for a process, from its executable image (`image`, `image_len` bytes of UTF-8: a full
+/// path or a name). Call once per process.
+///
+/// # Safety
+///
+/// `engine` must be a live handle; `image` valid for `image_len` bytes; `out` valid for a plan.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ipvirt_engine_process(
+    engine: *const ipvirt_engine,
+    image: *const u8,
+    image_len: usize,
+    out: *mut ipvirt_plan,
+) -> ipvirt_status {
+    guard(|| {
+        if engine.is_null() || image.is_null() || out.is_null() {
+            return IPVIRT_NULL_ARGUMENT;
+        }
+        if let Err(st) = check_disjoint(&[region(out)], &[(image, image_len)]) {
+            return st;
+        }
+        // SAFETY: image is valid for image_len bytes (caller).
+        let name = match unsafe { bytes(image, image_len) } {
+            Ok(name) => name,
+            Err(st) => return st,
+        };
+        let Ok(name) = std::str::from_utf8(name) else {
+            return IPVIRT_INVALID_UTF8;
+        };
+        // SAFETY: engine is a live handle (caller).
+        let plan = unsafe { &*engine }.engine.process(name);
+        // SAFETY: out is valid for a plan (caller, checked non-NULL).
+        unsafe { *out = plan.into() };
+        IPVIRT_OK
+    })
+}

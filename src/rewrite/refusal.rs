@@ -1,0 +1,107 @@
+//! [`Refusal`]: the answer "this call must fail", with its one error-code table.
+
+use crate::session::SessionId;
+
+/// A call the rules refuse: the hook fails it with the code of [`errno`](Self::errno) (POSIX) or
+/// [`wsa_error`](Self::wsa_error) (Winsock). A small `Copy` value: returning it never allocates.
+///
+/// | refusal | when | POSIX | Winsock |
+/// |---|---|---|---|
+/// | [`NoConnectivity`](Self::NoConnectivity) | the call would put the VIP on the network, the session has none, and `on_lease_failure = "no-connectivity"` | `EADDRNOTAVAIL` | `WSAEADDRNOTAVAIL` |
+/// | [`Isolated`](Self::Isolated) | a connect or send to another session's loopback address, `virtual_loopback.isolate` on | `ECONNREFUSED` | `WSAECONNREFUSED` |
+/// | [`OtherSession`](Self::OtherSession) | a bind of another session's loopback address, isolation on (it would receive that session's connections) | `EACCES` (what a bind the caller may not make gives; `EADDRNOTAVAIL` would invite retries) | `WSAEACCES` |
+/// | [`NoLoopback`](Self::NoLoopback) | virtual loopback applies but the session id is past `SessionId::MAX`, so it has no loopback address | `EADDRNOTAVAIL` | `WSAEADDRNOTAVAIL` |
+///
+/// # Examples
+///
+/// ```
+/// use ipvirt::{Host, Policy, Refusal, Session, SessionId};
+///
+/// let policy = Policy::from_toml("[virtual_loopback]\nenabled = true\nprograms = [\"a\"]\nisolate = true\n")?;
+/// let engine = policy.compile(Host::default())?;
+/// let rw = engine.rewriter(Session::remote(SessionId::new(7)), &engine.process("a"), None);
+/// let err = rw.connect("127.0.0.9:9000".parse()?).unwrap_err();
+/// assert_eq!(err, Refusal::Isolated { owner: SessionId::new(8) });
+/// assert_eq!(err.errno(), 111); // ECONNREFUSED on Linux
+/// assert_eq!(err.wsa_error(), 10061);
+/// assert_eq!(err.to_string(), "refused: the address is session 8's loopback address and virtual_loopback.isolate is on");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The call would use the session's VIP, the session has none, and the policy says
+    /// `on_lease_failure = "no-connectivity"` (`PromptOnIPLeaseFail = 1`).
+    #[error(
+        "refused: the session has no virtual IP and virtual_ip.on_lease_failure is no-connectivity"
+    )]
+    NoConnectivity,
+    /// A connect or send to another session's loopback address with isolation on.
+    #[error(
+        "refused: the address is session {owner}'s loopback address and virtual_loopback.isolate is on"
+    )]
+    Isolated {
+        /// The session that address belongs to.
+        owner: SessionId,
+    },
+    /// A bind of another session's loopback address with isolation on.
+    #[error(
+        "refused: the address is session {owner}'s loopback address and virtual_loopback.isolate is on, so it may not be bound"
+    )]
+    OtherSession {
+        /// The session that address belongs to.
+        owner: SessionId,
+    },
+    /// Virtual loopback applies but the session has no loopback address.
+    #[error(
+        "refused: virtual loopback applies but the session id is past 16777214, so it has no loopback address"
+    )]
+    NoLoopback,
+}
+
+/// The error codes of a refusal: (Linux `errno`, Winsock error). The one table every layer uses.
+const fn codes(r: &Refusal) -> (i32, i32) {
+    const EADDRNOTAVAIL: (i32, i32) = (99, 10049);
+    const ECONNREFUSED: (i32, i32) = (111, 10061);
+    const EACCES: (i32, i32) = (13, 10013);
+    match r {
+        Refusal::Isolated { .. } => ECONNREFUSED,
+        Refusal::OtherSession { .. } => EACCES,
+        Refusal::NoConnectivity | Refusal::NoLoopback => EADDRNOTAVAIL,
+    }
+}
+
+impl Refusal {
+    /// The Linux `errno` to fail the call with (`EADDRNOTAVAIL` = 99, `ECONNREFUSED` = 111,
+    /// `EACCES` = 13).
+    /// Other POSIX systems: match on [`io_error_kind`](Self::io_error_kind) or the variant.
+    #[must_use]
+    pub const fn errno(&self) -> i32 {
+        codes(self).0
+    }
+
+    /// The Winsock error to fail the call with (`WSAEADDRNOTAVAIL` = 10049, `WSAECONNREFUSED` =
+    /// 10061, `WSAEACCES` = 10013), set with `WSASetLastError`.
+    #[must_use]
+    pub const fn wsa_error(&self) -> i32 {
+        codes(self).1
+    }
+
+    /// The `std::io::ErrorKind` of the refusal.
+    ///
+    /// ```
+    /// use std::io::ErrorKind;
+    /// use ipvirt::Refusal;
+    ///
+    /// assert_eq!(Refusal::NoConnectivity.io_error_kind(), ErrorKind::AddrNotAvailable);
+    /// ```
+    #[cfg(feature = "std")]
+    #[must_use]
+    pub fn io_error_kind(&self) -> std::io::ErrorKind {
+        match self {
+            Refusal::Isolated { .. } => std::io::ErrorKind::ConnectionRefused,
+            Refusal::OtherSession { .. } => std::io::ErrorKind::PermissionDenied,
+            Refusal::NoConnectivity | Refusal::NoLoopback => std::io::ErrorKind::AddrNotAvailable,
+        }
+    }
+}
