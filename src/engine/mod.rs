@@ -26,7 +26,7 @@ use crate::addr::Vip;
 use crate::host::Host;
 use crate::policy::{Ipv6Loopback, LeaseFailure, Policy, VipMode};
 use crate::program::{ProgramList, fold_program_name};
-use crate::session::Session;
+use crate::session::{Session, SessionId};
 
 pub mod table;
 
@@ -91,7 +91,8 @@ impl Policy {
     /// ```
     pub fn compile(&self, host: Host) -> Result<Engine, CompileError> {
         let localhost = self.virtual_loopback.localhost;
-        if localhost.octets()[0] != 127 || localhost.to_bits() == 0x7F00_0000 {
+        // One definition of "a loopback address that names a session": the mapping's inverse.
+        if SessionId::from_loopback(localhost).is_none() {
             return Err(CompileError::LocalhostNotLoopback { localhost });
         }
         let pool = &self.virtual_ip.pool;

@@ -46,12 +46,12 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
-use core::net::Ipv4Addr;
 
 use super::{Ipv6Loopback, Platform, Policy, VipMode};
 use crate::addr::reserved_block;
 use crate::host::Host;
 use crate::program::{duplicates, fold_program_name};
+use crate::session::SessionId;
 
 /// How serious a [`Diagnostic`] is.
 ///
@@ -311,7 +311,7 @@ impl Policy {
     fn check_loopback(&self, out: &mut Out) {
         let vl = &self.virtual_loopback;
         let lh = vl.localhost;
-        if lh.octets()[0] != 127 || lh == Ipv4Addr::new(127, 0, 0, 0) {
+        if SessionId::from_loopback(lh).is_none() {
             out.push(
                 Severity::Error,
                 DiagnosticCode::LocalhostNotLoopback,

@@ -261,7 +261,9 @@ impl Rewriter {
         session: SessionEntry,
         program: ProgramEntry,
     ) -> Result<Rewriter, TableError> {
-        let is_session_loopback = |a: u32| a >> 24 == 127 && a != 0x7F00_0000;
+        // The mapping's inverse is the one definition of "an address of 127/8 but 127.0.0.0".
+        let is_session_loopback =
+            |a: u32| SessionId::from_loopback(Ipv4Addr::from_bits(a)).is_some();
         if !is_session_loopback(policy.localhost) {
             return Err(TableError {
                 field: "policy.localhost",
