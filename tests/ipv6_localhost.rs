@@ -5,24 +5,14 @@
 //!
 //! Skips with a printed reason when `node` or `curl` is missing (`.ci/run` installs them).
 
+#[macro_use]
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::examples::{have, preload_lib};
-
-/// Kills the child when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::examples::{Guard, free_port, have, in_session, preload_lib};
 
 const SERVER: &str = r#"
 const http = require('http');
@@ -38,31 +28,13 @@ server.listen(Number(port), '::1', () => {
 });
 "#;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn in_session(lib: &Path, policy: &Path, session: u32, program: &str) -> Command {
-    let mut c = Command::new(program);
-    c.env("LD_PRELOAD", lib)
-        .env("IPVIRT_SESSION", session.to_string())
-        .env("IPVIRT_POLICY", policy)
-        .env_remove("IPVIRT_VIP")
-        .env_remove("IPVIRT_DEBUG")
-        .stdin(Stdio::null());
-    c
-}
-
 /// `curl http://localhost:PORT/` in `session`, retried until it answers (the server may still be
 /// starting), with a deadline.
 fn get(lib: &Path, policy: &Path, session: u32, port: u16) -> Output {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let out = in_session(lib, policy, session, "curl")
+            .stdin(Stdio::null())
             .args(["-s", "-m", "5", &format!("http://localhost:{port}/")])
             .output()
             .unwrap();
@@ -75,6 +47,7 @@ fn get(lib: &Path, policy: &Path, session: u32, port: u16) -> Output {
 
 fn start(lib: &Path, policy: &Path, session: u32, port: u16) -> (Guard, std::process::ChildStdout) {
     let mut child = in_session(lib, policy, session, "node")
+        .stdin(Stdio::null())
         .args(["-e", SERVER, &port.to_string(), &session.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -100,12 +73,7 @@ fn first_line(out: std::process::ChildStdout) -> String {
 
 #[test]
 fn two_sessions_node_servers_on_localhost_coexist_with_the_ipv6_mapping() {
-    for cmd in ["node", "curl"] {
-        if !have(cmd) {
-            eprintln!("skipped: `{cmd}` is not installed on this machine");
-            return;
-        }
-    }
+    require!("node", "curl");
     let Some(lib) = preload_lib() else {
         eprintln!("skipped: the LD_PRELOAD layer could not be built");
         return;

@@ -6,67 +6,16 @@
 //! printed reason when a program it needs (python3, curl, ss, unshare, ip) is missing or when the
 //! machine does not allow an unprivileged network namespace.
 
+#[macro_use]
+mod common;
+
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Kills the child when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-macro_rules! require {
-    ($($cmd:expr),+) => {
-        for cmd in [$($cmd),+] {
-            if !have(cmd) {
-                eprintln!("skipped: `{cmd}` is not installed on this machine");
-                return;
-            }
-        }
-    };
-}
-
-/// The layer's shared library, built by `cargo test` with the other examples (or built here).
-fn preload_lib() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let profile_dir = exe.parent()?.parent()?; // target/<profile>/deps/<test> -> target/<profile>
-    let lib = profile_dir.join("examples").join("libipvirt_preload.so");
-    if !lib.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--example", "ipvirt_preload"])
-            .env("CARGO_TARGET_DIR", profile_dir.parent()?)
-            .status()
-            .ok()?;
-        if !status.success() {
-            return None;
-        }
-    }
-    lib.exists().then_some(lib)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::examples::{Guard, free_port, have, in_session, preload_lib};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ipvirt-e2e-{}-{name}", std::process::id()));
@@ -97,17 +46,6 @@ fn loopback_policy(programs: &[&str], excluded: &[u16]) -> String {
     format!(
         "[virtual_loopback]\nenabled = true\nprograms = {programs:?}\nexcluded_ports = {excluded:?}\n"
     )
-}
-
-/// A command in session `session` under the layer.
-fn in_session(lib: &Path, policy: &Path, session: u32, program: &str) -> Command {
-    let mut c = Command::new(program);
-    c.env("LD_PRELOAD", lib)
-        .env("IPVIRT_SESSION", session.to_string())
-        .env("IPVIRT_POLICY", policy)
-        .env_remove("IPVIRT_VIP")
-        .env_remove("IPVIRT_DEBUG");
-    c
 }
 
 fn http_server(

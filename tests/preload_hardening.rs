@@ -8,61 +8,20 @@
 //! Every test is bounded in time (a process that does not answer by its deadline is killed and the
 //! test fails) and is skipped with a printed reason when `cc` (or `unshare`) is missing.
 
+#[macro_use]
+mod common;
+
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::examples::{Guard, free_port, have, preload_lib};
+
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// Kills the child when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// The layer's shared library, built by `cargo test` with the other examples (or built here).
-fn preload_lib() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let profile_dir = exe.parent()?.parent()?;
-    let lib = profile_dir.join("examples").join("libipvirt_preload.so");
-    if !lib.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--example", "ipvirt_preload"])
-            .env("CARGO_TARGET_DIR", profile_dir.parent()?)
-            .status()
-            .ok()?;
-        if !status.success() {
-            return None;
-        }
-    }
-    lib.exists().then_some(lib)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn text(o: &Output) -> String {
     format!(

@@ -9,6 +9,7 @@
 // kill(2) on the processes the tests start.
 #![allow(unsafe_code)]
 
+#[macro_use]
 mod common;
 
 use std::collections::HashMap;
@@ -17,18 +18,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::examples::{have, launcher, preload_lib};
-
-macro_rules! require {
-    ($($cmd:expr),+) => {
-        for cmd in [$($cmd),+] {
-            if !have(cmd) {
-                eprintln!("skipped: `{cmd}` is not installed on this machine");
-                return;
-            }
-        }
-    };
-}
+use common::examples::{launcher, preload_lib};
 
 /// What a test needs: the launcher, the layer, a scratch directory and a policy with a pool.
 struct Setup {

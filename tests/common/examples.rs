@@ -1,8 +1,9 @@
 //! The example programs the end-to-end tests run (built by `cargo test` with the other examples,
 //! or built here), and what the tests need of the machine.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 /// `target/<profile>` of the running test binary (`target/<profile>/deps/<test>`).
 fn profile_dir() -> Option<PathBuf> {
@@ -45,4 +46,34 @@ pub fn have(cmd: &str) -> bool {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// Kills the child when dropped.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback TCP port free at the time of the call.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A command in session `session` under the layer (no VIP, no debug output).
+pub fn in_session(lib: &Path, policy: &Path, session: u32, program: &str) -> Command {
+    let mut c = Command::new(program);
+    c.env("LD_PRELOAD", lib)
+        .env("IPVIRT_SESSION", session.to_string())
+        .env("IPVIRT_POLICY", policy)
+        .env_remove("IPVIRT_VIP")
+        .env_remove("IPVIRT_DEBUG");
+    c
 }
