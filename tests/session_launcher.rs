@@ -622,3 +622,43 @@ fn random_kills_never_put_two_live_sessions_on_one_address() {
         records.len()
     );
 }
+
+#[test]
+fn non_utf8_and_relative_paths_work_and_are_exported_absolute() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    require!("sh");
+    let Some(t) = Setup::new("paths", "192.0.2.100") else {
+        return;
+    };
+    // A policy whose file name is not UTF-8, named by a relative path from the scratch directory.
+    let name = OsStr::from_bytes(b"pol\xffcy.toml");
+    std::fs::copy(&t.policy, t.dir.join(name)).unwrap();
+    let out = Command::new(&t.launcher)
+        .args(["--id", "7", "--policy"])
+        .arg(name)
+        .args(["--pool-state", "leases.json", "--preload"])
+        .arg(&t.lib)
+        .args(["--", "sh", "-c", "printf '%s\\n' \"$IPVIRT_POLICY\""])
+        .current_dir(&t.dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let exported = out.stdout.strip_suffix(b"\n").unwrap_or(&out.stdout);
+    let mut want = std::fs::canonicalize(&t.dir).unwrap().into_os_string();
+    want.push("/");
+    want.push(name);
+    assert_eq!(
+        exported,
+        want.as_bytes(),
+        "IPVIRT_POLICY is the absolute path"
+    );
+    // The relative state path was made absolute too: the lease is in the scratch directory.
+    assert!(t.dir.join("leases.json").exists());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("{}", t.dir.display())),
+        "{}",
+        text(&out)
+    );
+}
