@@ -27,6 +27,7 @@
 //!             │ rewriter(session, plan, vip)
 //!             ▼
 //!    Rewriter ── bind / connect / send_to / reported / resolved / reverse_lookup ──► verdicts
+//!      (owns: table::PolicyTable (Arc) + SessionEntry + ProgramEntry — SPEC §7's rule tables)
 //!             │                                   ▲
 //!             ▼                                   │ sockaddr: raw sockaddr_in/_in6 bytes
 //!    session: SessionId ⇄ loopback address        │ capi: C ABI over the same calls
@@ -76,15 +77,19 @@
 //!   [`ProcessPlan`] ([`Decision`], [`Reason`]); [`Engine::explain`].
 //! - The rewrites: [`Engine::rewriter`] → [`Rewriter`] (`bind`, `connect`, `send_to`, `reported`,
 //!   `resolved`, `reverse_lookup`, `explain` → [`Explanation`], [`Rule`]), [`Connect`], [`Stack`];
-//!   on raw bytes: [`SockaddrLayout`], [`read_sockaddr`], [`write_sockaddr`],
-//!   `Rewriter::*_sockaddr` → [`RawConnect`].
+//!   refusals: [`Refusal`] (one error-code table); on raw bytes: [`Rewriter::raw`] → [`Raw`]
+//!   ([`RawOutcome`], [`RawConnect`], [`RawError`]), [`SockaddrLayout`], [`read_sockaddr`],
+//!   [`write_sockaddr`].
+//! - The rule tables of SPEC §7 for C and kernel layers: [`table`] ([`table::PolicyTable`],
+//!   [`table::SessionEntry`], [`table::ProgramEntry`], [`table::reference`]),
+//!   [`Engine::tables`], [`Rewriter::from_tables`]; the checked [`Vip`].
 //! - VIP pools: [`AddressSource`], [`StaticPool`], [`PoolEntry`], [`PoolSnapshot`],
 //!   [`RestoreWarning`], `SharedPool` (`std`); lease state that survives kills and full disks:
 //!   `StateFile` (`std`, SPEC §10).
 //! - The advisor (`std`): [`advisor`].
 //! - The C ABI (feature `capi`): `capi`, header `src/ipvirt.h`.
 //! - Errors: one enum per operation ([`SessionError`], [`PolicyError`], [`RegError`],
-//!   [`CompileError`], [`RewriteError`], [`SockaddrError`], [`PoolError`], [`LeaseError`],
+//!   [`CompileError`], [`Refusal`], [`RawError`], [`TableError`], [`VipError`], [`SockaddrError`], [`PoolError`], [`LeaseError`],
 //!   [`AdvisorError`], [`ParseSessionError`], [`ParsePoolEntryError`]) and [`Error`], which any of
 //!   them converts into.
 //!

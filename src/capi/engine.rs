@@ -21,7 +21,7 @@ pub struct ipvirt_engine {
 ///
 /// `reason` values: 0 feature off, 1 no adapter (virtual IP), 2 per-session mode, 3 listed (`entry`
 /// is the 0-based index of the matching list entry), 4 not listed. Pass the struct back unchanged
-/// to [`ipvirt_rewriter_new`].
+/// to [`ipvirt_rewriter_new`](super::ipvirt_rewriter_new).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ipvirt_plan {

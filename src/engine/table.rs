@@ -17,7 +17,7 @@
 //!
 //! The [`Rewriter`](crate::Rewriter) evaluates exactly these tables (it holds a [`PolicyTable`]
 //! and copies of the two entries), so a Rust hook, a C hook and a kernel program decide alike by
-//! construction. [`reference`] is a second, deliberately plain evaluator of the same tables, written
+//! construction. [`reference`](mod@reference) is a second, deliberately plain evaluator of the same tables, written
 //! from the SPEC's tables rather than from the rewriter's code: a property test checks that the two
 //! agree on every call, and a kernel or C layer can be checked against it the same way.
 

@@ -1,11 +1,11 @@
-//! [`Rewriter::explain`](crate::Rewriter::explain): which rule decided a call, in words.
+//! [`Rewriter::explain`](crate::Rewriter::explain)(crate::Rewriter::explain): which rule decided a call, in words.
 
 use core::fmt;
 use core::net::{IpAddr, SocketAddr};
 
 use super::{Connect, Refusal};
 
-/// Which intercepted call [`Rewriter::explain`] explains.
+/// Which intercepted call [`Rewriter::explain`](crate::Rewriter::explain) explains.
 ///
 /// ```
 /// use ipvirt::Call;
@@ -46,7 +46,7 @@ impl fmt::Display for Call {
     }
 }
 
-/// The rule that decided a rewrite: what [`Rewriter::explain`] puts into words.
+/// The rule that decided a rewrite: what [`Rewriter::explain`](crate::Rewriter::explain) puts into words.
 ///
 /// ```
 /// use ipvirt::Rule;
@@ -186,7 +186,7 @@ pub enum Outcome {
     Ip(IpAddr),
 }
 
-/// What [`Rewriter::explain`] returns: the call, its input, its outcome, and the rule that decided.
+/// What [`Rewriter::explain`](crate::Rewriter::explain) returns: the call, its input, its outcome, and the rule that decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Explanation {
     pub(crate) call: Call,
