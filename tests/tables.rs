@@ -273,3 +273,18 @@ proptest! {
         prop_assert_eq!(rw.reverse_lookup(a.ip()), reference::reverse_lookup(&t, a.ip()), "reverse {}", a);
     }
 }
+
+#[test]
+fn a_rewriter_is_stored_and_shared_freely() {
+    fn send_sync_static<T: Send + Sync + 'static>(_: &T) {}
+    let e = engine(false, "use-server-address");
+    let rw = e.rewriter(
+        Session::remote(SessionId::new(7)),
+        &e.process("crm.exe"),
+        Some(VIP),
+    );
+    send_sync_static(&rw);
+    drop(e); // the rewriter outlives its engine
+    let t = std::thread::spawn(move || rw.bind("127.0.0.1:80".parse().unwrap()));
+    assert_eq!(t.join().unwrap(), Ok("127.0.0.8:80".parse().unwrap()));
+}

@@ -128,7 +128,9 @@ pub(crate) enum VipState {
 
 /// Answers, for one process in one session, what each intercepted socket call should do instead.
 ///
-/// Built by [`Engine::rewriter`]; cheap to copy; every method is allocation-free.
+/// Built by [`Engine::rewriter`] (or [`Rewriter::from_tables`]) once per process and stored: it owns
+/// what it reads (the policy table behind an `Arc`, the session and program entries), has no
+/// lifetime, is `Send + Sync`, clones by bumping a reference count; every method is allocation-free.
 ///
 /// # Examples
 ///
