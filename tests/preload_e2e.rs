@@ -1,4 +1,4 @@
-//! End to end with real programs: the `LD_PRELOAD` layer (`examples/ipvirt_preload.rs`) in front of
+//! End to end with real programs: the `LD_PRELOAD` layer (`examples/preload/`) in front of
 //! python's `http.server`, `curl`, and UDP sockets, as SPEC §1 describes: two instances of a server
 //! on the same port in two sessions.
 //!

@@ -1,4 +1,4 @@
-//! End to end: the `LD_PRELOAD` layer (`examples/ipvirt_preload.rs`) where a program, another
+//! End to end: the `LD_PRELOAD` layer (`examples/preload/`) where a program, another
 //! session or the machine pushes it: isolation of binds, the implicit source bind that leaves the
 //! port to `connect`, diagnostics on a closed stderr, policy files that are FIFOs, devices or huge,
 //! non-UTF-8 paths, descriptor numbers reused behind the layer's back, and silence when unconfigured.
