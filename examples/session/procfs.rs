@@ -40,7 +40,31 @@ pub(crate) fn alive(pid: u32, start: u64) -> bool {
     start_time(pid) == Some(start)
 }
 
+/// `PF_KTHREAD` in `/proc/PID/stat`'s flags: a kernel thread, which has no environment at all.
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// Whether `pid` is a live user process (not a zombie, not a kernel thread).
+fn live_user_process(pid: &str) -> bool {
+    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(close) = stat.iter().rposition(|&b| b == b')') else {
+        return false;
+    };
+    let rest = String::from_utf8_lossy(stat.get(close + 1..).unwrap_or(&[])).into_owned();
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next().unwrap_or("Z");
+    // Field 9 (flags); `fields` is at field 4 now.
+    let flags: u64 = fields.nth(9 - 4).and_then(|f| f.parse().ok()).unwrap_or(0);
+    state != "Z" && state != "X" && flags & PF_KTHREAD == 0
+}
+
 /// The tokens among `wanted` that some live process carries in its environment.
+///
+/// A process in the middle of `execve` shows an empty environment for a moment (the new image's
+/// has not been laid out yet): a live user process whose environment reads empty is read again a
+/// few times, a millisecond apart, before it is taken to carry nothing — a daemon that a command
+/// starts just before it exits must keep the session's lease.
 pub(crate) fn tokens_in_use(wanted: &HashSet<String>) -> HashSet<String> {
     let mut found = HashSet::new();
     if wanted.is_empty() {
@@ -50,6 +74,17 @@ pub(crate) fn tokens_in_use(wanted: &HashSet<String>) -> HashSet<String> {
         return found;
     };
     let prefix = format!("{TOKEN_VAR}=");
+    let scan = |env: &[u8], found: &mut HashSet<String>| {
+        for var in env.split(|&b| b == 0) {
+            if let Some(value) = var.strip_prefix(prefix.as_bytes()) {
+                let value = OsStr::from_bytes(value).to_string_lossy();
+                if wanted.contains(value.as_ref()) {
+                    found.insert(value.into_owned());
+                }
+            }
+        }
+    };
+    let mut empty = Vec::new();
     for entry in dir.flatten() {
         let name = entry.file_name();
         if !name.as_bytes().iter().all(u8::is_ascii_digit) {
@@ -59,17 +94,30 @@ pub(crate) fn tokens_in_use(wanted: &HashSet<String>) -> HashSet<String> {
         let Ok(env) = std::fs::read(entry.path().join("environ")) else {
             continue;
         };
-        for var in env.split(|&b| b == 0) {
-            if let Some(value) = var.strip_prefix(prefix.as_bytes()) {
-                let value = OsStr::from_bytes(value).to_string_lossy();
-                if wanted.contains(value.as_ref()) {
-                    found.insert(value.into_owned());
-                }
-            }
+        if env.is_empty() {
+            empty.push(name.to_string_lossy().into_owned());
+            continue;
         }
+        scan(&env, &mut found);
         if found.len() == wanted.len() {
+            return found;
+        }
+    }
+    // Read the empty ones again together, for at most about 50 ms in all.
+    let mut pending: Vec<String> = empty.into_iter().filter(|p| live_user_process(p)).collect();
+    for _ in 0..50 {
+        if pending.is_empty() || found.len() == wanted.len() {
             break;
         }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        pending.retain(|pid| match std::fs::read(format!("/proc/{pid}/environ")) {
+            Ok(env) if !env.is_empty() => {
+                scan(&env, &mut found);
+                false
+            }
+            Ok(_) => live_user_process(pid),
+            Err(_) => false,
+        });
     }
     found
 }
