@@ -101,6 +101,8 @@
 //! - `capi`: the C ABI.
 
 #![cfg_attr(not(feature = "std"), no_std)]
+// docs.rs (`--cfg docsrs`, nightly): label the items that need a feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(
     not(test),
