@@ -1,6 +1,6 @@
 //! The committed header `src/ipvirt.h` against the Rust side, beyond names (tests/capi.rs checks
 //! those): every exported function's C signature, every `#[repr(C)]` struct's size and field
-//! offsets, the version macros, and the format and severity numbers.
+//! offsets, the rule tables' constants, the version macros, and the format and severity numbers.
 //!
 //! The signatures are read from the Rust source of `src/capi/` (each `extern "C" fn`, its
 //! parameters and return type), turned into C types, and written as a C file that assigns each
@@ -158,6 +158,30 @@ fn checks() -> String {
         }
     );
     layout!(c, ipvirt_program_entry { flags });
+    // The rule tables' constants (SPEC §7).
+    {
+        use ipvirt::table::*;
+        for (name, value) in [
+            ("IPVIRT_TABLE_VERSION", u64::from(TABLE_VERSION)),
+            ("IPVIRT_MAX_SERVERS", MAX_SERVERS as u64),
+            ("IPVIRT_POLICY_ISOLATE", u64::from(POLICY_ISOLATE)),
+            ("IPVIRT_POLICY_IPV6_MAP", u64::from(POLICY_IPV6_MAP)),
+            ("IPVIRT_SESSION_VIRTUALIZED", u64::from(SESSION_VIRTUALIZED)),
+            (
+                "IPVIRT_SESSION_NO_CONNECTIVITY",
+                u64::from(SESSION_NO_CONNECTIVITY),
+            ),
+            ("IPVIRT_SESSION_NO_LOOPBACK", u64::from(SESSION_NO_LOOPBACK)),
+            ("IPVIRT_PROGRAM_LOOPBACK", u64::from(PROGRAM_LOOPBACK)),
+            ("IPVIRT_PROGRAM_VIRTUAL_IP", u64::from(PROGRAM_VIRTUAL_IP)),
+            (
+                "IPVIRT_PROGRAM_PREFER_LOOPBACK",
+                u64::from(PROGRAM_PREFER_LOOPBACK),
+            ),
+        ] {
+            c.push_str(&format!("_Static_assert({name} == {value}, \"{name}\");\n"));
+        }
+    }
     c.push_str(&format!(
         "_Static_assert(IPVIRT_VERSION_MAJOR == {}, \"major\");\n\
          _Static_assert(IPVIRT_VERSION_MINOR == {}, \"minor\");\n\
