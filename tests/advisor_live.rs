@@ -355,3 +355,55 @@ fn live_samples_name_executables_and_the_proposal_virtualizes_them() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The command line: bad values are named, options that need `--live` say so, and `--interval`
+/// takes the second sample by itself.
+#[test]
+fn advise_live_options() {
+    let Some(exe) = advise() else {
+        eprintln!("skipped: the advise example could not be built");
+        return;
+    };
+    let run = |args: &[&str]| {
+        let out = Command::new(&exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    for (args, want) in [
+        (
+            &["--live", "--interval", "soon"][..],
+            "--interval: \"soon\" is not a number of seconds",
+        ),
+        (
+            &["--live", "--interval", "-1"][..],
+            "\"-1\" is not a number",
+        ),
+        (
+            &["--twice", "a.txt"][..],
+            "--twice and --interval need --live",
+        ),
+        (&["--live", "a.txt"][..], "--live reads no snapshot files"),
+    ] {
+        let (code, t) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {t}");
+        assert!(t.contains(want), "{args:?}: {t}");
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (code, t) = run(&["--live", "--interval", "0"]);
+    assert_eq!(code, Some(0), "{t}");
+    assert!(
+        t.contains("live sample 1: ") && t.contains("live sample 2: "),
+        "{t}"
+    );
+    drop(listener);
+}
