@@ -250,13 +250,22 @@ pub unsafe extern "C" fn ipvirt_policy_validate(
             needed: err_needed,
         };
         let Some(format) = Format::from_u32(format) else {
-            if check_len(err_len).is_err() {
+            // The same checks of the outputs as for a known format: a bad one gets no message.
+            let outputs = [
+                (err.cast_const().cast(), err_len),
+                region(err_needed),
+                region(out),
+            ];
+            if check_len(err_len)
+                .and_then(|()| check_disjoint(&outputs, &[]))
+                .is_err()
+            {
                 return IPVIRT_INVALID_ARGUMENT;
             }
             let text = format!(
                 "format {format} is not IPVIRT_FORMAT_TOML (0), IPVIRT_FORMAT_JSON (1) or IPVIRT_FORMAT_REG (2)"
             );
-            // SAFETY: the caller's contract for err; its length was checked.
+            // SAFETY: the caller's contract for err; its length and place were checked.
             return unsafe { msg.fail(IPVIRT_INVALID_ARGUMENT, &text) };
         };
         let input = Input {
