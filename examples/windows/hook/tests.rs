@@ -1,0 +1,1 @@
+//! Unit tests (Windows, run under Wine).
