@@ -2,9 +2,10 @@
  *   cprobe server PORT TAG [ADDR]  bind ADDR:PORT (default 127.0.0.1), listen, print "bound A:P"
  *                                  and "ready"; accept one client, print "accepted A:P" (accept's
  *                                  address) and "peer A:P" (getpeername), send TAG, exit 0
- *   cprobe client PORT [getproc]   connect to 127.0.0.1:PORT (with `getproc`, through a connect
- *                                  resolved with GetProcAddress), print "local A:P", "peer A:P"
- *                                  and "got TEXT", exit 0
+ *   cprobe client PORT [getproc|ADDR]  connect to 127.0.0.1:PORT (with `getproc`, through a
+ *                                  connect resolved with GetProcAddress; to ADDR:PORT when an
+ *                                  address is given), print "local A:P", "peer A:P" and
+ *                                  "got TEXT", exit 0
  * Any failure prints "error WHAT CODE" and exits 1. */
 #include <winsock2.h>
 #include <ws2tcpip.h>
@@ -79,8 +80,11 @@ int main(int argc, char **argv)
             connect_fn f = (connect_fn)(void (*)(void))GetProcAddress(ws2, "connect");
             if (!f || f(s, (struct sockaddr *)&a, sizeof a) != 0)
                 return fail("connect");
-        } else if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) {
-            return fail("connect");
+        } else {
+            if (argc >= 4)
+                a.sin_addr.s_addr = inet_addr(argv[3]);
+            if (connect(s, (struct sockaddr *)&a, sizeof a) != 0)
+                return fail("connect");
         }
         len = sizeof b;
         if (getsockname(s, (struct sockaddr *)&b, &len) != 0)

@@ -66,11 +66,13 @@ impl Depth {
     /// itself with what the outer hook already decided on.
     #[inline]
     pub(crate) fn enter() -> Depth {
+        let saved = last_error();
         let d = DEPTH.with(|d| {
             let v = d.get();
             d.set(v.saturating_add(1));
             v
         });
+        set_last_error(saved);
         Depth { outermost: d == 0 }
     }
 
@@ -82,8 +84,12 @@ impl Depth {
 }
 
 impl Drop for Depth {
+    /// Runs after the real call: the thread-local access may go through `TlsGetValue`, which sets
+    /// the thread's last error to 0, so the real call's error is saved and put back around it.
     fn drop(&mut self) {
+        let saved = last_error();
         DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+        set_last_error(saved);
     }
 }
 
