@@ -507,7 +507,10 @@ fn winsock_programs_in_sessions_under_wine() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let t = text(&out);
-    assert!(t.contains("bad.toml") && t.contains("virtual_loopback.enabled"), "{t}");
+    assert!(
+        t.contains("bad.toml") && t.contains("virtual_loopback.enabled"),
+        "{t}"
+    );
     assert!(!t.contains("error connect"), "the program ran: {t}");
 
     // The exit code passes through.
