@@ -411,15 +411,20 @@ ip addr add 192.0.2.101/32 dev lo
 ip addr add 192.0.2.102/32 dev lo
 export WINEPREFIX WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
 trap 'wineserver -k' EXIT
-serve() { # id tag log
-  "$WINE" "$LAUNCHER" --id "$1" --policy "$POLICY" --pool-state "$STATE" -- "$PROBE" server "$PORT" "$2" 0.0.0.0 >"$3" 2>&1 &
+serve() { # id tag log port address
+  "$WINE" "$LAUNCHER" --id "$1" --policy "$POLICY" --pool-state "$STATE" -- "$PROBE" server "$4" "$2" "$5" >"$3" 2>&1 &
 }
 ready() { for i in $(seq 600); do grep -q '^ready' "$1" && return 0; sleep 0.1; done; echo "TIMEOUT $1"; cat "$1"; exit 1; }
-serve 7 s7 "$DIR/a.log"; ready "$DIR/a.log"
-serve 8 s8 "$DIR/b.log"; ready "$DIR/b.log"
+serve 7 s7 "$DIR/a.log" "$PORT" 0.0.0.0; ready "$DIR/a.log"
+serve 8 s8 "$DIR/b.log" "$PORT" 0.0.0.0; ready "$DIR/b.log"
+# The server's own address (an address of the host, found with GetAdaptersAddresses) also
+# becomes the session's VIP.
+serve 7 own "$DIR/c.log" "$PORT2" 192.0.2.10; ready "$DIR/c.log"
 echo "LISTEN $(ss -ltnH | awk '{print $4}' | grep ":$PORT\$" | sort | tr '\n' ' ')"
+echo "LISTEN2 $(ss -ltnH | awk '{print $4}' | grep ":$PORT2\$" | sort | tr '\n' ' ')"
 "$WINE" "$LAUNCHER" --id 7 --policy "$POLICY" --pool-state "$STATE" -- "$PROBE" client "$PORT" 192.0.2.102 2>&1 | sed 's/^/CLIENT7 /'
 "$WINE" "$CPROBE" client "$PORT" 192.0.2.101 2>&1 | sed 's/^/PLAIN /'
+"$WINE" "$CPROBE" client "$PORT2" 192.0.2.101 2>&1 | sed 's/^/PLAIN2 /'
 wait
 sed 's/^/A /' "$DIR/a.log"
 sed 's/^/B /' "$DIR/b.log"
@@ -562,7 +567,7 @@ fn winsock_programs_in_sessions_under_wine() {
         "[virtual_ip]\npool = [\"192.0.2.101-192.0.2.102\"]\n",
     )
     .unwrap();
-    let port = free_port();
+    let (port, port2) = (free_port(), free_port());
     let out = w
         .env(&mut Command::new("timeout"))
         .args(["120", "unshare", "-n", "sh", "-c", VIP_SCRIPT])
@@ -574,6 +579,7 @@ fn winsock_programs_in_sessions_under_wine() {
         .env("STATE", win(&w.dir.join("leases.json")))
         .env("DIR", &w.dir)
         .env("PORT", port.to_string())
+        .env("PORT2", port2.to_string())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -616,6 +622,8 @@ fn winsock_programs_in_sessions_under_wine() {
         "{t}"
     );
     assert!(line("PLAIN").contains(&"got s7"), "{t}");
+    assert_eq!(line("LISTEN2"), [format!("192.0.2.101:{port2} ")], "{t}");
+    assert!(line("PLAIN2").contains(&"got own"), "{t}");
     assert!(t.contains("session 7: virtual IP 192.0.2.101"), "{t}");
     assert!(t.contains("session 8: virtual IP 192.0.2.102"), "{t}");
 }

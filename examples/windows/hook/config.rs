@@ -113,10 +113,70 @@ fn read_policy(path: &str) -> Result<Policy, String> {
     Policy::from_toml(&text).map_err(|e| format!("{path}: {e}"))
 }
 
-/// The server's own addresses: `IPVIRT_SERVER_ADDRS` (comma-separated) when set, else none.
+/// The host's own unicast addresses, loopback ones left out (`GetAdaptersAddresses`).
+pub(crate) fn host_addresses() -> Result<Vec<IpAddr>, String> {
+    use windows_sys::Win32::Foundation::{ERROR_BUFFER_OVERFLOW, ERROR_SUCCESS};
+    use windows_sys::Win32::NetworkManagement::IpHelper::{
+        GAA_FLAG_SKIP_ANYCAST, GAA_FLAG_SKIP_DNS_SERVER, GAA_FLAG_SKIP_FRIENDLY_NAME,
+        GAA_FLAG_SKIP_MULTICAST, GetAdaptersAddresses, IP_ADAPTER_ADDRESSES_LH,
+    };
+    use windows_sys::Win32::Networking::WinSock::AF_UNSPEC;
+
+    let flags = GAA_FLAG_SKIP_ANYCAST
+        | GAA_FLAG_SKIP_MULTICAST
+        | GAA_FLAG_SKIP_DNS_SERVER
+        | GAA_FLAG_SKIP_FRIENDLY_NAME;
+    // u64s: the list must be 8-byte aligned.
+    let mut buf: Vec<u64> = vec![0; 2048];
+    for _ in 0..4 {
+        let mut size = u32::try_from(buf.len() * 8).unwrap_or(u32::MAX);
+        let head = buf.as_mut_ptr().cast::<IP_ADAPTER_ADDRESSES_LH>();
+        // SAFETY: buf holds size bytes, aligned for the structure.
+        let r = unsafe {
+            GetAdaptersAddresses(u32::from(AF_UNSPEC), flags, ptr::null(), head, &mut size)
+        };
+        if r == ERROR_BUFFER_OVERFLOW {
+            buf.resize((size as usize).div_ceil(8) + 1, 0);
+            continue;
+        }
+        if r != ERROR_SUCCESS {
+            return Err(format!("GetAdaptersAddresses failed with error {r}"));
+        }
+        let mut out = Vec::new();
+        let mut adapter = head.cast_const();
+        while !adapter.is_null() {
+            // SAFETY: a node of the list the call wrote into buf.
+            let a = unsafe { &*adapter };
+            let mut u = a.FirstUnicastAddress.cast_const();
+            while !u.is_null() {
+                // SAFETY: a node of the adapter's unicast list, inside buf.
+                let ua = unsafe { &*u };
+                let sa = ua.Address.lpSockaddr.cast::<u8>();
+                if let Ok(len) = usize::try_from(ua.Address.iSockaddrLength)
+                    && !sa.is_null()
+                {
+                    // SAFETY: the address has iSockaddrLength bytes.
+                    let bytes = unsafe { std::slice::from_raw_parts(sa, len) };
+                    if let Ok(addr) = read_sockaddr(bytes, LAYOUT)
+                        && !addr.ip().is_loopback()
+                    {
+                        out.push(addr.ip());
+                    }
+                }
+                u = ua.Next;
+            }
+            adapter = a.Next;
+        }
+        return Ok(out);
+    }
+    Err("GetAdaptersAddresses kept asking for a larger buffer".into())
+}
+
+/// The server's own addresses: `IPVIRT_SERVER_ADDRS` (comma-separated) when set, else the host's
+/// (see [`host_addresses`]).
 fn servers() -> Result<Vec<IpAddr>, String> {
     let Some(list) = var("IPVIRT_SERVER_ADDRS")? else {
-        return Ok(Vec::new());
+        return host_addresses();
     };
     list.split(',')
         .map(str::trim)
