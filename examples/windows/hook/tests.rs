@@ -355,6 +355,209 @@ fn the_depth_guard_keeps_the_last_error() {
     assert_eq!(last_error(), WSAEACCES);
 }
 
+/// The extension function `guid` of `s`'s provider, through the (hooked) `WSAIoctl`.
+fn extension(s: Socket, guid: windows_sys::core::GUID) -> usize {
+    use windows_sys::Win32::Networking::WinSock::{SIO_GET_EXTENSION_FUNCTION_POINTER, WSAIoctl};
+    let mut f = 0usize;
+    let mut n = 0u32;
+    // SAFETY: the buffers hold the sizes given; no overlapped I/O; through the detour.
+    let r = unsafe {
+        WSAIoctl(
+            s,
+            SIO_GET_EXTENSION_FUNCTION_POINTER,
+            (&raw const guid).cast(),
+            std::mem::size_of_val(&guid) as u32,
+            (&raw mut f).cast(),
+            std::mem::size_of::<usize>() as u32,
+            &mut n,
+            ptr::null_mut(),
+            None,
+        )
+    };
+    assert_eq!(r, 0, "WSAIoctl: {}", last_error());
+    assert_ne!(f, 0);
+    f
+}
+
+fn tcp() -> Socket {
+    // SAFETY: no memory preconditions.
+    let s = unsafe { socket(i32::from(AF_INET), SOCK_STREAM, IPPROTO_TCP) };
+    assert_ne!(s, INVALID_SOCKET);
+    s
+}
+
+/// An OVERLAPPED with a manual-reset event of its own.
+fn overlapped() -> windows_sys::Win32::System::IO::OVERLAPPED {
+    // SAFETY: a zeroed OVERLAPPED is valid; CreateEventW has no memory preconditions.
+    let mut ov: windows_sys::Win32::System::IO::OVERLAPPED = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    ov.hEvent = unsafe {
+        windows_sys::Win32::System::Threading::CreateEventW(ptr::null(), 1, 0, ptr::null())
+    };
+    assert!(!ov.hEvent.is_null());
+    ov
+}
+
+/// Waits (30 s at most) for an overlapped operation on `s`; whether it succeeded.
+fn completed(s: Socket, ov: &windows_sys::Win32::System::IO::OVERLAPPED) -> bool {
+    use windows_sys::Win32::Foundation::WAIT_OBJECT_0;
+    use windows_sys::Win32::Networking::WinSock::WSAGetOverlappedResult;
+    use windows_sys::Win32::System::Threading::WaitForSingleObject;
+    // SAFETY: the event is ours.
+    assert_eq!(
+        unsafe { WaitForSingleObject(ov.hEvent, 30_000) },
+        WAIT_OBJECT_0
+    );
+    let (mut n, mut flags) = (0u32, 0u32);
+    // SAFETY: ov is the operation's OVERLAPPED; it completed.
+    unsafe { WSAGetOverlappedResult(s, ov, &mut n, 0, &mut flags) != 0 }
+}
+
+#[test]
+fn connect_ex_and_get_accept_ex_sockaddrs_from_wsaioctl_are_wrapped() {
+    use crate::calls::ext::{
+        ConnectExFn, GetAcceptExSockaddrsFn, connect_ex, get_accept_ex_sockaddrs,
+    };
+    use windows_sys::Win32::Networking::WinSock::{
+        WSA_IO_PENDING, WSAID_ACCEPTEX, WSAID_CONNECTEX, WSAID_GETACCEPTEXSOCKADDRS, listen,
+    };
+    setup();
+    let l = tcp();
+    hooked_bind(l, "127.0.0.1:0").unwrap();
+    let port = real_name(l).port();
+    assert_eq!(real_name(l), format!("127.0.0.8:{port}").parse().unwrap());
+    // SAFETY: l is a bound socket.
+    assert_eq!(unsafe { listen(l, 1) }, 0);
+
+    let connect_fn = extension(l, WSAID_CONNECTEX);
+    let addrs_fn = extension(l, WSAID_GETACCEPTEXSOCKADDRS);
+    assert_eq!(connect_fn, connect_ex as ConnectExFn as usize);
+    assert_eq!(
+        addrs_fn,
+        get_accept_ex_sockaddrs as GetAcceptExSockaddrsFn as usize
+    );
+    type AcceptExFn = unsafe extern "system" fn(
+        Socket,
+        Socket,
+        *mut c_void,
+        u32,
+        u32,
+        u32,
+        *mut u32,
+        *mut windows_sys::Win32::System::IO::OVERLAPPED,
+    ) -> i32;
+    // SAFETY: the provider's AcceptEx (not wrapped: its addresses are read below).
+    let accept_ex =
+        unsafe { std::mem::transmute::<usize, AcceptExFn>(extension(l, WSAID_ACCEPTEX)) };
+
+    let a = tcp();
+    const ROOM: u32 = (STORAGE + 16) as u32;
+    let mut buf = vec![0u8; 2 * ROOM as usize];
+    let mut ov_a = overlapped();
+    let mut got = 0u32;
+    // SAFETY: buf holds 2 * ROOM bytes; ov_a outlives the operation (waited for below).
+    let r = unsafe {
+        accept_ex(
+            l,
+            a,
+            buf.as_mut_ptr().cast(),
+            0,
+            ROOM,
+            ROOM,
+            &mut got,
+            &mut ov_a,
+        )
+    };
+    assert!(
+        r != 0 || last_error() == WSA_IO_PENDING,
+        "AcceptEx: {}",
+        last_error()
+    );
+
+    // ConnectEx needs a bound socket: the program binds 127.0.0.1:0 (the session loopback).
+    let c = tcp();
+    hooked_bind(c, "127.0.0.1:0").unwrap();
+    let dest = sin(&format!("127.0.0.1:{port}"));
+    let mut ov_c = overlapped();
+    let connect = connect_ex as ConnectExFn;
+    // SAFETY: dest holds 16 bytes; no data; ov_c outlives the operation.
+    let r = unsafe {
+        connect(
+            c,
+            dest.as_ptr(),
+            16,
+            ptr::null(),
+            0,
+            ptr::null_mut(),
+            (&raw mut ov_c).cast(),
+        )
+    };
+    assert!(
+        r != 0 || last_error() == WSA_IO_PENDING,
+        "ConnectEx: {}",
+        last_error()
+    );
+    // Nothing listens on 127.0.0.1:PORT: it connects only because the wrapper sent it to
+    // 127.0.0.8.
+    assert!(completed(c, &ov_c), "ConnectEx failed: {}", last_error());
+    assert!(completed(l, &ov_a), "AcceptEx failed: {}", last_error());
+
+    let (mut lp, mut ll, mut rp, mut rl) = (ptr::null_mut(), 0i32, ptr::null_mut(), 0i32);
+    let addrs = get_accept_ex_sockaddrs as GetAcceptExSockaddrsFn;
+    // SAFETY: buf is AcceptEx's completed output buffer with the sizes given to it.
+    unsafe {
+        addrs(
+            buf.as_ptr().cast(),
+            0,
+            ROOM,
+            ROOM,
+            &mut lp,
+            &mut ll,
+            &mut rp,
+            &mut rl,
+        )
+    };
+    // SAFETY: the provider pointed them at ll and rl bytes inside buf.
+    let (local, remote) = unsafe {
+        (
+            std::slice::from_raw_parts(lp.cast_const(), ll as usize),
+            std::slice::from_raw_parts(rp.cast_const(), rl as usize),
+        )
+    };
+    assert_eq!(
+        read_sockaddr(local, LAYOUT).unwrap(),
+        format!("127.0.0.1:{port}").parse().unwrap()
+    );
+    assert_eq!(
+        read_sockaddr(remote, LAYOUT).unwrap().ip(),
+        "127.0.0.1".parse::<IpAddr>().unwrap()
+    );
+    for s in [a, c, l] {
+        close(s);
+    }
+}
+
+#[test]
+fn get_addr_info_w_resolves_the_servers_address_as_the_vip() {
+    use windows_sys::Win32::Networking::WinSock::{ADDRINFOW, FreeAddrInfoW, GetAddrInfoW};
+    setup();
+    let node: Vec<u16> = SERVER.encode_utf16().chain(Some(0)).collect();
+    let mut res: *mut ADDRINFOW = ptr::null_mut();
+    // SAFETY: node is NUL-terminated; res is a valid out pointer; through the detour.
+    let r = unsafe { GetAddrInfoW(node.as_ptr(), ptr::null(), ptr::null(), &mut res) };
+    assert_eq!(r, 0);
+    // SAFETY: res is Winsock's list.
+    let ai = unsafe { &*res };
+    // SAFETY: ai_addr holds ai_addrlen bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(ai.ai_addr.cast::<u8>(), ai.ai_addrlen) };
+    assert_eq!(
+        read_sockaddr(bytes, LAYOUT).unwrap().ip(),
+        VIP.parse::<IpAddr>().unwrap()
+    );
+    // SAFETY: res came from GetAddrInfoW.
+    unsafe { FreeAddrInfoW(res) };
+}
+
 mod registry_values {
     use super::*;
     use crate::registry::{KEYS, Value, merge};

@@ -20,7 +20,7 @@ static REAL_CONNECTEX: AtomicUsize = AtomicUsize::new(0);
 /// `GetAcceptExSockaddrs` of the provider (0 until a program asked for it).
 static REAL_GETACCEPTEXSOCKADDRS: AtomicUsize = AtomicUsize::new(0);
 
-type ConnectExFn = unsafe extern "system" fn(
+pub(crate) type ConnectExFn = unsafe extern "system" fn(
     Socket,
     *const u8,
     i32,
@@ -29,7 +29,7 @@ type ConnectExFn = unsafe extern "system" fn(
     *mut u32,
     *mut c_void,
 ) -> i32;
-type GetAcceptExSockaddrsFn = unsafe extern "system" fn(
+pub(crate) type GetAcceptExSockaddrsFn = unsafe extern "system" fn(
     *const c_void,
     u32,
     u32,
@@ -125,7 +125,7 @@ pub(crate) unsafe extern "system" fn wsa_ioctl(
 /// # Safety
 ///
 /// As Winsock's `ConnectEx`.
-unsafe extern "system" fn connect_ex(
+pub(crate) unsafe extern "system" fn connect_ex(
     s: Socket,
     name: *const u8,
     namelen: i32,
@@ -163,7 +163,7 @@ unsafe extern "system" fn connect_ex(
 ///
 /// As Winsock's `GetAcceptExSockaddrs`.
 #[allow(clippy::too_many_arguments)]
-unsafe extern "system" fn get_accept_ex_sockaddrs(
+pub(crate) unsafe extern "system" fn get_accept_ex_sockaddrs(
     buf: *const c_void,
     datalen: u32,
     locallen: u32,
