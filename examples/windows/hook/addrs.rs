@@ -5,18 +5,20 @@
 use crate::*;
 
 /// A private copy of the program's address: as many bytes as its family needs (never more than it
-/// said it has), the rest zero, and the length it gave. `None` when the layer has nothing to do
-/// with it (NULL, a length Winsock would refuse, another family): the call goes through unchanged
-/// and Winsock answers as it would.
+/// said it has), the rest zero, and the length to pass on: the program's, or the size of the copy
+/// when the program gave more (Winsock accepts a longer length and reads only what the family
+/// needs). `None` when the layer has nothing to do with it (NULL, a length under 2, another
+/// family): the call goes through unchanged and Winsock answers as it would.
 ///
 /// # Safety
 ///
 /// `addr` must be NULL or point at `len` readable bytes (what Winsock requires too).
 pub(crate) unsafe fn copy_in(addr: *const u8, len: i32) -> Option<([u8; STORAGE], usize)> {
     let len = usize::try_from(len).ok()?;
-    if addr.is_null() || !(2..=STORAGE).contains(&len) {
+    if addr.is_null() || len < 2 {
         return None;
     }
+    let len = len.min(STORAGE);
     let mut buf = [0u8; STORAGE];
     // SAFETY: len >= 2 and the caller guarantees len readable bytes.
     unsafe { ptr::copy_nonoverlapping(addr, buf.as_mut_ptr(), 2) };
@@ -127,7 +129,8 @@ pub(crate) fn bind_source(s: Socket, source: &[u8]) -> Result<bool, i32> {
     Ok(true)
 }
 
-/// The destination of a connect or send, decided: `Ok(Some(copy))` to use the rewritten copy,
+/// The destination of a connect or send, decided: `Ok(Some((copy, len)))` to use the rewritten
+/// copy and that length,
 /// `Ok(None)` to pass the program's own address, `Err(code)` to fail with `SOCKET_ERROR` and that
 /// Winsock code. Binds the source first, on an unbound socket, when ipvirt says so: before a
 /// connect, and before a send on a datagram socket (`send`: a `sendto` on a stream socket ignores
@@ -143,7 +146,7 @@ pub(crate) unsafe fn destination(
     len: i32,
     call: Call,
     send: bool,
-) -> Result<Option<[u8; STORAGE]>, i32> {
+) -> Result<Option<([u8; STORAGE], i32)>, i32> {
     // SAFETY: the caller's contract.
     let Some((mut buf, n)) = (unsafe { copy_in(addr, len) }) else {
         return Ok(None);
@@ -162,7 +165,7 @@ pub(crate) unsafe fn destination(
             if changed || raw.source_len.is_some() {
                 debug(before, n, st, call);
             }
-            Ok(changed.then_some(buf))
+            Ok(changed.then_some((buf, i32::try_from(n).unwrap_or(len))))
         }
         Err(RawError::Refused(r)) => {
             debug(before, n, st, call);

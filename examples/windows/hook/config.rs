@@ -44,7 +44,7 @@ pub(crate) fn var(name: &str) -> Result<Option<String>, String> {
 /// The session: `IPVIRT_SESSION` when set (the launcher's assignment: Wine runs every program in
 /// one Windows session, so tests give each launch its own), else the process's Windows session
 /// (`ProcessIdToSessionId`). It is the console session when its id is
-/// `WTSGetActiveConsoleSessionId()`, or when `IPVIRT_SESSION_KIND=console`.
+/// `WTSGetActiveConsoleSessionId()`; `IPVIRT_SESSION_KIND=console` or `remote` says so instead.
 pub(crate) fn session() -> Result<Session, String> {
     let id = match var("IPVIRT_SESSION")? {
         Some(text) => text
@@ -65,8 +65,9 @@ pub(crate) fn session() -> Result<Session, String> {
     let console = unsafe { WTSGetActiveConsoleSessionId() };
     let kind = match var("IPVIRT_SESSION_KIND")?.as_deref() {
         Some("console") => SessionKind::Console,
-        Some("remote") | None if id.get() == console => SessionKind::Console,
-        Some("remote") | None => SessionKind::Remote,
+        Some("remote") => SessionKind::Remote,
+        None if id.get() == console => SessionKind::Console,
+        None => SessionKind::Remote,
         Some(other) => {
             return Err(format!(
                 "IPVIRT_SESSION_KIND={other:?}: expected remote or console"

@@ -137,6 +137,31 @@ fn a_udp_bind_of_localhost_goes_to_the_session_loopback_and_is_reported_back() {
 }
 
 #[test]
+fn an_address_given_with_a_longer_length_is_rewritten_too() {
+    setup();
+    // Winsock reads only what the family needs: a sockaddr_in in a 256-byte buffer binds.
+    let mut big = [0u8; 256];
+    big[..16].copy_from_slice(&sin("127.0.0.1:0"));
+    let s = udp();
+    // SAFETY: big holds 256 bytes; through the detour.
+    let r = unsafe { windows_sys::Win32::Networking::WinSock::bind(s, big.as_ptr().cast(), 256) };
+    assert_eq!(r, 0, "{}", last_error());
+    let real = real_name(s);
+    assert!(
+        real.ip() == "127.0.0.8".parse::<IpAddr>().unwrap() || real.ip().is_unspecified(),
+        "{real}"
+    );
+    close(s);
+    // TCP is not widened by Wine: the rewrite is visible.
+    let t = tcp();
+    // SAFETY: as above.
+    let r = unsafe { windows_sys::Win32::Networking::WinSock::bind(t, big.as_ptr().cast(), 256) };
+    assert_eq!(r, 0, "{}", last_error());
+    assert_eq!(real_name(t).ip(), "127.0.0.8".parse::<IpAddr>().unwrap());
+    close(t);
+}
+
+#[test]
 fn a_udp_bind_of_an_excluded_port_is_left_alone() {
     setup();
     let s = udp();

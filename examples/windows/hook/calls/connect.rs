@@ -32,8 +32,9 @@ pub(crate) unsafe extern "system" fn bind(s: Socket, name: *const u8, namelen: i
     match st.rw.raw(LAYOUT).bind_on(view, stack) {
         Ok(RawOutcome::Rewritten) => {
             debug(before, n, st, call);
-            // SAFETY: buf holds namelen bytes: the program's address with the new IP.
-            unsafe { real(s, buf.as_ptr(), namelen) }
+            // SAFETY: buf holds n bytes (the program's length, at most the copy's size): the
+            // program's address with the new IP.
+            unsafe { real(s, buf.as_ptr(), n as i32) }
         }
         Err(RawError::Refused(r)) => {
             debug(before, n, st, call);
@@ -58,8 +59,8 @@ pub(crate) unsafe extern "system" fn connect(s: Socket, name: *const u8, namelen
     };
     // SAFETY: the caller's contract is connect's.
     match unsafe { destination(st, s, name, namelen, Call::Connect, false) } {
-        // SAFETY: the rewritten copy holds namelen bytes.
-        Ok(Some(buf)) => unsafe { real(s, buf.as_ptr(), namelen) },
+        // SAFETY: the rewritten copy holds n bytes.
+        Ok(Some((buf, n))) => unsafe { real(s, buf.as_ptr(), n) },
         // SAFETY: forwarded unchanged.
         Ok(None) => unsafe { real(s, name, namelen) },
         Err(code) => {
@@ -91,17 +92,9 @@ pub(crate) unsafe extern "system" fn wsa_connect(
     };
     // SAFETY: the caller's contract is WSAConnect's.
     match unsafe { destination(st, s, name, namelen, Call::Connect, false) } {
-        // SAFETY: the rewritten copy holds namelen bytes; the rest is forwarded unchanged.
-        Ok(Some(buf)) => unsafe {
-            real(
-                s,
-                buf.as_ptr(),
-                namelen,
-                caller_data,
-                callee_data,
-                sqos,
-                gqos,
-            )
+        // SAFETY: the rewritten copy holds n bytes; the rest is forwarded unchanged.
+        Ok(Some((buf, n))) => unsafe {
+            real(s, buf.as_ptr(), n, caller_data, callee_data, sqos, gqos)
         },
         // SAFETY: forwarded unchanged.
         Ok(None) => unsafe { real(s, name, namelen, caller_data, callee_data, sqos, gqos) },

@@ -26,8 +26,8 @@ pub(crate) unsafe extern "system" fn sendto(
     };
     // SAFETY: the caller's contract is sendto's.
     match unsafe { destination(st, s, to, tolen, Call::SendTo, true) } {
-        // SAFETY: the rewritten copy holds tolen bytes.
-        Ok(Some(copy)) => unsafe { real(s, buf, len, flags, copy.as_ptr(), tolen) },
+        // SAFETY: the rewritten copy holds n bytes.
+        Ok(Some((copy, n))) => unsafe { real(s, buf, len, flags, copy.as_ptr(), n) },
         // SAFETY: forwarded unchanged.
         Ok(None) => unsafe { real(s, buf, len, flags, to, tolen) },
         Err(code) => {
@@ -65,9 +65,9 @@ pub(crate) unsafe extern "system" fn wsa_send_to(
     };
     // SAFETY: the caller's contract is WSASendTo's.
     match unsafe { destination(st, s, to, tolen, Call::SendTo, true) } {
-        // SAFETY: the rewritten copy holds tolen bytes (Winsock copies the destination before an
+        // SAFETY: the rewritten copy holds n bytes (Winsock copies the destination before an
         // overlapped send returns); the rest is forwarded unchanged.
-        Ok(Some(copy)) => unsafe {
+        Ok(Some((copy, n))) => unsafe {
             real(
                 s,
                 bufs,
@@ -75,7 +75,7 @@ pub(crate) unsafe extern "system" fn wsa_send_to(
                 sent,
                 flags,
                 copy.as_ptr(),
-                tolen,
+                n,
                 overlapped,
                 completion,
             )

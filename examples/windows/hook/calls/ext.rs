@@ -144,9 +144,9 @@ pub(crate) unsafe extern "system" fn connect_ex(
     };
     // SAFETY: the caller's contract is ConnectEx's.
     match unsafe { destination(st, s, name, namelen, Call::Connect, false) } {
-        // SAFETY: the rewritten copy holds namelen bytes (the provider copies the address before
+        // SAFETY: the rewritten copy holds n bytes (the provider copies the address before
         // an overlapped ConnectEx returns).
-        Ok(Some(buf)) => unsafe { real(s, buf.as_ptr(), namelen, send, sendlen, sent, overlapped) },
+        Ok(Some((buf, n))) => unsafe { real(s, buf.as_ptr(), n, send, sendlen, sent, overlapped) },
         // SAFETY: forwarded unchanged.
         Ok(None) => unsafe { real(s, name, namelen, send, sendlen, sent, overlapped) },
         Err(code) => {
