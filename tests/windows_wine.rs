@@ -422,10 +422,28 @@ serve 8 s8 "$DIR/b.log" "$PORT" 0.0.0.0; ready "$DIR/b.log"
 serve 7 own "$DIR/c.log" "$PORT2" 192.0.2.10; ready "$DIR/c.log"
 echo "LISTEN $(ss -ltnH | awk '{print $4}' | grep ":$PORT\$" | sort | tr '\n' ' ')"
 echo "LISTEN2 $(ss -ltnH | awk '{print $4}' | grep ":$PORT2\$" | sort | tr '\n' ' ')"
+"$WINE" "$LAUNCHER" --policy "$POLICY" --pool-state "$STATE" --status 2>&1 | sed 's/^/LIVE /' 
 "$WINE" "$LAUNCHER" --id 7 --policy "$POLICY" --pool-state "$STATE" -- "$PROBE" client "$PORT" 192.0.2.102 2>&1 | sed 's/^/CLIENT7 /'
 "$WINE" "$CPROBE" client "$PORT" 192.0.2.101 2>&1 | sed 's/^/PLAIN /'
 "$WINE" "$CPROBE" client "$PORT2" 192.0.2.101 2>&1 | sed 's/^/PLAIN2 /'
 wait
+"$WINE" "$LAUNCHER" --policy "$POLICY" --pool-state "$STATE" --status 2>&1 | sed 's/^/AFTER /'
+echo "AFTER end"
+# A launcher killed while its program runs: the program keeps the lease; once it is gone too, the
+# next look reclaims it.
+"$WINE" "$LAUNCHER" --id 9 --policy "$POLICY" --pool-state "$STATE" -- "$PROBE" server "$PORT3" s9 0.0.0.0 >"$DIR/d.log" 2>&1 &
+LPID=$!
+ready "$DIR/d.log"
+kill -9 "$LPID"; wait "$LPID" 2>/dev/null
+"$WINE" "$LAUNCHER" --policy "$POLICY" --pool-state "$STATE" --status 2>&1 | sed 's/^/ORPHAN /'
+ADDR=$(sed -n 's/^bound \(.*\):.*/\1/p' "$DIR/d.log")
+"$WINE" "$CPROBE" client "$PORT3" "$ADDR" 2>&1 | sed 's/^/PLAIN3 /'
+for i in $(seq 100); do
+  LEFT=$("$WINE" "$LAUNCHER" --policy "$POLICY" --pool-state "$STATE" --status 2>/dev/null)
+  [ -z "$LEFT" ] && break
+  sleep 0.2
+done
+echo "RECLAIMED [$LEFT]"
 sed 's/^/A /' "$DIR/a.log"
 sed 's/^/B /' "$DIR/b.log"
 "#;
@@ -567,7 +585,7 @@ fn winsock_programs_in_sessions_under_wine() {
         "[virtual_ip]\npool = [\"192.0.2.101-192.0.2.102\"]\n",
     )
     .unwrap();
-    let (port, port2) = (free_port(), free_port());
+    let (port, port2, port3) = (free_port(), free_port(), free_port());
     let out = w
         .env(&mut Command::new("timeout"))
         .args(["120", "unshare", "-n", "sh", "-c", VIP_SCRIPT])
@@ -580,6 +598,7 @@ fn winsock_programs_in_sessions_under_wine() {
         .env("DIR", &w.dir)
         .env("PORT", port.to_string())
         .env("PORT2", port2.to_string())
+        .env("PORT3", port3.to_string())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -625,5 +644,25 @@ fn winsock_programs_in_sessions_under_wine() {
     assert_eq!(line("LISTEN2"), [format!("192.0.2.101:{port2} ")], "{t}");
     assert!(line("PLAIN2").contains(&"got own"), "{t}");
     assert!(t.contains("session 7: virtual IP 192.0.2.101"), "{t}");
+    // While they run, the launchers and their programs hold the leases (session 7: two
+    // launchers, each with its program); once they are gone, the leases are released.
+    assert_eq!(
+        line("LIVE"),
+        [
+            "session 7 192.0.2.101 holders=4",
+            "session 8 192.0.2.102 holders=2"
+        ],
+        "{t}"
+    );
+    assert_eq!(line("AFTER"), ["end"], "{t}");
+    let orphan = line("ORPHAN");
+    assert!(
+        orphan.len() == 1
+            && orphan[0].starts_with("session 9 192.0.2.10")
+            && orphan[0].ends_with(" holders=1"),
+        "{t}"
+    );
+    assert!(line("PLAIN3").contains(&"got s9"), "{t}");
+    assert_eq!(line("RECLAIMED"), ["[]"], "{t}");
     assert!(t.contains("session 8: virtual IP 192.0.2.102"), "{t}");
 }
