@@ -294,7 +294,10 @@ fn rules_h_matches_the_reference() {
     let mut wrong = Vec::new();
     for ((case, want), got) in expected.iter().zip(&got) {
         if want != got {
-            wrong.push(format!("{}  reference: {want}  rules.h: {got}", case.trim()));
+            wrong.push(format!(
+                "{}  reference: {want}  rules.h: {got}",
+                case.trim()
+            ));
         }
     }
     assert!(
