@@ -479,7 +479,13 @@ fn virtual_ips_dual_stack_and_ipv6_localhost_in_a_namespace() {
              [prefer_loopback]\nenabled = true\nprocesses = [\"netprobe-pref\"]\n"
         ),
     );
-    let (p1, p2, p3, p4) = (free_port(), free_port(), free_port(), free_port());
+    let (p1, p2, p3, p4, p5) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
     let s = |id: u32, args: &str| {
         let c = root.session(id, "PROG", &[]);
         let words: Vec<String> = std::iter::once(c.get_program().to_string_lossy().into_owned())
@@ -497,13 +503,15 @@ ip addr add 192.0.2.100/32 dev lo
 ip addr add 192.0.2.101/32 dev lo
 wait_ss() {{ for i in $(seq 500); do [ "$(ss -Hltn sport = :$1 | wc -l)" -ge "$2" ] && return 0; sleep 0.02; done; echo "timeout waiting for $1"; exit 1; }}
 # The servers' output goes to files: the test reads this script's output to its end.
+# Session 7 leases first (192.0.2.100), then session 8 (192.0.2.101).
 {s7} {probe} serve-tcp 0.0.0.0:{p1} s7 > s7.out 2>&1 & A=$!
+wait_ss {p1} 1
 {s8} {probe} serve-tcp :{p1} s8 > s8.out 2>&1 & B=$!
-{s7} python3 -c "import socket,time; s=socket.socket(socket.AF_INET6); s.bind(('::1',{p2})); s.listen(); print('v6', s.getsockname()[0], flush=True); c,a=s.accept(); c.send(a[0].encode()); time.sleep(1)" > v6.out 2>&1 & C=$!
+{s7} python3 -c "import socket,time; s=socket.socket(socket.AF_INET6); s.bind(('::1',{p2})); s.listen(); o=socket.socket(socket.AF_INET6); o.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1); o.bind(('::1',{p5})); o.listen(); print('v6', s.getsockname()[0], flush=True); c,a=s.accept(); c.send(a[0].encode()); time.sleep(1)" > v6.out 2>&1 & C=$!
 {s8} {probe} serve-tcp 127.0.0.1:{p3} s8-lo > s8lo.out 2>&1 & D=$!
 {s7} busybox httpd -f -p 0.0.0.0:{p4} -h . > httpd.out 2>&1 & E=$!
-wait_ss {p1} 2; wait_ss {p2} 1; wait_ss {p3} 1; wait_ss {p4} 1
-echo "ss $(ss -Hltn sport = :{p1} or sport = :{p2} or sport = :{p4} | awk '{{print $4}}' | sort | tr '\n' ' ')"
+wait_ss {p1} 2; wait_ss {p2} 1; wait_ss {p3} 1; wait_ss {p4} 1; wait_ss {p5} 1
+echo "ss $(ss -Hltn sport = :{p1} or sport = :{p2} or sport = :{p4} or sport = :{p5} | awk '{{print $4}}' | sort | tr '\n' ' ')"
 echo "get7 $({s7} {probe} get-tcp 192.0.2.101:{p1} | head -1)"
 echo "pref $({s8} {pref} get-tcp 127.0.0.1:{p3} | head -1)"
 echo "nopref $({s8} {probe} get-tcp 127.0.0.1:{p3} | head -1)"
@@ -533,8 +541,9 @@ wait
     };
     // 0.0.0.0 becomes the VIP (busybox: an AF_INET socket); Go listens on an AF_INET6 "::"
     // socket for both "0.0.0.0:P" and ":P", bound to ::ffff:VIP; ::1 is mapped to the session's
-    // loopback address (SPEC §8).
+    // loopback address (SPEC §8) on a dual-stack socket, and left alone on a v6-only one.
     let mut want = vec![
+        format!("[::1]:{p5}"),
         format!("192.0.2.100:{p4}"),
         format!("[::ffff:127.0.0.8]:{p2}"),
         format!("[::ffff:192.0.2.100]:{p1}"),
