@@ -147,6 +147,8 @@ pub use policy::{
 };
 #[cfg(feature = "std")]
 pub use pool::SharedPool;
+#[cfg(feature = "dhcp")]
+pub use pool::dhcp;
 pub use pool::{AddressSource, LeaseError, PoolError, PoolSnapshot, RestoreWarning, StaticPool};
 #[cfg(feature = "std")]
 pub use pool::{StateError, StateFile, StateLock, StateStep};
