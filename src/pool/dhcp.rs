@@ -998,14 +998,15 @@ impl DhcpSource {
         });
     }
 
-    /// The lease is gone (expiry or NAK while held): back to `Init`, asking for it again.
-    fn lose(&mut self, id: SessionId) {
+    /// The lease is gone (expiry or NAK while held): back to `Init`, asking for it again after an
+    /// expiry (`ask_again`), not after a NAK.
+    fn lose(&mut self, id: SessionId, ask_again: bool) {
         let Some(s) = self.sessions.get_mut(&id) else {
             return;
         };
         if let Some(l) = s.lease.take() {
             s.lost = Some(l.addr);
-            s.want = Some(l.addr);
+            s.want = ask_again.then_some(l.addr);
             self.events.push_back(DhcpEvent::Lost {
                 session: id,
                 addr: l.addr,
@@ -1039,7 +1040,7 @@ impl DhcpSource {
                 };
                 let state = s.state;
                 if now >= l.expiry {
-                    self.lose(id);
+                    self.lose(id, true);
                 } else if now >= l.t2 {
                     if state != DhcpState::Rebinding {
                         self.enter(id, DhcpState::Rebinding);
@@ -1159,13 +1160,8 @@ impl DhcpSource {
                 Ok(id)
             }
             (DhcpState::Renewing | DhcpState::Rebinding, MessageKind::Nak) => {
-                if let Some(s) = self.sessions.get_mut(&id) {
-                    s.want = None;
-                }
-                self.lose(id);
-                if let Some(s) = self.sessions.get_mut(&id) {
-                    s.want = None;
-                }
+                // The server refused the address: not asked for again.
+                self.lose(id, false);
                 Ok(id)
             }
             (
