@@ -534,7 +534,26 @@ fn foreign_and_malformed_datagrams_are_ignored_and_counted() {
     assert!(matches!(err, DatagramError::Unusable { .. }), "{err}");
     assert_eq!(d.state(S7), Some(DhcpState::Selecting));
     let stats = d.stats();
-    assert_eq!((stats.malformed, stats.ignored), (2, 5), "{stats:?}");
+    assert_eq!((stats.malformed, stats.ignored), (3, 4), "{stats:?}");
+    // Inputs on which the packet decoder itself would panic: a hardware-address length over 16,
+    // fixed-size options of the wrong size (rapid commit with a value, a 3-byte lease time).
+    let mut long_hlen = good.clone();
+    long_hlen[2] = 200;
+    let mut bad_opts = good[..240].to_vec();
+    bad_opts.extend_from_slice(&[53, 1, 2, 80, 2, 0, 0, 255]);
+    let mut short_lease = good[..240].to_vec();
+    short_lease.extend_from_slice(&[53, 1, 2, 51, 3, 0, 0, 9, 255]);
+    for bytes in [long_hlen, short_lease] {
+        assert!(matches!(
+            d.handle_datagram(secs(0), &bytes),
+            Err(DatagramError::Malformed { .. })
+        ));
+    }
+    // An option a client never reads is dropped, whatever its shape.
+    assert!(!matches!(
+        d.handle_datagram(secs(0), &bad_opts),
+        Err(DatagramError::Malformed { .. })
+    ));
     // The right one still works.
     d.handle_datagram(secs(0), &good).unwrap();
     assert_eq!(d.state(S7), Some(DhcpState::Requesting));

@@ -1077,7 +1077,8 @@ impl DhcpSource {
             len: bytes.len(),
             reason,
         };
-        let m = Message::decode(&mut Decoder::new(bytes))
+        let clean = sanitize(bytes).map_err(&malformed)?;
+        let m = Message::decode(&mut Decoder::new(&clean))
             .map_err(|e| malformed(alloc::format!("{e}")))?;
         if m.opcode() != Opcode::BootReply {
             return Err(DatagramError::NotAReply {
@@ -1224,6 +1225,70 @@ impl DhcpSource {
             _ => Err(unexpected),
         }
     }
+}
+
+/// The fixed part of a DHCP message: 236 bytes of BOOTP header, then the magic cookie.
+const HEADER: usize = 236;
+const MAGIC: [u8; 4] = [99, 130, 83, 99];
+
+/// Checks a datagram's framing and keeps only the options the machine reads (with the lengths
+/// RFC 2132 gives them), so that the decoder only ever sees well-formed input: `dhcproto` 0.15
+/// panics on some malformed options (a hardware-address length over 16, or in debug builds a
+/// fixed-size option of another length), and a client has no use for the others.
+fn sanitize(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let (head, rest) = bytes
+        .split_at_checked(HEADER + MAGIC.len())
+        .ok_or_else(|| String::from("shorter than the 240-byte header"))?;
+    if head.get(HEADER..) != Some(&MAGIC[..]) {
+        return Err("no DHCP magic cookie".into());
+    }
+    if head.get(2).is_none_or(|&hlen| hlen > 16) {
+        return Err("hardware address length over 16".into());
+    }
+    let mut out = Vec::with_capacity(head.len() + 64);
+    out.extend_from_slice(head);
+    let mut i = 0;
+    loop {
+        let Some(&code) = rest.get(i) else {
+            // RFC 2131 wants an end option; a message without one is still readable.
+            break;
+        };
+        match code {
+            0 => {
+                i += 1;
+                continue;
+            }
+            255 => break,
+            _ => {}
+        }
+        let len = usize::from(
+            *rest
+                .get(i + 1)
+                .ok_or_else(|| alloc::format!("option {code} has no length"))?,
+        );
+        let value = rest
+            .get(i + 2..i + 2 + len)
+            .ok_or_else(|| alloc::format!("option {code} runs past the end"))?;
+        let want = match code {
+            53 => Some(1),
+            50 | 51 | 54 | 58 | 59 => Some(4),
+            61 => None,
+            // Not read by a client: dropped.
+            _ => {
+                i += 2 + len;
+                continue;
+            }
+        };
+        if want.is_some_and(|w| w != len) || len == 0 {
+            return Err(alloc::format!("option {code} has length {len}"));
+        }
+        out.push(code);
+        out.push(u8::try_from(len).unwrap_or(u8::MAX));
+        out.extend_from_slice(value);
+        i += 2 + len;
+    }
+    out.push(255);
+    Ok(out)
 }
 
 /// The lease's deadlines: T1 and T2 from options 58 and 59 when they are in order, else RFC 2131's
