@@ -142,8 +142,9 @@ pub use engine::{CompileError, Decision, Engine, ProcessExplanation, ProcessPlan
 pub use error::Error;
 pub use host::Host;
 pub use policy::{
-    Diagnostic, DiagnosticCode, Ipv6Loopback, LeaseFailure, Origin, Platform, Policy, PolicyError,
-    PreferLoopback, RegError, RegImport, Severity, VipMode, VipOrigins, VirtualIp, VirtualLoopback,
+    DhcpSettings, Diagnostic, DiagnosticCode, Ipv6Loopback, LeaseFailure, Origin, Platform, Policy,
+    PolicyError, PreferLoopback, RegError, RegImport, Severity, VipMode, VipOrigins, VipSource,
+    VirtualIp, VirtualLoopback,
 };
 #[cfg(feature = "std")]
 pub use pool::SharedPool;

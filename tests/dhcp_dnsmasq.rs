@@ -110,7 +110,6 @@ impl Net {
         n
     }
 
-
     fn leases_path(&self) -> PathBuf {
         self.dir.join("dnsmasq.leases")
     }

@@ -236,3 +236,39 @@ proptest! {
         prop_assert_eq!(list.find(&format!("{}{sep}_{base}", dirs.join(sep))), None);
     }
 }
+
+#[test]
+fn vip_source_and_dhcp_settings_from_toml_and_json() {
+    use ipvirt::VipSource;
+    // Absent: static, as every policy written before it meant.
+    let p = Policy::from_toml("[virtual_ip]\npool = [\"192.0.2.100\"]\n").unwrap();
+    assert_eq!(p.virtual_ip.source, VipSource::Static);
+    assert!(
+        !p.to_toml().unwrap().contains("source"),
+        "defaults are not written"
+    );
+    let text = "[virtual_ip]\nsource = \"dhcp\"\n[virtual_ip.dhcp]\ninterface = \"eth1\"\nclient_id_prefix = \"h1-\"\nconfigure_addresses = false\n";
+    let p = Policy::from_toml(text).unwrap();
+    assert_eq!(p.virtual_ip.source, VipSource::Dhcp);
+    assert_eq!(p.virtual_ip.dhcp.interface.as_deref(), Some("eth1"));
+    assert_eq!(p.virtual_ip.dhcp.client_id_prefix.as_deref(), Some("h1-"));
+    assert!(!p.virtual_ip.dhcp.configure_addresses);
+    assert_eq!(Policy::from_toml(&p.to_toml().unwrap()).unwrap(), p);
+    let json: Policy = serde_json::from_str(
+        r#"{"virtual_ip":{"source":"dhcp","dhcp":{"interface":"eth1","client_id_prefix":"h1-","configure_addresses":false}}}"#,
+    )
+    .unwrap();
+    assert_eq!(json, p);
+    // Typos are errors that name the key and the line.
+    let err = Policy::from_toml("[virtual_ip]\nsource = \"dchp\"\n").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("policy line 2, key `virtual_ip.source`"),
+        "{err}"
+    );
+    let err = Policy::from_toml("[virtual_ip.dhcp]\ninterfce = \"eth1\"\n").unwrap_err();
+    assert!(
+        err.to_string().contains("line 2") && err.to_string().contains("interfce"),
+        "{err}"
+    );
+}
