@@ -204,10 +204,14 @@ fn log_has(path: &Path, what: &str) -> bool {
     std::fs::read_to_string(path).is_ok_and(|t| t.contains(what))
 }
 
-fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
+fn wait_for(cond: impl FnMut() -> bool, what: &str) {
+    wait_for_else(cond, || what.to_owned());
+}
+
+fn wait_for_else(mut cond: impl FnMut() -> bool, what: impl Fn() -> String) {
     let end = Instant::now() + DEADLINE;
     while !cond() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
+        assert!(Instant::now() < end, "timed out waiting for {}", what());
         std::thread::yield_now();
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -461,4 +465,112 @@ fn a_dead_server_makes_renewals_fail_and_the_session_follows_on_lease_failure() 
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&out.stdout).contains(&format!("{addr}/32")));
+}
+
+/// How many DHCPACKs of `addr` dnsmasq has logged.
+fn acks(net: &Net, addr: &str) -> usize {
+    std::fs::read_to_string(net.log_path())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("DHCPACK(") && l.contains(&format!(" {addr} ")))
+        .count()
+}
+
+#[test]
+fn the_launcher_leases_renews_while_the_command_runs_and_releases_at_the_end() {
+    require_root!();
+    require!("sh");
+    let Some(launcher) = common::examples::launcher() else {
+        eprintln!("skipped: the session launcher could not be built");
+        return;
+    };
+    let net = Net::new(5, 150, false);
+    let policy = net.dir.join("policy.toml");
+    // No interface named: the adapter network selects it (its route).
+    std::fs::write(
+        &policy,
+        "[virtual_ip]\nenabled = true\nmode = \"per-session\"\nadapter = \"10.231.5.0/24\"\n\
+         source = \"dhcp\"\n[virtual_ip.dhcp]\nclient_id_prefix = \"ipvirt-t5-\"\n",
+    )
+    .unwrap();
+    let state = net.dir.join("leases.json");
+    let stop = net.dir.join("stop");
+    let mut children = Vec::new();
+    for id in [11, 12] {
+        let out = net.dir.join(format!("vip-{id}"));
+        let script = format!(
+            "echo \"$IPVIRT_VIP\" > {0}.tmp && mv {0}.tmp {0}; while [ ! -e {1} ]; do sleep 0.1; done",
+            out.display(),
+            stop.display()
+        );
+        let child = Command::new(&launcher)
+            .args(["--id", &id.to_string(), "--policy"])
+            .arg(&policy)
+            .arg("--pool-state")
+            .arg(&state)
+            .args(["--", "sh", "-c", &script])
+            // Thirty times faster: T1 of the 120 s lease comes after 2 s.
+            .env("IPVIRT_TEST_DHCP_CLOCK_SCALE", "30")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(net.dir.join(format!("launcher-{id}.err"))).unwrap())
+            .spawn()
+            .unwrap();
+        children.push(common::examples::Guard(child));
+    }
+    let vips: Vec<String> = [11, 12]
+        .iter()
+        .map(|id| {
+            let f = net.dir.join(format!("vip-{id}"));
+            let err = net.dir.join(format!("launcher-{id}.err"));
+            wait_for_else(
+                || f.exists(),
+                || {
+                    format!(
+                        "the command to publish its VIP; launcher said: {}",
+                        std::fs::read_to_string(&err).unwrap_or_default()
+                    )
+                },
+            );
+            std::fs::read_to_string(&f).unwrap().trim().to_owned()
+        })
+        .collect();
+    assert_ne!(vips[0], vips[1]);
+    for v in &vips {
+        assert!(v.starts_with("10.231.5."), "{vips:?}");
+    }
+    // The leases are renewed while the commands run (a first ACK, then renewals).
+    wait_for(
+        || vips.iter().all(|v| acks(&net, v) >= 3),
+        "two renewals of each lease",
+    );
+    std::fs::write(&stop, "").unwrap();
+    for c in &mut children {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = c.0.try_wait().unwrap() {
+                assert!(status.success(), "{status}");
+                break;
+            }
+            assert!(Instant::now() < end, "the launcher did not end");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    wait_for(|| net.server_leases().is_empty(), "both leases released");
+    for id in [11, 12] {
+        let err = std::fs::read_to_string(net.dir.join(format!("launcher-{id}.err"))).unwrap();
+        eprintln!("--- launcher {id}:\n{err}");
+        assert!(err.contains("leased from DHCP"), "{err}");
+        assert!(err.contains("renewed from 10.231.5.1"), "{err}");
+        assert!(err.contains("released"), "{err}");
+    }
+    let out = Command::new(&launcher)
+        .args(["--policy"])
+        .arg(&policy)
+        .arg("--pool-state")
+        .arg(&state)
+        .arg("--status")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
 }

@@ -121,7 +121,7 @@ use crate::session::SessionId;
 #[cfg(target_os = "linux")]
 mod driver;
 #[cfg(target_os = "linux")]
-pub use driver::{Clock, DhcpDriver, DriverError};
+pub use driver::{Clock, DhcpDriver, DriverError, default_client_id_prefix, interface_for};
 
 /// The settings of a [`DhcpSource`].
 ///

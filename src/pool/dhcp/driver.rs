@@ -476,6 +476,58 @@ impl DhcpDriver {
     }
 }
 
+/// The interface that `VIPAdapter` selects: the one with a directly connected route (no gateway,
+/// not the default route) to `adapter`'s address, the longest prefix winning; read from
+/// `/proc/net/route`.
+///
+/// # Errors
+///
+/// [`DriverError::Interface`] when no such route exists or the route table cannot be read.
+pub fn interface_for(adapter: ipnet::Ipv4Net) -> Result<String, DriverError> {
+    let err = |reason: String| DriverError::Interface {
+        interface: format!("(the one with a route to {adapter})"),
+        reason,
+    };
+    let table = std::fs::read_to_string("/proc/net/route")
+        .map_err(|e| err(format!("/proc/net/route: {e}")))?;
+    let hex = |s: &str| {
+        u32::from_str_radix(s, 16)
+            .ok()
+            .map(|v| Ipv4Addr::from(v.to_ne_bytes()))
+    };
+    let target = adapter.addr();
+    let mut best: Option<(u32, String)> = None;
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(iface), Some(dest), Some(gw), Some(mask)) = (
+            f.first(),
+            f.get(1).and_then(|s| hex(s)),
+            f.get(2).and_then(|s| hex(s)),
+            f.get(7).and_then(|s| hex(s)),
+        ) else {
+            continue;
+        };
+        let m = mask.to_bits();
+        let len = m.count_ones();
+        if len == 0 || !gw.is_unspecified() || target.to_bits() & m != dest.to_bits() {
+            continue;
+        }
+        if best.as_ref().is_none_or(|(l, _)| len > *l) {
+            best = Some((len, (*iface).to_owned()));
+        }
+    }
+    best.map(|(_, i)| i)
+        .ok_or_else(|| err("no interface has a directly connected route to it".into()))
+}
+
+/// The default client-identifier prefix: `ipvirt-<host name>-`.
+#[must_use]
+pub fn default_client_id_prefix() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    format!("ipvirt-{}-", if host.is_empty() { "host" } else { host })
+}
+
 /// A UDP socket on `addr:68` bound to `interface`, with broadcast and address reuse.
 fn bound_socket(interface: &str, addr: Ipv4Addr) -> std::io::Result<UdpSocket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
