@@ -80,10 +80,8 @@ fn reply(req: &Message, op: &Op) -> Vec<u8> {
     if let Some(t) = t2 {
         m.opts_mut().insert(DhcpOption::Rebinding(t));
     }
-    if echo_id {
-        if let Some(c) = req.opts().get(OptionCode::ClientIdentifier) {
-            m.opts_mut().insert(c.clone());
-        }
+    if echo_id && let Some(c) = req.opts().get(OptionCode::ClientIdentifier) {
+        m.opts_mut().insert(c.clone());
     }
     let mut buf = Vec::new();
     m.encode(&mut Encoder::new(&mut buf)).unwrap();

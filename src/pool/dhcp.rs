@@ -911,8 +911,7 @@ impl DhcpSource {
             return;
         };
         let mut m = self.message(id, s.xid, MessageType::Request, s.started);
-        let destination;
-        match s.state {
+        let destination = match s.state {
             DhcpState::Requesting => {
                 let Some((addr, server)) = s.offer else {
                     return;
@@ -920,7 +919,7 @@ impl DhcpSource {
                 m.set_flags(Flags::default().set_broadcast());
                 m.opts_mut().insert(DhcpOption::RequestedIpAddress(addr));
                 m.opts_mut().insert(DhcpOption::ServerIdentifier(server));
-                destination = Destination::Broadcast;
+                Destination::Broadcast
             }
             DhcpState::Rebooting => {
                 let Some(addr) = s.want else {
@@ -928,21 +927,21 @@ impl DhcpSource {
                 };
                 m.set_flags(Flags::default().set_broadcast());
                 m.opts_mut().insert(DhcpOption::RequestedIpAddress(addr));
-                destination = Destination::Broadcast;
+                Destination::Broadcast
             }
             DhcpState::Renewing | DhcpState::Rebinding => {
                 let Some(l) = s.lease else {
                     return;
                 };
                 m.set_ciaddr(l.addr);
-                destination = if s.state == DhcpState::Renewing {
+                if s.state == DhcpState::Renewing {
                     Destination::Server(l.server)
                 } else {
                     Destination::Broadcast
-                };
+                }
             }
             _ => return,
-        }
+        };
         let now = self.now;
         let attempts = s.attempts + 1;
         let first = s.attempts == 0;
@@ -1248,11 +1247,8 @@ fn sanitize(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(head.len() + 64);
     out.extend_from_slice(head);
     let mut i = 0;
-    loop {
-        let Some(&code) = rest.get(i) else {
-            // RFC 2131 wants an end option; a message without one is still readable.
-            break;
-        };
+    // RFC 2131 wants an end option; a message without one is still readable.
+    while let Some(&code) = rest.get(i) {
         match code {
             0 => {
                 i += 1;

@@ -387,10 +387,10 @@ impl DhcpDriver {
             }
             events.push(e);
         }
-        if !events.is_empty() {
-            if let Err(e) = self.persist() {
-                self.notes.push(e.to_string());
-            }
+        if !events.is_empty()
+            && let Err(e) = self.persist()
+        {
+            self.notes.push(e.to_string());
         }
         events
     }
