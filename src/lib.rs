@@ -14,7 +14,8 @@
 //! ipvirt **decides**; the hooking layer (a Winsock hook DLL, an LSP, a WFP callout driver, a Linux
 //! `LD_PRELOAD` shim) **acts**. ipvirt does not intercept calls, open sockets, read the registry, run
 //! DHCP, or keep a clock: the caller passes in everything a decision depends on and gets plain values
-//! back, so every decision is a pure, testable function.
+//! back, so every decision is a pure, testable function. (The optional `dhcp` feature's client is
+//! sans-I/O too; only its separate Linux driver opens sockets and reads the clock.)
 //!
 //! ```text
 //!  policy file / .reg export / builder            socket-table snapshots (ss, netstat, TCPView)
@@ -99,6 +100,8 @@
 //!   `SharedPool` and `StateFile`. Without it the crate is `no_std` + `alloc` (for kernel drivers) and uses
 //!   `core::net` and `core::error::Error`.
 //! - `capi`: the C ABI.
+//! - `dhcp`: VIPs from a DHCP server: `dhcp` (a sans-I/O client for every session; on Linux, a
+//!   driver with sockets, timers and a lease file).
 
 #![cfg_attr(not(feature = "std"), no_std)]
 #![doc(test(attr(deny(warnings))))]
