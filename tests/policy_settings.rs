@@ -272,3 +272,54 @@ fn vip_source_and_dhcp_settings_from_toml_and_json() {
         "{err}"
     );
 }
+
+#[test]
+fn explain_says_where_the_vip_comes_from() {
+    use ipvirt::{Host, Session, SessionId};
+    let s7 = Session::remote(SessionId::new(7));
+    let dhcp = Policy::from_toml(
+        "[virtual_ip]\nenabled = true\nmode = \"per-session\"\nadapter = \"192.0.2.0/24\"\nsource = \"dhcp\"\n\
+         on_lease_failure = \"no-connectivity\"\n[virtual_ip.dhcp]\nclient_id_prefix = \"h1-\"\n",
+    )
+    .unwrap();
+    let text = dhcp
+        .compile(Host::default())
+        .unwrap()
+        .explain(s7, "app")
+        .to_string();
+    assert!(
+        text.contains("leased from a DHCP server (virtual_ip.source = dhcp) on the interface with a route to 192.0.2.0/24, client identifier h1-7"),
+        "{text}"
+    );
+    assert!(
+        text.contains("on_lease_failure = no-connectivity"),
+        "{text}"
+    );
+    let with_if = Policy::from_toml(
+        "[virtual_ip]\nenabled = true\nmode = \"per-session\"\nadapter = \"192.0.2.0/24\"\nsource = \"dhcp\"\n\
+         [virtual_ip.dhcp]\ninterface = \"eth1\"\n",
+    )
+    .unwrap();
+    let text = with_if
+        .compile(Host::default())
+        .unwrap()
+        .explain(s7, "app")
+        .to_string();
+    assert!(
+        text.contains("on interface eth1, client identifier ipvirt-<host name>-7"),
+        "{text}"
+    );
+    let pool = Policy::from_toml(
+        "[virtual_ip]\nenabled = true\nmode = \"per-session\"\nadapter = \"192.0.2.0/24\"\npool = [\"192.0.2.100\"]\n",
+    )
+    .unwrap();
+    let text = pool
+        .compile(Host::default())
+        .unwrap()
+        .explain(s7, "app")
+        .to_string();
+    assert!(
+        text.contains("leased from the static pool (virtual_ip.source = static, 1 pool entry)"),
+        "{text}"
+    );
+}
