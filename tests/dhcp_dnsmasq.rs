@@ -574,3 +574,77 @@ fn the_launcher_leases_renews_while_the_command_runs_and_releases_at_the_end() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
 }
+
+#[test]
+fn the_launcher_runs_the_command_without_a_vip_when_the_server_has_none_left() {
+    require_root!();
+    require!("sh");
+    let Some(launcher) = common::examples::launcher() else {
+        eprintln!("skipped: the session launcher could not be built");
+        return;
+    };
+    // A pool of one, held by the test's own client.
+    let net = Net::new(6, 100, false);
+    let mut d = net.driver("ipvirt-t6-", None);
+    d.lease(sid(1)).unwrap_err();
+    drive(&mut d, "the only lease", |d| d.lease(sid(1)).is_ok());
+    let policy = net.dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[virtual_ip]\nenabled = true\nmode = \"per-session\"\nadapter = \"10.231.6.0/24\"\n\
+             source = \"dhcp\"\non_lease_failure = \"no-connectivity\"\n\
+             [virtual_ip.dhcp]\ninterface = \"{}\"\nclient_id_prefix = \"ipvirt-t6-\"\n",
+            net.client_if
+        ),
+    )
+    .unwrap();
+    let out = Command::new(&launcher)
+        .args(["--id", "2", "--dhcp-wait", "2", "--policy"])
+        .arg(&policy)
+        .arg("--pool-state")
+        .arg(net.dir.join("leases.json"))
+        .args(["--", "sh", "-c", "echo \"VIP=[$IPVIRT_VIP]\""])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "VIP=[]\n");
+    assert!(
+        err.contains("session 2: no DHCP lease within 2 s; virtual_ip.on_lease_failure = no-connectivity applies"),
+        "{err}"
+    );
+    d.release(sid(1));
+}
+
+#[test]
+fn a_missing_interface_is_a_typed_error() {
+    // No root needed: the interface is looked up before any socket is made.
+    let err = DhcpDriver::open(
+        "ipvirt-nope0",
+        DhcpConfig::new(b"x-".to_vec(), [0; 6]),
+        None,
+        false,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, ipvirt::dhcp::DriverError::Interface { interface, .. } if interface == "ipvirt-nope0"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("DHCP interface \"ipvirt-nope0\": no such interface"),
+        "{err}"
+    );
+    for bad in ["", "../lo", "a/b"] {
+        assert!(
+            DhcpDriver::open(bad, DhcpConfig::new(b"x-".to_vec(), [0; 6]), None, false).is_err()
+        );
+    }
+    let err = ipvirt::dhcp::interface_for("203.0.113.0/24".parse().unwrap()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no interface has a directly connected route"),
+        "{err}"
+    );
+}
