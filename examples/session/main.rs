@@ -1,10 +1,12 @@
 //! Runs a command as a session: leases the session's VIP from the policy's pool, starts the command
-//! under the `LD_PRELOAD` layer with the session's configuration, and gives the lease up when the
-//! session's processes are gone.
+//! under one of the two Linux layers with the session's configuration, and gives the lease up when
+//! the session's processes are gone.
 //!
 //! ```text
 //! cargo run --example session -- --id 7 --policy examples/policies/linux-ld-preload.toml \
 //!     -- python3 -m http.server --bind 127.0.0.1 8000
+//! sudo target/debug/examples/session --layer kernel --id 7 \
+//!     --policy examples/policies/linux-ld-preload.toml -- busybox httpd -f -p 127.0.0.1:8000
 //! ```
 //!
 //! Options:
@@ -19,6 +21,13 @@
 //!   --console           run as a console session (never virtualized)
 //!   --dhcp-wait SECS    with virtual_ip.source = "dhcp": how long to wait for the lease before
 //!                       the command starts without one (default 10)
+//!   --layer LAYER       `preload` (the default: the LD_PRELOAD library, dynamically linked
+//!                       programs, no privileges) or `kernel` (cgroup-BPF programs: every process
+//!                       of the session, static and Go binaries included; needs root)
+//!   --kernel-root NAME  the kernel layer's root cgroup, below the cgroup2 mount (default: ipvirt);
+//!                       one policy per root
+//!   --kernel-detach     detach the kernel layer's programs and remove its cgroups (refused while a
+//!                       session's processes run), restoring the host; needs no --policy
 //!   --status            print the live leases (session, VIP, holders) after reclaiming those whose
 //!                       processes are all gone, and exit
 //!
@@ -53,6 +62,9 @@
 //! - Concurrent launchers of one session share one lease (and one VIP); it ends with the last.
 //! - SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGALRM are forwarded to the command;
 //!   the launcher then waits for it and releases as above.
+//! - With `--layer kernel` the session is also a cgroup (see `examples/kernel/mod.rs`): the
+//!   programs stay attached when the launcher is killed, and the session's entry stays while any
+//!   of its processes runs, so nothing falls back to the shared `127.0.0.1`.
 //! - Limits: a process that clears its environment, or one of another user that this launcher may
 //!   not inspect (`/proc/PID/environ`), is not seen as the session's.
 
@@ -61,6 +73,8 @@
 
 #[cfg(feature = "dhcp")]
 mod dhcp;
+#[path = "../kernel/mod.rs"]
+mod kernel;
 mod leases;
 mod procfs;
 
@@ -71,10 +85,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use ipvirt::{Host, Policy, SessionId, StateFile, StaticPool, VipSource};
+use ipvirt::{Host, Policy, Session, SessionId, StateFile, StaticPool, VipSource};
 
 const USAGE: &str = "usage: session --id ID --policy FILE [--pool-state FILE] [--server-addr IP]... \
-[--preload FILE] [--console] [--dhcp-wait SECS] -- COMMAND [ARGS...]\n       session --policy FILE [--pool-state FILE] [--server-addr IP]... --status";
+[--preload FILE] [--console] [--dhcp-wait SECS] [--layer preload|kernel] [--kernel-root NAME] -- COMMAND [ARGS...]\n       \
+session --policy FILE [--pool-state FILE] [--server-addr IP]... [--layer kernel] --status\n       \
+session [--kernel-root NAME] --kernel-detach";
+
+/// Which Linux layer virtualizes the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layer {
+    Preload,
+    Kernel,
+}
 
 struct Args {
     id: Option<SessionId>,
@@ -86,6 +109,9 @@ struct Args {
     status: bool,
     #[cfg_attr(not(feature = "dhcp"), allow(dead_code))]
     dhcp_wait: std::time::Duration,
+    layer: Layer,
+    kernel_root: String,
+    detach: bool,
     command: Vec<OsString>,
 }
 
@@ -103,6 +129,9 @@ fn parse_args() -> Result<Args, String> {
     let mut console = false;
     let mut status = false;
     let mut dhcp_wait = std::time::Duration::from_secs(10);
+    let mut layer = Layer::Preload;
+    let mut kernel_root = String::from("ipvirt");
+    let mut detach = false;
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -133,6 +162,25 @@ fn parse_args() -> Result<Args, String> {
                         format!("--dhcp-wait: {v:?} is not a whole number of seconds")
                     })?);
             }
+            "--layer" => {
+                layer = match text(value("--layer")?, "--layer")?.as_str() {
+                    "preload" => Layer::Preload,
+                    "kernel" => Layer::Kernel,
+                    other => {
+                        return Err(format!(
+                            "--layer: {other:?} is not a layer (preload or kernel)"
+                        ));
+                    }
+                }
+            }
+            "--kernel-root" => {
+                let v = text(value("--kernel-root")?, "--kernel-root")?;
+                if v.is_empty() || v.contains('/') || v == "." || v == ".." {
+                    return Err(format!("--kernel-root: {v:?} is not a cgroup name"));
+                }
+                kernel_root = v;
+            }
+            "--kernel-detach" => detach = true,
             "--status" => status = true,
             "--help" | "-h" => return Err(String::new()),
             "--" => break,
@@ -144,6 +192,22 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     let command: Vec<OsString> = it.collect();
+    if detach {
+        return Ok(Args {
+            id,
+            policy: policy.unwrap_or_default(),
+            state,
+            servers,
+            preload,
+            console,
+            status,
+            dhcp_wait,
+            layer: Layer::Kernel,
+            kernel_root,
+            detach,
+            command,
+        });
+    }
     if !status && command.is_empty() {
         return Err("no command given after --".into());
     }
@@ -159,6 +223,9 @@ fn parse_args() -> Result<Args, String> {
         console,
         status,
         dhcp_wait,
+        layer,
+        kernel_root,
+        detach,
         command,
     })
 }
@@ -210,7 +277,68 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--kernel-detach`: detaches the kernel layer at the root and removes its cgroups.
+fn detach(root: &str) -> Result<ExitCode, String> {
+    let _lock = kernel::lock()?;
+    match kernel::Layer::find(root)? {
+        Some(layer) => {
+            let dir = layer.root().to_path_buf();
+            layer.detach()?;
+            say(&format!("kernel layer detached from {}", dir.display()));
+        }
+        None => {
+            // Nothing attached: remove an empty root left behind, if any.
+            let dir = kernel::cgroup2_mount()?.join(root);
+            if dir.exists() {
+                std::fs::remove_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            say(&format!("no kernel layer is attached at {}", dir.display()));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The kernel layer's set-up for one session: the layer attached, the session's cgroup made and
+/// its entry written. Returns the layer and the `cgroup.procs` file the command joins.
+fn kernel_session(
+    args: &Args,
+    policy: &Policy,
+    host: Host,
+    id: SessionId,
+    vip: Option<Ipv4Addr>,
+) -> Result<(kernel::Layer, PathBuf), String> {
+    if let Some(why) = kernel::unavailable() {
+        return Err(format!("--layer kernel: {why}"));
+    }
+    let engine = policy
+        .clone()
+        .compile(host)
+        .map_err(|e| format!("{}: {e}", args.policy.display()))?;
+    let tables = kernel::tables(policy, &engine)?;
+    for m in &tables.missing {
+        say(&format!(
+            "note: program list entry {m}: it matches no program on this host"
+        ));
+    }
+    let session = if args.console {
+        Session::console(id)
+    } else {
+        Session::remote(id)
+    };
+    let vip = vip
+        .map(ipvirt::Vip::new)
+        .transpose()
+        .map_err(|e| format!("leased VIP: {e}"))?;
+    let entry = engine.session_entry(session, vip);
+    let layer = kernel::Layer::attach(&args.kernel_root, &tables)?;
+    let procs = layer.open_session(&entry)?;
+    Ok((layer, procs))
+}
+
 fn run(args: Args) -> Result<ExitCode, String> {
+    if args.detach {
+        return detach(&args.kernel_root);
+    }
     let policy_path = std::fs::canonicalize(&args.policy)
         .map_err(|e| format!("{}: {e}", args.policy.display()))?;
     let text = std::fs::read_to_string(&policy_path)
@@ -241,6 +369,33 @@ fn run(args: Args) -> Result<ExitCode, String> {
     };
     let boot = procfs::boot_id();
 
+    if args.status && args.layer == Layer::Kernel {
+        let _lock = kernel::lock()?;
+        match kernel::Layer::find(&args.kernel_root)? {
+            Some(layer) => {
+                layer.reclaim()?;
+                let mut out = std::io::stdout().lock();
+                for (dir, e, running) in layer.sessions()? {
+                    let _ = writeln!(
+                        out,
+                        "kernel session {} cgroup={} loopback={} vip={} processes={}",
+                        e.session,
+                        dir.display(),
+                        Ipv4Addr::from_bits(e.loopback),
+                        Ipv4Addr::from_bits(e.vip),
+                        if running { "yes" } else { "no" }
+                    );
+                }
+            }
+            None => say(&format!(
+                "no kernel layer is attached at {}",
+                kernel::cgroup2_mount()?.join(&args.kernel_root).display()
+            )),
+        }
+        if !vip_on && !dhcp_on {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     #[cfg(feature = "dhcp")]
     if args.status && dhcp_on {
         let mut out = std::io::stdout().lock();
@@ -265,9 +420,20 @@ fn run(args: Args) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let id = args.id.ok_or("--id is required")?;
-    let preload = match &args.preload {
-        Some(p) => std::fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display()))?,
-        None => default_preload()?,
+    if id == SessionId::MAX && !args.console && policy.virtual_loopback.enabled {
+        // SPEC §9: its loopback address is lo's broadcast address on Linux.
+        return Err(format!(
+            "session {id}: its loopback address 127.255.255.255 is the broadcast address of lo on \
+             Linux, where TCP cannot use it; sessions up to {} have a usable loopback address",
+            id.get() - 1
+        ));
+    }
+    let preload = match (args.layer, &args.preload) {
+        (Layer::Kernel, _) => PathBuf::new(),
+        (Layer::Preload, Some(p)) => {
+            std::fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display()))?
+        }
+        (Layer::Preload, None) => default_preload()?,
     };
 
     for sig in FORWARDED {
@@ -322,14 +488,48 @@ fn run(args: Args) -> Result<ExitCode, String> {
         None => {}
     }
 
+    let mut kernel_layer = None;
     let status = if PENDING.load(Ordering::SeqCst) != 0 {
         Err(format!(
             "stopped by signal {} before the command started",
             PENDING.load(Ordering::SeqCst)
         ))
+    } else if args.layer == Layer::Kernel {
+        // The lock is held until the command is in its cgroup: a concurrent clean-up cannot
+        // remove the session between its entry being written and the command joining it.
+        let started = kernel::lock().and_then(|lock| {
+            let (layer, procs) = kernel_session(&args, &policy, host.clone(), id, vip)?;
+            let child = start(&args, id, &policy_path, None, Some(&procs), vip, &me.token);
+            drop(lock);
+            Ok((layer, child?))
+        });
+        match started {
+            Ok((layer, child)) => {
+                kernel_layer = Some(layer);
+                wait(child, &args)
+            }
+            Err(e) => Err(e),
+        }
     } else {
-        spawn(&args, id, &policy_path, &preload, vip, &me.token)
+        start(
+            &args,
+            id,
+            &policy_path,
+            Some(&preload),
+            None,
+            vip,
+            &me.token,
+        )
+        .and_then(|child| wait(child, &args))
     };
+    if let Some(layer) = kernel_layer {
+        // Removed now if the session's processes are all gone; otherwise by the next launch,
+        // --status or --kernel-detach once they are.
+        match kernel::lock().and_then(|_lock| layer.close_session(id)) {
+            Ok(_) => {}
+            Err(e) => say(&format!("could not end the kernel session now: {e}")),
+        }
+    }
 
     #[cfg(feature = "dhcp")]
     if let Some((stop, thread)) = dhcp_keeper {
@@ -358,14 +558,17 @@ fn run(args: Args) -> Result<ExitCode, String> {
     )
 }
 
-fn spawn(
+/// Starts the command: under the `LD_PRELOAD` layer (`preload`), or in the kernel layer's session
+/// cgroup (`cgroup_procs`), which the child joins before it executes the command.
+fn start(
     args: &Args,
     id: SessionId,
     policy: &Path,
-    preload: &Path,
+    preload: Option<&Path>,
+    cgroup_procs: Option<&Path>,
     vip: Option<Ipv4Addr>,
     token: &str,
-) -> Result<std::process::ExitStatus, String> {
+) -> Result<std::process::Child, String> {
     let (program, rest) = args.command.split_first().ok_or("no command")?;
     let mut cmd = Command::new(program);
     cmd.args(rest)
@@ -389,16 +592,42 @@ fn spawn(
         let list: Vec<String> = args.servers.iter().map(ToString::to_string).collect();
         cmd.env("IPVIRT_SERVER_ADDRS", list.join(","));
     }
-    let mut ld = preload.as_os_str().to_owned();
-    if let Some(existing) = std::env::var_os("LD_PRELOAD").filter(|e| !e.is_empty()) {
-        ld.push(":");
-        ld.push(existing);
+    if let Some(preload) = preload {
+        let mut ld = preload.as_os_str().to_owned();
+        if let Some(existing) = std::env::var_os("LD_PRELOAD").filter(|e| !e.is_empty()) {
+            ld.push(":");
+            ld.push(existing);
+        }
+        cmd.env("LD_PRELOAD", ld);
     }
-    cmd.env("LD_PRELOAD", ld);
+    if let Some(procs) = cgroup_procs {
+        let procs = std::ffi::CString::new(procs.as_os_str().as_encoded_bytes())
+            .map_err(|_| format!("{}: a path with a NUL byte", procs.display()))?;
+        // SAFETY: the closure runs in the child between fork and exec and makes only
+        // async-signal-safe system calls (open, write, close) on memory prepared before the fork.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // "0": the writing process itself.
+                let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+                let err = std::io::Error::last_os_error();
+                libc::close(fd);
+                if n != 1 {
+                    return Err(err);
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd.spawn()
+        .map_err(|e| format!("cannot run {program:?}: {e}"))
+}
 
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run {program:?}: {e}"))?;
+fn wait(mut child: std::process::Child, args: &Args) -> Result<std::process::ExitStatus, String> {
+    let program = args.command.first().cloned().unwrap_or_default();
     CHILD.store(i32::try_from(child.id()).unwrap_or(0), Ordering::SeqCst);
     // A signal that came while the command was starting: forward it now.
     let pending = PENDING.swap(0, Ordering::SeqCst);

@@ -1,0 +1,492 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0 OR GPL-2.0-only
+// (GPL-2.0 too so the kernel lets it use GPL-only helpers: bpf_probe_read_kernel_str, task BTF.)
+/*
+ * ipvirt's kernel layer: cgroup-BPF `sock_addr` programs that apply SPEC §5, §6 and §8 to every
+ * socket call of every process of a session (SPEC §9).
+ *
+ * A session is a cgroup below the attachment root. Its entry (`ipvirt_session_entry`, §7) is in
+ * `ipv_sessions`, keyed by the cgroup's id; a process in a nested cgroup finds its session through
+ * its ancestors. The policy table is the one entry of `ipv_policy`; the program entries are keyed
+ * by executable identity: the file (device and inode, for full paths in the policy) or the
+ * ASCII-lowercased basename of the task's `mm->exe_file` (read with BTF and CO-RE; `comm` is not
+ * an identity). A process of the tree whose session has no entry fails closed: its IPv4/IPv6
+ * binds, connects and sends are refused with EPERM rather than left on the shared 127.0.0.1.
+ *
+ * The decisions are in rules.h, which is also compiled natively and checked against the library's
+ * reference evaluator. Build: clang -O2 -g -target bpf -I src -c ipvirt.bpf.c (build.sh).
+ */
+#include <linux/bpf.h>
+#include "rules.h"
+
+#define SEC(name) __attribute__((section(name), used))
+#define __uint(name, val) int (*name)[val]
+#define __type(name, val) typeof(val) *name
+#define INLINE static inline __attribute__((always_inline))
+
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+#define EPERM 1
+
+static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_lookup_elem;
+static __u64 (*bpf_get_current_cgroup_id)(void) = (void *)BPF_FUNC_get_current_cgroup_id;
+static __u64 (*bpf_get_current_ancestor_cgroup_id)(int level) =
+    (void *)BPF_FUNC_get_current_ancestor_cgroup_id;
+static long (*bpf_bind)(struct bpf_sock_addr *ctx, void *addr, int addr_len) = (void *)BPF_FUNC_bind;
+static void *(*bpf_get_current_task_btf)(void) = (void *)BPF_FUNC_get_current_task_btf;
+static long (*bpf_probe_read_kernel_str)(void *dst, __u32 size, const void *src) =
+    (void *)BPF_FUNC_probe_read_kernel_str;
+static long (*bpf_set_retval)(int retval) = (void *)BPF_FUNC_set_retval;
+
+#define bswap32(x) __builtin_bswap32(x)
+#define bswap16(x) __builtin_bswap16(x)
+
+/* ---- the kernel structures read through BTF (CO-RE: only the fields used, by name) ---- */
+struct qstr {
+    const unsigned char *name;
+} __attribute__((preserve_access_index));
+struct super_block {
+    unsigned int s_dev;
+} __attribute__((preserve_access_index));
+struct inode {
+    unsigned long i_ino;
+    struct super_block *i_sb;
+} __attribute__((preserve_access_index));
+struct dentry {
+    struct qstr d_name;
+} __attribute__((preserve_access_index));
+struct path {
+    struct dentry *dentry;
+} __attribute__((preserve_access_index));
+struct file {
+    struct path f_path;
+    struct inode *f_inode;
+} __attribute__((preserve_access_index));
+struct mm_struct {
+    struct file *exe_file;
+} __attribute__((preserve_access_index));
+struct task_struct {
+    struct mm_struct *mm;
+} __attribute__((preserve_access_index));
+
+/* ---- maps (the loader fills them from the library's tables) ---- */
+#define IPV_NAME_LEN 64
+
+struct ipv_file_key {
+    __u64 ino;
+    __u32 dev; /* the kernel's encoding: major << 20 | minor */
+    __u32 pad;
+};
+
+struct ipv_name_key {
+    char name[IPV_NAME_LEN]; /* folded basename, NUL-padded */
+};
+
+/* Loader-owned settings beside the policy table. */
+struct ipv_config {
+    ipvirt_program_entry unlisted; /* the entry of an executable no list names */
+    __u32 version;                 /* IPV_CONFIG_VERSION */
+};
+#define IPV_CONFIG_VERSION 1u
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, ipvirt_policy_table);
+} ipv_policy SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct ipv_config);
+} ipv_config SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u64);
+    __type(value, ipvirt_session_entry);
+} ipv_sessions SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 4096);
+    __type(key, struct ipv_file_key);
+    __type(value, ipvirt_program_entry);
+} ipv_prog_files SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 4096);
+    __type(key, struct ipv_name_key);
+    __type(value, ipvirt_program_entry);
+} ipv_prog_names SEC(".maps");
+
+/* ---- looking the tables up ---- */
+#define IPV_FOUND 0
+#define IPV_OUTSIDE 1 /* no policy loaded: leave the call alone */
+#define IPV_UNKNOWN 2 /* in the tree, but the session has no entry: fail closed */
+
+#define IPV_MAX_LEVEL 16
+
+INLINE const ipvirt_session_entry *session_entry(void)
+{
+    __u64 id = bpf_get_current_cgroup_id();
+    const ipvirt_session_entry *e = bpf_map_lookup_elem(&ipv_sessions, &id);
+    int level;
+    if (e)
+        return e;
+    /* A nested cgroup inherits its session: look at the ancestors, root side first. */
+    for (level = 1; level < IPV_MAX_LEVEL; level++) {
+        id = bpf_get_current_ancestor_cgroup_id(level);
+        if (id == 0)
+            break;
+        e = bpf_map_lookup_elem(&ipv_sessions, &id);
+        if (e)
+            return e;
+    }
+    return 0;
+}
+
+INLINE ipvirt_program_entry program_entry(const struct ipv_config *cfg)
+{
+    struct task_struct *task = bpf_get_current_task_btf();
+    struct ipv_file_key fk = {0, 0, 0};
+    struct ipv_name_key nk;
+    const ipvirt_program_entry *p;
+    struct file *exe;
+    struct inode *inode;
+    const unsigned char *name;
+    int i;
+
+    exe = task->mm ? task->mm->exe_file : 0;
+    if (!exe)
+        return cfg->unlisted;
+    inode = exe->f_inode;
+    if (inode) {
+        fk.ino = inode->i_ino;
+        fk.dev = inode->i_sb ? inode->i_sb->s_dev : 0;
+        p = bpf_map_lookup_elem(&ipv_prog_files, &fk);
+        if (p)
+            return *p;
+    }
+    __builtin_memset(&nk, 0, sizeof(nk));
+    name = exe->f_path.dentry ? exe->f_path.dentry->d_name.name : 0;
+    if (!name || bpf_probe_read_kernel_str(nk.name, sizeof(nk.name), name) < 0)
+        return cfg->unlisted;
+    for (i = 0; i < IPV_NAME_LEN; i++) {
+        char c = nk.name[i];
+        if (c >= 'A' && c <= 'Z')
+            nk.name[i] = c + ('a' - 'A');
+    }
+    p = bpf_map_lookup_elem(&ipv_prog_names, &nk);
+    return p ? *p : cfg->unlisted;
+}
+
+/* Fills *t; IPV_FOUND, IPV_OUTSIDE or IPV_UNKNOWN. */
+INLINE int tables(ipv_tables *t)
+{
+    __u32 zero = 0;
+    const ipvirt_policy_table *policy = bpf_map_lookup_elem(&ipv_policy, &zero);
+    const struct ipv_config *cfg = bpf_map_lookup_elem(&ipv_config, &zero);
+    const ipvirt_session_entry *s;
+    if (!policy || !cfg || cfg->version != IPV_CONFIG_VERSION ||
+        policy->version != IPVIRT_TABLE_VERSION)
+        return IPV_OUTSIDE;
+    s = session_entry();
+    if (!s)
+        return IPV_UNKNOWN;
+    t->policy = policy;
+    t->session = *s;
+    t->program = program_entry(cfg);
+    return IPV_FOUND;
+}
+
+/* Refuses the call with `err` (positive errno). */
+INLINE int refuse(int err)
+{
+    bpf_set_retval(-err);
+    return 0;
+}
+
+/* ---- IPv6 addresses as kinds ---- */
+INLINE ipv_addr addr6_of(const __u32 ip6[4])
+{
+    ipv_addr a = {IPV_KIND_OTHER6, 0};
+    if (ip6[0] != 0 || ip6[1] != 0)
+        return a;
+    if (ip6[2] == bswap32(0xffff)) {
+        a.kind = IPV_KIND_MAPPED;
+        a.ip = bswap32(ip6[3]);
+    } else if (ip6[2] == 0 && ip6[3] == bswap32(1)) {
+        a.kind = IPV_KIND_LOOP6;
+    } else if (ip6[2] == 0 && ip6[3] == 0) {
+        a.kind = IPV_KIND_ANY6;
+    }
+    return a;
+}
+
+INLINE void put_user6(struct bpf_sock_addr *ctx, ipv_addr a)
+{
+    if (a.kind == IPV_KIND_MAPPED) {
+        ctx->user_ip6[0] = 0;
+        ctx->user_ip6[1] = 0;
+        ctx->user_ip6[2] = bswap32(0xffff);
+        ctx->user_ip6[3] = bswap32(a.ip);
+    } else if (a.kind == IPV_KIND_LOOP6) {
+        ctx->user_ip6[0] = 0;
+        ctx->user_ip6[1] = 0;
+        ctx->user_ip6[2] = 0;
+        ctx->user_ip6[3] = bswap32(1);
+    }
+}
+
+INLINE int same(ipv_addr a, ipv_addr b)
+{
+    return a.kind == b.kind && a.ip == b.ip;
+}
+
+/* Whether the current socket takes IPv4-mapped addresses. The hooks cannot read IPV6_V6ONLY
+ * (bpf_getsockopt is not offered to them); Linux's default (net.ipv6.bindv6only = 0) is assumed,
+ * and a v6-only socket given an IPv4-mapped address fails its bind (documented). */
+#define DUAL_STACK 1
+
+/* ---- the hooks ---- */
+SEC("cgroup/bind4")
+int ipv_bind4(struct bpf_sock_addr *ctx)
+{
+    ipv_tables t;
+    ipv_addr a;
+    int r = tables(&t);
+    if (r == IPV_OUTSIDE)
+        return 1;
+    if (r == IPV_UNKNOWN)
+        return refuse(EPERM);
+    a.kind = IPV_KIND_V4;
+    a.ip = bswap32(ctx->user_ip4);
+    r = ipv_bind(&t, &a, bswap16((__u16)ctx->user_port), 0);
+    if (r)
+        return refuse(r);
+    ctx->user_ip4 = bswap32(a.ip);
+    return 1;
+}
+
+SEC("cgroup/bind6")
+int ipv_bind6(struct bpf_sock_addr *ctx)
+{
+    ipv_tables t;
+    ipv_addr a, before;
+    __u32 ip6[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
+    int r = tables(&t);
+    if (r == IPV_OUTSIDE)
+        return 1;
+    if (r == IPV_UNKNOWN)
+        return refuse(EPERM);
+    a = addr6_of(ip6);
+    before = a;
+    r = ipv_bind(&t, &a, bswap16((__u16)ctx->user_port), DUAL_STACK);
+    if (r)
+        return refuse(r);
+    if (!same(a, before))
+        put_user6(ctx, a);
+    return 1;
+}
+
+struct ipv_sockaddr_in {
+    __u16 family;
+    __u16 port;
+    __u32 addr;
+    __u8 zero[8];
+};
+
+struct ipv_sockaddr_in6 {
+    __u16 family;
+    __u16 port;
+    __u32 flowinfo;
+    __u32 addr[4];
+    __u32 scope_id;
+};
+
+/* Binds an unbound socket to `source` (port 0: the port is chosen at connect time, as with
+ * IP_BIND_ADDRESS_NO_PORT). Returns 0, or the errno that refuses the connect: a source that cannot
+ * be bound must not silently become the shared address. */
+INLINE int bind_source(struct bpf_sock_addr *ctx, __u32 source, int six)
+{
+    struct bpf_sock *sk = ctx->sk;
+    long err;
+    if (!source || !sk)
+        return 0;
+    if (sk->src_port != 0)
+        return 0; /* bound already: an explicit bind decided */
+    if (six) {
+        if (sk->src_ip6[0] | sk->src_ip6[1] | sk->src_ip6[2] | sk->src_ip6[3])
+            return 0;
+        struct ipv_sockaddr_in6 sa = {AF_INET6, 0, 0, {0, 0, bswap32(0xffff), bswap32(source)}, 0};
+        err = bpf_bind(ctx, &sa, sizeof(sa));
+    } else {
+        if (sk->src_ip4 != 0)
+            return 0;
+        struct ipv_sockaddr_in sa = {AF_INET, 0, bswap32(source), {0}};
+        err = bpf_bind(ctx, &sa, sizeof(sa));
+    }
+    return err ? IPV_EADDRNOTAVAIL : 0;
+}
+
+SEC("cgroup/connect4")
+int ipv_connect4(struct bpf_sock_addr *ctx)
+{
+    ipv_tables t;
+    ipv_addr a;
+    __u32 source;
+    int r = tables(&t);
+    if (r == IPV_OUTSIDE)
+        return 1;
+    if (r == IPV_UNKNOWN)
+        return refuse(EPERM);
+    a.kind = IPV_KIND_V4;
+    a.ip = bswap32(ctx->user_ip4);
+    r = ipv_connect(&t, &a, bswap16((__u16)ctx->user_port), &source);
+    if (r)
+        return refuse(r);
+    ctx->user_ip4 = bswap32(a.ip);
+    r = bind_source(ctx, source, 0);
+    if (r)
+        return refuse(r);
+    return 1;
+}
+
+SEC("cgroup/connect6")
+int ipv_connect6(struct bpf_sock_addr *ctx)
+{
+    ipv_tables t;
+    ipv_addr a, before;
+    __u32 source;
+    __u32 ip6[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
+    int r = tables(&t);
+    if (r == IPV_OUTSIDE)
+        return 1;
+    if (r == IPV_UNKNOWN)
+        return refuse(EPERM);
+    a = addr6_of(ip6);
+    before = a;
+    r = ipv_connect(&t, &a, bswap16((__u16)ctx->user_port), &source);
+    if (r)
+        return refuse(r);
+    if (!same(a, before))
+        put_user6(ctx, a);
+    r = bind_source(ctx, source, 1);
+    if (r)
+        return refuse(r);
+    return 1;
+}
+
+/* An unconnected UDP send. An AF_INET6 socket sending to an IPv4-mapped address runs this hook
+ * too (the kernel converts first). The implicit source is this datagram's source address, unless
+ * the socket is bound to a specific address. */
+SEC("cgroup/sendmsg4")
+int ipv_sendmsg4(struct bpf_sock_addr *ctx)
+{
+    ipv_tables t;
+    ipv_addr a;
+    __u32 source;
+    int r = tables(&t);
+    if (r == IPV_OUTSIDE)
+        return 1;
+    if (r == IPV_UNKNOWN)
+        return refuse(EPERM);
+    a.kind = IPV_KIND_V4;
+    a.ip = bswap32(ctx->user_ip4);
+    r = ipv_connect(&t, &a, bswap16((__u16)ctx->user_port), &source);
+    if (r)
+        return refuse(r);
+    ctx->user_ip4 = bswap32(a.ip);
+    if (source && ctx->msg_src_ip4 == 0)
+        ctx->msg_src_ip4 = bswap32(source);
+    return 1;
+}
+
+/* An unconnected UDP send on an AF_INET6 socket to an IPv6 address. Only `::1` could be
+ * rewritten, and a sendmsg6 program may not turn it into an IPv4-mapped address (-ENOTSUPP): it is
+ * left alone (documented); the program exists to fail closed. */
+SEC("cgroup/sendmsg6")
+int ipv_sendmsg6(struct bpf_sock_addr *ctx)
+{
+    ipv_tables t;
+    int r = tables(&t);
+    if (r == IPV_UNKNOWN)
+        return refuse(EPERM);
+    return 1;
+}
+
+INLINE void report4(struct bpf_sock_addr *ctx)
+{
+    ipv_tables t;
+    ipv_addr a;
+    if (tables(&t) != IPV_FOUND)
+        return;
+    a.kind = IPV_KIND_V4;
+    a.ip = bswap32(ctx->user_ip4);
+    ipv_reported(&t, &a, bswap16((__u16)ctx->user_port));
+    ctx->user_ip4 = bswap32(a.ip);
+}
+
+INLINE void report6(struct bpf_sock_addr *ctx)
+{
+    ipv_tables t;
+    ipv_addr a, before;
+    __u32 ip6[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
+    if (tables(&t) != IPV_FOUND)
+        return;
+    a = addr6_of(ip6);
+    before = a;
+    ipv_reported(&t, &a, bswap16((__u16)ctx->user_port));
+    if (!same(a, before))
+        put_user6(ctx, a);
+}
+
+SEC("cgroup/recvmsg4")
+int ipv_recvmsg4(struct bpf_sock_addr *ctx)
+{
+    report4(ctx);
+    return 1;
+}
+
+SEC("cgroup/recvmsg6")
+int ipv_recvmsg6(struct bpf_sock_addr *ctx)
+{
+    report6(ctx);
+    return 1;
+}
+
+SEC("cgroup/getsockname4")
+int ipv_sockname4(struct bpf_sock_addr *ctx)
+{
+    report4(ctx);
+    return 1;
+}
+
+SEC("cgroup/getsockname6")
+int ipv_sockname6(struct bpf_sock_addr *ctx)
+{
+    report6(ctx);
+    return 1;
+}
+
+SEC("cgroup/getpeername4")
+int ipv_peername4(struct bpf_sock_addr *ctx)
+{
+    report4(ctx);
+    return 1;
+}
+
+SEC("cgroup/getpeername6")
+int ipv_peername6(struct bpf_sock_addr *ctx)
+{
+    report6(ctx);
+    return 1;
+}
+
+char _license[] SEC("license") = "Dual MIT/GPL";

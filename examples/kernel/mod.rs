@@ -1,0 +1,612 @@
+//! The kernel layer's loader and sessions (SPEC §9): the session launcher's `--layer kernel`.
+//!
+//! - **Programs**: `ipvirt.bpf.o` (built from `ipvirt.bpf.c` by `build.sh`, committed, and checked
+//!   against its source in CI) is embedded in the launcher. The first launcher loads it with `aya`
+//!   and attaches its twelve `sock_addr` programs to the layer's root cgroup
+//!   (`<cgroup2>/ipvirt`) with the **classic** attachment (`BPF_PROG_ATTACH`,
+//!   `BPF_F_ALLOW_MULTI`), which the cgroup holds: the programs stay attached after the launcher
+//!   exits or is killed. A second launcher finds them with `BPF_PROG_QUERY` and opens their maps by
+//!   id; no bpffs pinning is involved. A file lock (`/run/lock/ipvirt-kernel.lock`) serialises
+//!   set-up, session start and clean-up.
+//! - **Tables**: the policy table and the program entries come from the library's compiled
+//!   policy ([`ipvirt::Engine`]); one policy per root. A launcher with another policy replaces the
+//!   tables only when no session runs, and otherwise refuses with an error.
+//! - **Sessions**: a session is the cgroup `<root>/session-<id>`; its entry is keyed by the
+//!   cgroup's id (the inode of its directory). The command moves itself into the cgroup before it
+//!   executes (`pre_exec` writes `0` to `cgroup.procs`), so its first instruction already runs
+//!   virtualized, and so does everything it starts. When the session's cgroup is empty, the entry
+//!   and the cgroup are removed: by the launcher when its command ends, or by the next launch,
+//!   `--status` or `--kernel-detach`.
+//! - **Failing closed**: the launcher checks that all programs are attached before it starts the
+//!   command; a process of the tree whose session has no entry gets EPERM from bind, connect and
+//!   sendmsg instead of the shared `127.0.0.1`.
+
+pub(crate) mod sys;
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use ipvirt::table::{PolicyTable, ProgramEntry, SessionEntry};
+use ipvirt::{Engine, Policy, SessionId, fold_program_name};
+
+/// The BPF object, aligned for the ELF reader.
+static OBJECT: &[u8] = aya::include_bytes_aligned!("ipvirt.bpf.o");
+
+/// The programs of the object and where each attaches (`enum bpf_attach_type`).
+pub(crate) const PROGRAMS: [(&str, u32); 12] = [
+    ("ipv_bind4", 8),
+    ("ipv_bind6", 9),
+    ("ipv_connect4", 10),
+    ("ipv_connect6", 11),
+    ("ipv_sendmsg4", 14),
+    ("ipv_sendmsg6", 15),
+    ("ipv_recvmsg4", 19),
+    ("ipv_recvmsg6", 20),
+    ("ipv_peername4", 29),
+    ("ipv_peername6", 30),
+    ("ipv_sockname4", 31),
+    ("ipv_sockname6", 32),
+];
+
+const NAME_LEN: usize = 64;
+const CONFIG_VERSION: u32 = 1;
+const LOCK_FILE: &str = "/run/lock/ipvirt-kernel.lock";
+
+/// The layer's maps, opened by id.
+#[derive(Debug)]
+struct Maps {
+    policy: sys::Map,
+    config: sys::Map,
+    sessions: sys::Map,
+    files: sys::Map,
+    names: sys::Map,
+}
+
+/// What the maps should hold for one policy.
+#[derive(Debug)]
+pub(crate) struct Tables {
+    policy: PolicyTable,
+    unlisted: ProgramEntry,
+    names: Vec<([u8; NAME_LEN], ProgramEntry)>,
+    files: Vec<([u8; 16], ProgramEntry)>,
+    /// Program-list paths that name no file here (they match nothing).
+    pub(crate) missing: Vec<String>,
+}
+
+fn policy_bytes(t: &PolicyTable) -> &[u8] {
+    // SAFETY: PolicyTable is #[repr(C)] with only u32/u64 fields laid out without padding
+    // (8472 bytes, checked by the library's layout tests); every byte is initialised.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::slice::from_raw_parts(
+            (t as *const PolicyTable).cast::<u8>(),
+            size_of::<PolicyTable>(),
+        )
+    }
+}
+
+fn session_bytes(e: &SessionEntry) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    for (i, v) in [e.session, e.loopback, e.vip, e.flags]
+        .into_iter()
+        .enumerate()
+    {
+        b[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+    b
+}
+
+fn session_of_bytes(b: &[u8; 16]) -> SessionEntry {
+    let w = |i: usize| u32::from_ne_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]]);
+    SessionEntry {
+        session: w(0),
+        loopback: w(1),
+        vip: w(2),
+        flags: w(3),
+    }
+}
+
+/// The kernel's encoding of a device number (`major << 20 | minor`), as `super_block.s_dev`.
+fn kernel_dev(dev: u64) -> u32 {
+    let major = libc::major(dev);
+    let minor = libc::minor(dev);
+    (major << 20) | (minor & 0xF_FFFF)
+}
+
+/// The tables of `policy` compiled as `engine`: the policy table, the entry of unlisted programs,
+/// and one entry per program named in a list (bare names by folded basename, full paths by the
+/// file they name now).
+pub(crate) fn tables(policy: &Policy, engine: &Engine) -> Result<Tables, String> {
+    let mut names = Vec::new();
+    let mut files = Vec::new();
+    let mut missing = Vec::new();
+    let lists = [
+        &policy.virtual_loopback.programs,
+        &policy.virtual_ip.programs,
+        &policy.prefer_loopback.processes,
+    ];
+    for entry in lists.into_iter().flatten() {
+        let folded = fold_program_name(entry);
+        if folded.is_empty() {
+            continue;
+        }
+        let plan = engine.process(entry);
+        if folded.contains('\\') {
+            // A full path: the file it names now (device and inode).
+            match std::fs::metadata(entry.trim()) {
+                Ok(m) => {
+                    let mut key = [0u8; 16];
+                    key[..8].copy_from_slice(&m.ino().to_ne_bytes());
+                    key[8..12].copy_from_slice(&kernel_dev(m.dev()).to_ne_bytes());
+                    files.push((key, plan.entry()));
+                }
+                Err(e) => missing.push(format!("{}: {e}", entry.trim())),
+            }
+        } else {
+            let bytes = folded.as_bytes();
+            if bytes.len() >= NAME_LEN {
+                return Err(format!(
+                    "program {entry:?}: the kernel layer matches names of at most {} bytes",
+                    NAME_LEN - 1
+                ));
+            }
+            let mut key = [0u8; NAME_LEN];
+            key[..bytes.len()].copy_from_slice(bytes);
+            names.push((key, plan.entry()));
+        }
+    }
+    Ok(Tables {
+        policy: engine.tables().clone(),
+        unlisted: engine.process("").entry(),
+        names,
+        files,
+        missing,
+    })
+}
+
+/// The cgroup2 mount point (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a hybrid host).
+pub(crate) fn cgroup2_mount() -> Result<PathBuf, String> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts")
+        .map_err(|e| format!("/proc/self/mounts: {e}"))?;
+    let found: Vec<PathBuf> = mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let (_, dir, kind) = (f.next()?, f.next()?, f.next()?);
+            (kind == "cgroup2").then(|| PathBuf::from(dir.replace("\\040", " ")))
+        })
+        .collect();
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| found.contains(p))
+        .or_else(|| found.into_iter().next())
+        .ok_or_else(|| "no cgroup2 hierarchy is mounted (the kernel layer needs one)".to_string())
+}
+
+/// An exclusive lock over the layer's set-up and clean-up, released on drop.
+#[derive(Debug)]
+pub(crate) struct Lock(#[allow(dead_code)] File);
+
+pub(crate) fn lock() -> Result<Lock, String> {
+    let _ = std::fs::create_dir_all("/run/lock");
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK_FILE)
+        .map_err(|e| format!("{LOCK_FILE}: {e}"))?;
+    f.lock().map_err(|e| format!("{LOCK_FILE}: {e}"))?;
+    Ok(Lock(f))
+}
+
+/// The layer at one root cgroup, its programs attached and its maps open.
+#[derive(Debug)]
+pub(crate) struct Layer {
+    root: PathBuf,
+    maps: Maps,
+}
+
+fn open_dir(path: &Path) -> Result<OwnedFd, String> {
+    File::open(path)
+        .map(OwnedFd::from)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Our programs attached at `root` (fd, attach type), found by name.
+fn attached(root: &OwnedFd) -> Result<Vec<(OwnedFd, u32)>, String> {
+    let mut out = Vec::new();
+    for (name, ty) in PROGRAMS {
+        let ids = sys::prog_query(root.as_raw_fd(), ty)
+            .map_err(|e| format!("querying the programs attached for {name}: {e}"))?;
+        for id in ids {
+            let Ok(fd) = sys::prog_fd_by_id(id) else {
+                continue;
+            };
+            if sys::prog_info(fd.as_raw_fd()).is_ok_and(|(n, _)| n == name) {
+                out.push((fd, ty));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn open_maps(prog: &OwnedFd) -> Result<Maps, String> {
+    let (_, ids) = sys::prog_info(prog.as_raw_fd()).map_err(|e| format!("program info: {e}"))?;
+    let mut found: Vec<(String, sys::Map)> = Vec::new();
+    for id in ids {
+        let fd = sys::map_fd_by_id(id).map_err(|e| format!("map {id}: {e}"))?;
+        let (name, _) = sys::map_info(fd.as_raw_fd()).map_err(|e| format!("map {id}: {e}"))?;
+        found.push((name, sys::Map::new(fd)));
+    }
+    let mut take = |name: &str| {
+        found
+            .iter()
+            .position(|(n, _)| n == name)
+            .map(|i| found.swap_remove(i).1)
+            .ok_or_else(|| format!("the attached programs have no map {name}: detach the layer (--kernel-detach) and start again"))
+    };
+    Ok(Maps {
+        policy: take("ipv_policy")?,
+        config: take("ipv_config")?,
+        sessions: take("ipv_sessions")?,
+        files: take("ipv_prog_files")?,
+        names: take("ipv_prog_names")?,
+    })
+}
+
+/// Loads the object and attaches every program at `root` (the caller holds the lock).
+fn load_and_attach(root: &OwnedFd) -> Result<(), String> {
+    let mut ebpf = aya::Ebpf::load(OBJECT).map_err(|e| format!("loading the BPF object: {e}"))?;
+    let mut done: Vec<(OwnedFd, u32)> = Vec::new();
+    for (name, ty) in PROGRAMS {
+        let result = (|| -> Result<OwnedFd, String> {
+            let prog: &mut aya::programs::CgroupSockAddr = ebpf
+                .program_mut(name)
+                .ok_or_else(|| format!("the BPF object has no program {name}"))?
+                .try_into()
+                .map_err(|e| format!("{name}: {e}"))?;
+            prog.load().map_err(|e| format!("loading {name}: {e}"))?;
+            let fd = prog.fd().map_err(|e| format!("{name}: {e}"))?;
+            let owned = fd
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| format!("{name}: {e}"))?;
+            sys::prog_attach(
+                root.as_raw_fd(),
+                owned.as_raw_fd(),
+                ty,
+                sys::BPF_F_ALLOW_MULTI,
+            )
+            .map_err(|e| format!("attaching {name}: {e}"))?;
+            Ok(owned)
+        })();
+        match result {
+            Ok(fd) => done.push((fd, ty)),
+            Err(e) => {
+                // All or nothing: a half-attached layer would virtualize some calls only.
+                for (fd, ty) in &done {
+                    let _ = sys::prog_detach(root.as_raw_fd(), fd.as_raw_fd(), *ty);
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn cgroup_id(dir: &Path) -> Result<u64, String> {
+    std::fs::metadata(dir)
+        .map(|m| m.ino())
+        .map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+/// Whether a cgroup still has processes (`populated 1` in `cgroup.events`).
+fn populated(dir: &Path) -> bool {
+    let mut s = String::new();
+    match File::open(dir.join("cgroup.events")).and_then(|mut f| f.read_to_string(&mut s)) {
+        Ok(_) => s.lines().any(|l| l == "populated 1"),
+        // An unreadable cgroup is treated as in use: never remove what may still run.
+        Err(_) => true,
+    }
+}
+
+impl Layer {
+    /// Attaches the layer at `<cgroup2>/<root_name>` (or finds it attached) and makes its maps
+    /// hold `tables`. The caller holds [`lock`].
+    pub(crate) fn attach(root_name: &str, tables: &Tables) -> Result<Layer, String> {
+        let root = cgroup2_mount()?.join(root_name);
+        std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+        let root_fd = open_dir(&root)?;
+        let mut progs = attached(&root_fd)?;
+        if progs.len() != PROGRAMS.len() {
+            // None, or a set left half-attached: start clean.
+            for (fd, ty) in &progs {
+                let _ = sys::prog_detach(root_fd.as_raw_fd(), fd.as_raw_fd(), *ty);
+            }
+            load_and_attach(&root_fd)?;
+            progs = attached(&root_fd)?;
+            if progs.len() != PROGRAMS.len() {
+                return Err(format!(
+                    "{}: {} of {} programs attached after attaching them",
+                    root.display(),
+                    progs.len(),
+                    PROGRAMS.len()
+                ));
+            }
+        }
+        let maps = open_maps(&progs[0].0)?;
+        let layer = Layer { root, maps };
+        layer.reclaim()?;
+        layer.install(tables)?;
+        Ok(layer)
+    }
+
+    /// Opens the layer if it is attached at `<cgroup2>/<root_name>`; `None` when it is not.
+    pub(crate) fn find(root_name: &str) -> Result<Option<Layer>, String> {
+        let root = cgroup2_mount()?.join(root_name);
+        if !root.exists() {
+            return Ok(None);
+        }
+        let root_fd = open_dir(&root)?;
+        let progs = attached(&root_fd)?;
+        let Some((first, _)) = progs.first() else {
+            return Ok(None);
+        };
+        let maps = open_maps(first)?;
+        Ok(Some(Layer { root, maps }))
+    }
+
+    /// The root cgroup.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn install(&self, t: &Tables) -> Result<(), String> {
+        let zero = 0u32.to_ne_bytes();
+        let mut current = vec![0u8; size_of::<PolicyTable>()];
+        let have = self
+            .maps
+            .policy
+            .lookup(&zero, &mut current)
+            .map_err(|e| format!("reading the policy map: {e}"))?;
+        let mut config = [0u8; 8];
+        config[..4].copy_from_slice(&t.unlisted.flags.to_ne_bytes());
+        config[4..].copy_from_slice(&CONFIG_VERSION.to_ne_bytes());
+        let mut current_config = [0u8; 8];
+        self.maps
+            .config
+            .lookup(&zero, &mut current_config)
+            .map_err(|e| format!("reading the config map: {e}"))?;
+        let same_programs = self.program_maps_hold(t)?;
+        let same =
+            have && current == policy_bytes(&t.policy) && current_config == config && same_programs;
+        if same {
+            return Ok(());
+        }
+        let live = self.sessions()?;
+        if !live.is_empty() && current_config[4..] == CONFIG_VERSION.to_ne_bytes() {
+            let ids: Vec<String> = live.iter().map(|(_, e, _)| e.session.to_string()).collect();
+            return Err(format!(
+                "the kernel layer at {} runs sessions {} under another policy; end them, or give \
+                 this policy its own root (--kernel-root NAME)",
+                self.root.display(),
+                ids.join(", ")
+            ));
+        }
+        // Clear the program entries, then write everything; the config (version) last, so the
+        // programs see no policy until it is whole.
+        self.maps
+            .config
+            .update(&zero, &[0u8; 8])
+            .map_err(|e| format!("writing the config map: {e}"))?;
+        for (map, len) in [(&self.maps.names, NAME_LEN), (&self.maps.files, 16)] {
+            for k in map
+                .keys(len)
+                .map_err(|e| format!("listing program entries: {e}"))?
+            {
+                let _ = map.delete(&k);
+            }
+        }
+        for (k, v) in &t.names {
+            self.maps
+                .names
+                .update(k, &v.flags.to_ne_bytes())
+                .map_err(|e| format!("writing a program entry: {e}"))?;
+        }
+        for (k, v) in &t.files {
+            self.maps
+                .files
+                .update(k, &v.flags.to_ne_bytes())
+                .map_err(|e| format!("writing a program entry: {e}"))?;
+        }
+        self.maps
+            .policy
+            .update(&zero, policy_bytes(&t.policy))
+            .map_err(|e| format!("writing the policy map: {e}"))?;
+        self.maps
+            .config
+            .update(&zero, &config)
+            .map_err(|e| format!("writing the config map: {e}"))
+    }
+
+    fn program_maps_hold(&self, t: &Tables) -> Result<bool, String> {
+        let name_keys = self.maps.names.keys(NAME_LEN).map_err(|e| e.to_string())?;
+        let file_keys = self.maps.files.keys(16).map_err(|e| e.to_string())?;
+        if name_keys.len() != t.names.len() || file_keys.len() != t.files.len() {
+            return Ok(false);
+        }
+        let holds = |map: &sys::Map, k: &[u8], v: &ProgramEntry| {
+            let mut got = [0u8; 4];
+            map.lookup(k, &mut got).is_ok_and(|f| f) && got == v.flags.to_ne_bytes()
+        };
+        Ok(t.names.iter().all(|(k, v)| holds(&self.maps.names, k, v))
+            && t.files.iter().all(|(k, v)| holds(&self.maps.files, k, v)))
+    }
+
+    /// The session cgroup of `id`.
+    pub(crate) fn session_dir(&self, id: SessionId) -> PathBuf {
+        self.root.join(format!("session-{id}"))
+    }
+
+    /// Creates (or joins) the session's cgroup and writes its entry; returns the cgroup's
+    /// `cgroup.procs`, which the command writes itself into before it executes.
+    pub(crate) fn open_session(&self, entry: &SessionEntry) -> Result<PathBuf, String> {
+        let dir = self.session_dir(SessionId::new(entry.session));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("{}: {e}", dir.display())),
+        }
+        let id = cgroup_id(&dir)?;
+        self.maps
+            .sessions
+            .update(&id.to_ne_bytes(), &session_bytes(entry))
+            .map_err(|e| format!("writing the session entry: {e}"))?;
+        Ok(dir.join("cgroup.procs"))
+    }
+
+    /// Removes the session's entry and cgroup when no process is left in it; `false` when some
+    /// still run (the session stays virtualized).
+    pub(crate) fn close_session(&self, id: SessionId) -> Result<bool, String> {
+        self.remove_if_empty(&self.session_dir(id))
+    }
+
+    fn remove_if_empty(&self, dir: &Path) -> Result<bool, String> {
+        if !dir.exists() {
+            return Ok(true);
+        }
+        if populated(dir) {
+            return Ok(false);
+        }
+        let id = cgroup_id(dir)?;
+        // rmdir first: it fails (EBUSY) if a process joined meanwhile, and the entry then stays.
+        match std::fs::remove_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => return Ok(false),
+            Err(e) => return Err(format!("{}: {e}", dir.display())),
+        }
+        self.maps
+            .sessions
+            .delete(&id.to_ne_bytes())
+            .map_err(|e| format!("removing the session entry: {e}"))?;
+        Ok(true)
+    }
+
+    /// Removes every session cgroup with no process left, and every entry whose cgroup is gone.
+    pub(crate) fn reclaim(&self) -> Result<Vec<SessionId>, String> {
+        let mut gone = Vec::new();
+        for (dir, entry) in self.session_dirs()? {
+            if self.remove_if_empty(&dir)? {
+                gone.push(SessionId::new(entry.map_or(0, |e| e.session)));
+            }
+        }
+        let live: Vec<u64> = self
+            .session_dirs()?
+            .iter()
+            .filter_map(|(d, _)| cgroup_id(d).ok())
+            .collect();
+        for k in self.maps.sessions.keys(8).map_err(|e| e.to_string())? {
+            let id = u64::from_ne_bytes(k.as_slice().try_into().unwrap_or([0; 8]));
+            if !live.contains(&id) {
+                let _ = self.maps.sessions.delete(&k);
+            }
+        }
+        Ok(gone)
+    }
+
+    fn entry_of(&self, dir: &Path) -> Option<SessionEntry> {
+        let id = cgroup_id(dir).ok()?;
+        let mut v = [0u8; 16];
+        self.maps
+            .sessions
+            .lookup(&id.to_ne_bytes(), &mut v)
+            .ok()?
+            .then(|| session_of_bytes(&v))
+    }
+
+    fn session_dirs(&self) -> Result<Vec<(PathBuf, Option<SessionEntry>)>, String> {
+        let mut out = Vec::new();
+        let rd =
+            std::fs::read_dir(&self.root).map_err(|e| format!("{}: {e}", self.root.display()))?;
+        for d in rd.flatten() {
+            let path = d.path();
+            let is_session = d
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with("session-"));
+            if is_session && path.is_dir() {
+                let e = self.entry_of(&path);
+                out.push((path, e));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// The live sessions: cgroup, entry, and whether processes run in it.
+    pub(crate) fn sessions(&self) -> Result<Vec<(PathBuf, SessionEntry, bool)>, String> {
+        Ok(self
+            .session_dirs()?
+            .into_iter()
+            .filter_map(|(d, e)| {
+                let p = populated(&d);
+                e.map(|e| (d, e, p))
+            })
+            .collect())
+    }
+
+    /// Detaches the layer and removes its cgroups, restoring the host. Refused while a session
+    /// has processes (they would silently lose their addresses).
+    pub(crate) fn detach(self) -> Result<(), String> {
+        self.reclaim()?;
+        let busy: Vec<String> = self
+            .sessions()?
+            .into_iter()
+            .filter(|(_, _, p)| *p)
+            .map(|(d, e, _)| format!("session {} ({})", e.session, d.display()))
+            .collect();
+        let leftover: Vec<String> = self
+            .session_dirs()?
+            .into_iter()
+            .filter(|(d, _)| populated(d))
+            .map(|(d, _)| d.display().to_string())
+            .collect();
+        if !busy.is_empty() || !leftover.is_empty() {
+            let mut all = busy;
+            all.extend(leftover);
+            all.dedup();
+            return Err(format!(
+                "not detaching: processes still run in {}; end them first",
+                all.join(", ")
+            ));
+        }
+        let root_fd = open_dir(&self.root)?;
+        for (fd, ty) in attached(&root_fd)? {
+            sys::prog_detach(root_fd.as_raw_fd(), fd.as_raw_fd(), ty)
+                .map_err(|e| format!("detaching from {}: {e}", self.root.display()))?;
+        }
+        drop(root_fd);
+        std::fs::remove_dir(&self.root).map_err(|e| format!("{}: {e}", self.root.display()))
+    }
+}
+
+/// Why the kernel layer cannot run here, if it cannot: the checks a test or `explain` prints.
+pub(crate) fn unavailable() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    #[allow(unsafe_code)]
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        return Some("the kernel layer needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)".into());
+    }
+    if let Err(e) = cgroup2_mount() {
+        return Some(e);
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Some("the kernel has no BTF (/sys/kernel/btf/vmlinux)".into());
+    }
+    None
+}
