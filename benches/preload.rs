@@ -1,6 +1,10 @@
-//! The LD_PRELOAD layer's overhead on real system calls: each group measures the bare libc calls and
-//! the same calls through the layer (its exported `socket`, `bind`, `connect`, `close`, loaded with
-//! `dlopen` into this process and configured for session 7 with virtual loopback on) in the same run.
+//! The two Linux layers' overhead on real system calls: each group measures the bare libc calls and
+//! the same calls through the `LD_PRELOAD` layer (its exported `socket`, `bind`, `connect`, `close`,
+//! loaded with `dlopen` into this process and configured for session 7 with virtual loopback on)
+//! and, as root, in a kernel-layer session (`kernel_session`: this process moves itself into
+//! session 7's cgroup, started by `examples/session --layer kernel`, for that measurement and back
+//! out after it; the calls are the bare libc ones, rewritten by the cgroup-BPF programs), in the
+//! same run.
 //!
 //! Run: `cargo bench --bench preload` (it builds the layer with `cargo build --release --example
 //! ipvirt_preload` when it is missing). Linux only; elsewhere it prints why it did nothing.
@@ -243,6 +247,129 @@ mod linux {
         }
     }
 
+    /// A kernel-layer session (session 7, this benchmark's executable listed for virtual
+    /// loopback) that this process can enter and leave. Dropping it ends the session and detaches
+    /// the layer's root.
+    pub(crate) struct KernelSession {
+        launcher: PathBuf,
+        child: std::process::Child,
+        root: String,
+        session: PathBuf,
+        home: PathBuf,
+    }
+
+    fn cgroup2() -> Option<PathBuf> {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+        let found: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                (f.get(2) == Some(&"cgroup2")).then(|| f[1])
+            })
+            .collect();
+        ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+            .into_iter()
+            .find(|m| found.contains(m))
+            .or(found.first().copied())
+            .map(PathBuf::from)
+    }
+
+    pub(crate) fn kernel_session() -> Result<KernelSession, String> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("the kernel layer needs root".into());
+        }
+        let mount = cgroup2().ok_or("no cgroup2 hierarchy is mounted")?;
+        let profile = std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .parent()
+            .and_then(|p| p.parent())
+            .ok_or("no target directory")?
+            .to_path_buf();
+        let launcher = profile.join("examples/session");
+        if !launcher.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut c = Command::new(cargo);
+            c.args(["build", "--example", "session"]);
+            if profile.file_name().is_some_and(|n| n == "release") {
+                c.arg("--release");
+            }
+            if let Some(target) = profile.parent() {
+                c.env("CARGO_TARGET_DIR", target);
+            }
+            if !c.status().is_ok_and(|s| s.success()) || !launcher.exists() {
+                return Err(format!("could not build {}", launcher.display()));
+            }
+        }
+        let policy = std::env::temp_dir().join(format!("ipvirt-bench-{}.toml", std::process::id()));
+        let root = format!("ipvirt-bench-{}", std::process::id());
+        let child = Command::new(&launcher)
+            .args([
+                "--layer",
+                "kernel",
+                "--kernel-root",
+                &root,
+                "--id",
+                "7",
+                "--policy",
+            ])
+            .arg(&policy)
+            .arg("--pool-state")
+            .arg(std::env::temp_dir().join(format!("ipvirt-bench-{}.json", std::process::id())))
+            .args(["--", "sleep", "3600"])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let here = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
+        let rel = here
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .ok_or("this process has no cgroup2 path")?;
+        let k = KernelSession {
+            launcher,
+            child,
+            session: mount.join(&root).join("session-7"),
+            home: mount.join(rel.trim_start_matches('/')),
+            root,
+        };
+        let start = std::time::Instant::now();
+        while !std::fs::read_to_string(k.session.join("cgroup.events"))
+            .is_ok_and(|s| s.contains("populated 1"))
+        {
+            if start.elapsed() > std::time::Duration::from_secs(30) {
+                return Err("the kernel session did not start".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(k)
+    }
+
+    impl KernelSession {
+        fn join(dir: &std::path::Path) {
+            std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string())
+                .unwrap_or_else(|e| panic!("joining {}: {e}", dir.display()));
+        }
+        /// Moves this process into the session.
+        pub(crate) fn enter(&self) {
+            Self::join(&self.session);
+        }
+        /// Moves this process back where it was.
+        pub(crate) fn leave(&self) {
+            Self::join(&self.home);
+        }
+    }
+
+    impl Drop for KernelSession {
+        fn drop(&mut self) {
+            self.leave();
+            let _ = std::fs::write(self.session.join("cgroup.kill"), "1");
+            let _ = self.child.wait();
+            let _ = Command::new(&self.launcher)
+                .args(["--kernel-root", &self.root, "--kernel-detach"])
+                .status();
+        }
+    }
+
     /// A listener that accepts and drops connections in the background.
     pub(crate) fn listener(ip: [u8; 4], port: u16) -> std::io::Result<u16> {
         let l = TcpListener::bind((std::net::Ipv4Addr::from(ip), port))?;
@@ -267,11 +394,19 @@ fn bench(c: &mut Criterion) {
         }
     };
     let bare = bare();
+    let kernel = kernel_session()
+        .map_err(|e| eprintln!("kernel_session variants skipped: {e}"))
+        .ok();
 
     let mut g = c.benchmark_group("socket_bind_close");
     let lo = sin([127, 0, 0, 1], 0);
     g.bench_function("baseline_bare", |b| b.iter(|| bind_once(bare, &lo)));
     g.bench_function("layered", |b| b.iter(|| bind_once(layered, &lo)));
+    if let Some(k) = &kernel {
+        k.enter();
+        g.bench_function("kernel_session", |b| b.iter(|| bind_once(bare, &lo)));
+        k.leave();
+    }
     g.finish();
 
     // Listeners where each run connects: 127.0.0.1:P natively, 127.0.0.8:P through the layer.
@@ -284,7 +419,13 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("loopback_connect");
     g.bench_function("baseline_bare", |b| b.iter(|| connect_once(bare, &dest)));
     g.bench_function("layered", |b| b.iter(|| connect_once(layered, &dest)));
+    if let Some(k) = &kernel {
+        k.enter();
+        g.bench_function("kernel_session", |b| b.iter(|| connect_once(bare, &dest)));
+        k.leave();
+    }
     g.finish();
+    drop(kernel);
 
     churn_group(c, bare, layered);
 }

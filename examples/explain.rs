@@ -19,6 +19,8 @@
 //!   --no-vip             the session has no VIP (shows the lease-failure behaviour)
 //!   --server-addr IP     one of the server's own addresses (repeatable; default 192.0.2.10)
 //!   --port PORT          the port in the sample calls (default 9000)
+//!   --layer LAYER        also say what a Linux layer cannot do with this policy: `kernel` (the
+//!                        cgroup-BPF layer) or `preload` (the LD_PRELOAD layer)
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -28,7 +30,14 @@ use ipvirt::{Call, Engine, Host, Policy, Session, SessionId, Vip, VipSource};
 const BUILT_IN: &str = include_str!("policies/crm-cti.toml");
 
 const USAGE: &str = "usage: explain [--policy FILE] [--session ID]... [--console ID]... [--process IMAGE]... \
-[--vip IP | --no-vip] [--server-addr IP]... [--port PORT]";
+[--vip IP | --no-vip] [--server-addr IP]... [--port PORT] [--layer kernel|preload]";
+
+/// A Linux layer whose limits `--layer` explains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layer {
+    Kernel,
+    Preload,
+}
 
 struct Args {
     policy: Option<String>,
@@ -37,6 +46,7 @@ struct Args {
     vip: Option<Option<Vip>>,
     servers: Vec<IpAddr>,
     port: u16,
+    layer: Option<Layer>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -47,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
         vip: None,
         servers: Vec::new(),
         port: 9000,
+        layer: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -83,6 +94,17 @@ fn parse_args() -> Result<Args, String> {
                 a.port = v
                     .parse()
                     .map_err(|_| format!("--port: {v:?} is not a port number (0-65535)"))?;
+            }
+            "--layer" => {
+                a.layer = Some(match value("--layer")?.as_str() {
+                    "kernel" => Layer::Kernel,
+                    "preload" => Layer::Preload,
+                    other => {
+                        return Err(format!(
+                            "--layer: {other:?} is not a layer (kernel or preload)"
+                        ));
+                    }
+                })
             }
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -173,6 +195,9 @@ fn main() -> ExitCode {
             println!("  {d}");
         }
     }
+    if let Some(layer) = args.layer {
+        explain_layer(layer, &policy);
+    }
     println!();
 
     let sessions = if args.sessions.is_empty() {
@@ -195,7 +220,10 @@ fn main() -> ExitCode {
         println!();
     }
     for &session in &sessions {
-        explain_session(session);
+        explain_session(
+            session,
+            args.layer.is_some() && policy.virtual_loopback.enabled,
+        );
         let vip = match args.vip {
             Some(v) => v,
             None => pool_address(&policy, session.id()),
@@ -207,7 +235,58 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn explain_session(session: Session) {
+/// What a Linux layer cannot do, for this policy.
+fn explain_layer(layer: Layer, policy: &Policy) {
+    let map = policy.virtual_loopback.ipv6 == ipvirt::Ipv6Loopback::Map;
+    match layer {
+        Layer::Kernel => {
+            println!("kernel layer (cgroup-BPF, examples/session --layer kernel; needs root):");
+            println!(
+                "  reaches every process of the session's cgroup and its children: static, Go and setuid programs included"
+            );
+            println!(
+                "  programs are matched by executable: the basename of the task's mm->exe_file (ASCII case folded), or \
+                 for a full path, the file (device and inode) it names when the session starts"
+            );
+            println!("  cannot: raw and ICMP sockets (no sock_addr hook runs for them)");
+            println!(
+                "  cannot: sockets created before the process joined the session (a socket keeps its cgroup)"
+            );
+            println!(
+                "  cannot: name resolution (getaddrinfo results are the resolver's; a VIP replaces a server \
+                 address only at bind)"
+            );
+            if map {
+                println!(
+                    "  ipv6 = \"map\": only sockets that take IPv4-mapped addresses are mapped (IPV6_V6ONLY is read, \
+                     never cleared: a v6-only [::1] socket stays on ::1); an unconnected UDP sendto [::1] is left \
+                     alone (a sendmsg6 program cannot send to an IPv4-mapped address)"
+                );
+            }
+            println!(
+                "  fails closed: a process of the layer's cgroup tree whose session has no entry gets EPERM from \
+                 bind, connect and sendmsg"
+            );
+        }
+        Layer::Preload => {
+            println!("LD_PRELOAD layer (examples/session, the default; no privileges):");
+            println!(
+                "  reaches dynamically linked programs started with the layer in LD_PRELOAD and the session's variables"
+            );
+            println!(
+                "  cannot: static programs (busybox-static, musl), Go programs (direct system calls), setuid \
+                 programs (the loader drops LD_PRELOAD), programs that clear their environment"
+            );
+            if map {
+                println!(
+                    "  ipv6 = \"map\": clears IPV6_V6ONLY on a [::1] socket before its bind, so the mapping applies"
+                );
+            }
+        }
+    }
+}
+
+fn explain_session(session: Session, linux: bool) {
     let id = session.id();
     print!("{session}: ");
     match id.loopback() {
@@ -232,6 +311,11 @@ fn explain_session(session: Session) {
     if !session.is_virtualized() {
         println!(
             "  this session is not virtualized: only remote sessions other than session 0 are"
+        );
+    } else if linux && id == SessionId::MAX {
+        println!(
+            "  on Linux 127.255.255.255 is the broadcast address of lo, where TCP cannot use it: the \
+             launcher refuses this session, and the LD_PRELOAD layer refuses its loopback calls (EADDRNOTAVAIL)"
         );
     }
     println!();

@@ -7,9 +7,11 @@
  * Conventions
  *   - Every function returns an ipvirt_status (IPVIRT_OK is 0), except the _free functions and
  *     ipvirt_version.
+ *   - Version: IPVIRT_VERSION_MAJOR/_MINOR/_PATCH/_STRING (this header), ipvirt_version() (the
+ *     library linked).
  *   - Inputs come before outputs; every buffer is followed by its length in bytes.
  *   - Outputs are written only when the call returns IPVIRT_OK, except the error-message buffer of
- *     ipvirt_engine_new and the text of ipvirt_status_message, which explain failures. Strings are
+ *     ipvirt_engine_new* and ipvirt_policy_validate and the text of ipvirt_status_message, which explain failures. Strings are
  *     NUL-terminated and truncated to fit.
  *   - Pointers are checked for NULL (IPVIRT_NULL_ARGUMENT); an optional buffer may be NULL with
  *     length 0.
@@ -17,7 +19,7 @@
  *     that large) is IPVIRT_INVALID_ARGUMENT, and nothing is read or written.
  *   - Overlap: the buffers a call writes (addr, dest, source, err, buf) must not overlap each other
  *     nor the buffers it reads, and the scalar outputs (changed, dest_changed, source_written,
- *     needed, err_needed, out) must not point into any of them. An overlap is refused with
+ *     needed, err_needed, out, count) must not point into any of them. An overlap is refused with
  *     IPVIRT_INVALID_ARGUMENT before anything is written (so passing one buffer as both dest and
  *     source of ipvirt_rewriter_connect fails and changes nothing). Buffers that are only read
  *     (policy, servers, image, vip, plan) may overlap each other.
@@ -28,14 +30,24 @@
  *   - Socket addresses are the platform's struct sockaddr_in / sockaddr_in6 bytes, with the layout
  *     given by an ipvirt_layout value.
  *
- * Linking: link the static library (libipvirt.a) with the system libraries `rustc --print
- * native-static-libs` lists (on Linux: -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc).
+ * Building and linking: `cargo cinstall --release --prefix=/usr/local` (cargo-c) installs
+ * libipvirt.so, libipvirt.a, this header and ipvirt.pc; then `cc app.c $(pkg-config --cflags
+ * --libs ipvirt)` (add --static for the static library and its system libraries). By hand:
+ * link libipvirt.a with the system libraries `rustc --print native-static-libs` lists (on Linux:
+ * -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc).
  */
 #ifndef IPVIRT_H
 #define IPVIRT_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* The version of ipvirt this header belongs to (the crate's version; ipvirt_version() returns the
+ * library's at run time). */
+#define IPVIRT_VERSION_MAJOR 0
+#define IPVIRT_VERSION_MINOR 2
+#define IPVIRT_VERSION_PATCH 0
+#define IPVIRT_VERSION_STRING "0.2.0"
 
 #ifdef __cplusplus
 extern "C" {
@@ -95,7 +107,6 @@ typedef struct ipvirt_plan {
     uint32_t prefer_loopback_entry;
 } ipvirt_plan;
 
-/* The version of ipvirt, a static NUL-terminated string. */
 /* The rule tables of SPEC §7: the compiled policy as data, for layers that cannot call ipvirt
  * (a cgroup-BPF program, a WFP callout driver). Every IPv4 address is a uint32_t holding the
  * address's numeric value in HOST byte order (127.0.0.1 is 0x7F000001): convert a sockaddr_in's
@@ -135,6 +146,7 @@ typedef struct ipvirt_program_entry {   /* 4 bytes */
     uint32_t flags;                     /* IPVIRT_PROGRAM_* */
 } ipvirt_program_entry;
 
+/* The version of the library linked, a static NUL-terminated string ("0.2.0"). */
 const char *ipvirt_version(void);
 
 /*
@@ -154,6 +166,21 @@ ipvirt_status ipvirt_engine_new(const uint8_t *policy, size_t policy_len,
                                 const uint8_t *servers, size_t servers_len,
                                 ipvirt_engine **out,
                                 char *err, size_t err_len, size_t *err_needed);
+
+/* As ipvirt_engine_new, from a policy in JSON (UTF-8): the same keys as the TOML file, e.g.
+ * {"virtual_loopback": {"enabled": true, "programs": ["crm.exe"]}}. */
+ipvirt_status ipvirt_engine_new_json(const uint8_t *policy, size_t policy_len,
+                                     const uint8_t *servers, size_t servers_len,
+                                     ipvirt_engine **out,
+                                     char *err, size_t err_len, size_t *err_needed);
+
+/* As ipvirt_engine_new, from a registry export (the bytes of a .reg file, UTF-16 with its byte-order
+ * mark as regedit writes it, or UTF-8). Values the import had to ignore do not fail the call:
+ * ipvirt_policy_validate with IPVIRT_FORMAT_REG lists them. */
+ipvirt_status ipvirt_engine_new_reg(const uint8_t *policy, size_t policy_len,
+                                    const uint8_t *servers, size_t servers_len,
+                                    ipvirt_engine **out,
+                                    char *err, size_t err_len, size_t *err_needed);
 
 /* Frees an engine (NULL is a no-op). Its rewriters stay valid. */
 void ipvirt_engine_free(ipvirt_engine *engine);
@@ -241,6 +268,108 @@ ipvirt_status ipvirt_rewriter_from_tables(const ipvirt_policy_table *policy,
                                           const ipvirt_session_entry *session,
                                           const ipvirt_program_entry *program,
                                           ipvirt_rewriter **out);
+
+/*
+ * Validation: whether a policy's settings make sense together (SPEC §3, §4). The result is a list
+ * (an opaque handle) read by index:
+ *
+ *     ipvirt_diagnostics *list;
+ *     size_t n, i;
+ *     if (ipvirt_policy_validate(IPVIRT_FORMAT_TOML, text, len, NULL, 0, &list,
+ *                                err, sizeof err, NULL) != IPVIRT_OK) { ... err says why ... }
+ *     ipvirt_diagnostics_count(list, &n);
+ *     for (i = 0; i < n; i++) {
+ *         ipvirt_diagnostic d;
+ *         ipvirt_diagnostics_get(list, i, &d);
+ *         printf("%s[%s]: %s\n", d.severity == IPVIRT_SEVERITY_ERROR ? "error" : "...",
+ *                d.code_name, d.message);
+ *     }
+ *     ipvirt_diagnostics_free(list);
+ */
+typedef enum ipvirt_format {
+    IPVIRT_FORMAT_TOML = 0, /* the policy file */
+    IPVIRT_FORMAT_JSON = 1, /* the same keys in JSON */
+    IPVIRT_FORMAT_REG = 2   /* a registry export (.reg) */
+} ipvirt_format;
+
+typedef enum ipvirt_severity {
+    IPVIRT_SEVERITY_INFO = 0,    /* worth knowing; nothing is wrong */
+    IPVIRT_SEVERITY_WARNING = 1, /* works, probably not as intended */
+    IPVIRT_SEVERITY_ERROR = 2    /* cannot work as written */
+} ipvirt_severity;
+
+/* Diagnostic codes (frozen numbers; code_name is the stable text form, the crate's
+ * DiagnosticCode::as_str, documented in the crate's `policy` validation table). */
+typedef enum ipvirt_diagnostic_code {
+    IPVIRT_DIAG_PLATFORM_UNSUPPORTED = 1,
+    IPVIRT_DIAG_PLATFORM_DESKTOP = 2,
+    IPVIRT_DIAG_PLATFORM_VIP_LSP_FIX = 3,
+    IPVIRT_DIAG_PLATFORM_NOT_STATED = 4,
+    IPVIRT_DIAG_PREFER_LOOPBACK_UNEXPECTED = 5,
+    IPVIRT_DIAG_PREFER_LOOPBACK_NOT_LISTED = 6,
+    IPVIRT_DIAG_VIP_PROGRAMS_IGNORED = 7,
+    IPVIRT_DIAG_VIP_NO_ADAPTER = 8,
+    IPVIRT_DIAG_VIP_NO_POOL = 9,
+    IPVIRT_DIAG_VIP_NO_PROGRAMS = 10,
+    IPVIRT_DIAG_POOL_OUTSIDE_ADAPTER = 11,
+    IPVIRT_DIAG_POOL_ADAPTER_EDGE = 12,
+    IPVIRT_DIAG_POOL_NOT_UNICAST = 13,
+    IPVIRT_DIAG_POOL_OVERLAP = 14,
+    IPVIRT_DIAG_POOL_SERVER_ADDRESS = 15,
+    IPVIRT_DIAG_LOOPBACK_NO_PROGRAMS = 16,
+    IPVIRT_DIAG_LOCALHOST_NOT_LOOPBACK = 17,
+    IPVIRT_DIAG_EXCLUDED_PORT_ZERO = 18,
+    IPVIRT_DIAG_DUPLICATE_PORT = 19,
+    IPVIRT_DIAG_DUPLICATE_PROGRAM = 20,
+    IPVIRT_DIAG_PROGRAM_WILDCARD = 21,
+    IPVIRT_DIAG_PROGRAM_EMPTY = 22,
+    IPVIRT_DIAG_ISOLATE_WITHOUT_LOOPBACK = 23,
+    IPVIRT_DIAG_IPV6_LOOPBACK_UNCHANGED = 24,
+    IPVIRT_DIAG_REG_UNKNOWN_VALUE = 25,
+    IPVIRT_DIAG_REG_WRONG_TYPE = 26,
+    IPVIRT_DIAG_REG_BAD_VALUE = 27,
+    IPVIRT_DIAG_VIP_DHCP_NO_INTERFACE = 28,
+    IPVIRT_DIAG_VIP_DHCP_BAD_INTERFACE = 29,
+    IPVIRT_DIAG_VIP_DHCP_BAD_PREFIX = 30,
+    IPVIRT_DIAG_VIP_DHCP_POOL_IGNORED = 31,
+    IPVIRT_DIAG_VIP_DHCP_SETTINGS_IGNORED = 32,
+} ipvirt_diagnostic_code;
+
+/* A list of diagnostics (opaque). */
+typedef struct ipvirt_diagnostics ipvirt_diagnostics;
+
+/* One diagnostic, as ipvirt_diagnostics_get writes it. */
+typedef struct ipvirt_diagnostic {
+    uint32_t severity;     /* IPVIRT_SEVERITY_* */
+    uint32_t code;         /* IPVIRT_DIAG_* */
+    const char *code_name; /* the stable code, "vip-no-adapter": a static string */
+    const char *message;   /* the sentence (names the setting and the value), NUL-terminated;
+                              owned by the list, valid until ipvirt_diagnostics_free */
+    size_t message_len;    /* its length in bytes, without the NUL */
+} ipvirt_diagnostic;
+
+/*
+ * Reads a policy in `format` (an ipvirt_format) and checks it; with the server's own addresses
+ * (servers: 4 bytes each, network order; NULL with 0 for none) the checks that need them run too.
+ * For a .reg export the list starts with the values the import had to ignore. On success writes a
+ * list (possibly empty) to *out. A policy that cannot be read fails as ipvirt_engine_new does
+ * (IPVIRT_POLICY_ERROR, IPVIRT_INVALID_UTF8; the reason in err); an unknown format is
+ * IPVIRT_INVALID_ARGUMENT.
+ */
+ipvirt_status ipvirt_policy_validate(uint32_t format, const uint8_t *policy, size_t policy_len,
+                                     const uint8_t *servers, size_t servers_len,
+                                     ipvirt_diagnostics **out,
+                                     char *err, size_t err_len, size_t *err_needed);
+
+/* The number of diagnostics in a list. */
+ipvirt_status ipvirt_diagnostics_count(const ipvirt_diagnostics *list, size_t *count);
+
+/* Diagnostic `index` (0-based) into *out; IPVIRT_INVALID_ARGUMENT when index >= the count. */
+ipvirt_status ipvirt_diagnostics_get(const ipvirt_diagnostics *list, size_t index,
+                                     ipvirt_diagnostic *out);
+
+/* Frees a list (NULL is a no-op); the message pointers read from it die with it. */
+void ipvirt_diagnostics_free(ipvirt_diagnostics *list);
 
 #ifdef IPVIRT_TEST_PANIC
 /*

@@ -100,10 +100,14 @@
 //!   `SharedPool` and `StateFile`. Without it the crate is `no_std` + `alloc` (for kernel drivers) and uses
 //!   `core::net` and `core::error::Error`.
 //! - `capi`: the C ABI.
+//! - `live` (Linux): the advisor samples the live socket table itself (`advisor::live`), naming
+//!   processes by their executable.
 //! - `dhcp`: VIPs from a DHCP server: `dhcp` (a sans-I/O client for every session; on Linux, a
 //!   driver with sockets, timers and a lease file).
 
 #![cfg_attr(not(feature = "std"), no_std)]
+// docs.rs (`--cfg docsrs`, nightly): label the items that need a feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(
     not(test),

@@ -252,12 +252,12 @@ fn tcpview_both_column_sets() {
     let old = parse(&fixture("tcpview-old.csv")).unwrap();
     assert_eq!((old.format, old.records.len()), (Format::TcpView, 3));
     let a = advise(&old, Some(&new), &AdviceOptions::default());
-    // crm.exe's 0.0.0.0:9000 is in both exports: hard-coded; lic.exe's UDP 27000 is not in the new one.
-    assert!(
-        a.findings
-            .iter()
-            .any(|f| f.process == "crm.exe" && f.kind == K::HardCodedPort)
-    );
+    // crm.exe's 0.0.0.0:9000 is in both exports, but held by the same process (pid 6032 in both):
+    // it was not restarted, so no evidence yet; lic.exe's UDP 27000 is not in the new one.
+    assert!(a.findings.iter().any(|f| f.process == "crm.exe"
+        && f.kind == K::NoEvidenceYet
+        && f.message.contains("same process (pid 6032)")));
+    assert!(!a.findings.iter().any(|f| f.kind == K::HardCodedPort));
     assert!(
         a.findings
             .iter()
@@ -316,4 +316,81 @@ fn ss_edge_addresses() {
         !p.iter().any(|(n, _)| n == "systemd-resolve"),
         "127.0.0.53 is not the localhost address"
     );
+}
+
+/// `ss` prints the kernel's command name (`nc` for `/usr/bin/nc.openbsd`): the finding says the
+/// name is unverified and the proposed policy marks it with a comment above the list.
+#[test]
+fn names_from_ss_are_marked_unverified() {
+    let first = parse(
+        "tcp LISTEN 0 5 0.0.0.0:7001 0.0.0.0:* users:((\"nc\",pid=40,fd=3))\n\
+         tcp LISTEN 0 5 127.0.0.1:7002 0.0.0.0:* users:((\"socat\",pid=41,fd=5))\n",
+    )
+    .unwrap();
+    let advice = advise(&first, None, &AdviceOptions::default());
+    let nc = advice
+        .findings
+        .iter()
+        .find(|f| f.process == "nc" && f.kind == K::NeedsVirtualIp)
+        .unwrap();
+    assert!(
+        nc.message
+            .contains("\"nc\" is the command name (comm) ss printed"),
+        "{}",
+        nc.message
+    );
+    assert!(
+        nc.message.contains("readlink /proc/40/exe"),
+        "{}",
+        nc.message
+    );
+    let toml = advice.policy_toml();
+    let lines: Vec<&str> = toml.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("programs = [\"nc\"]"))
+        .unwrap_or_else(|| panic!("{toml}"));
+    assert!(
+        lines[at - 1].starts_with("# UNVERIFIED: \"nc\" is the command name"),
+        "{toml}"
+    );
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("programs = [\"socat\"]"))
+        .unwrap();
+    assert!(
+        lines[at - 1].starts_with("# UNVERIFIED: \"socat\""),
+        "{toml}"
+    );
+    assert_eq!(advice.unverified.len(), 2);
+    assert_valid(&advice);
+
+    // A Windows image name (netstat -b, TCPView) is the executable's: nothing is marked.
+    let tv = parse(&fixture("tcpview-new.csv")).unwrap();
+    let advice = advise(&tv, None, &AdviceOptions::default());
+    assert!(advice.unverified.is_empty());
+    assert!(!advice.policy_toml().contains("UNVERIFIED"));
+}
+
+/// The same pid in both `ss` snapshots: the program was not restarted, so the port it holds in
+/// both is no evidence of a hard-coded port; a different pid is.
+#[test]
+fn the_same_pid_in_both_snapshots_is_no_evidence_yet() {
+    let first =
+        parse("tcp LISTEN 0 5 0.0.0.0:7001 0.0.0.0:* users:((\"srv\",pid=40,fd=3))\n").unwrap();
+    let same =
+        parse("tcp LISTEN 0 5 0.0.0.0:7001 0.0.0.0:* users:((\"srv\",pid=40,fd=3))\n").unwrap();
+    let restarted =
+        parse("tcp LISTEN 0 5 0.0.0.0:7001 0.0.0.0:* users:((\"srv\",pid=97,fd=3))\n").unwrap();
+    let advice = advise(&first, Some(&same), &AdviceOptions::default());
+    let f = advice
+        .findings
+        .iter()
+        .find(|f| f.kind == K::NoEvidenceYet)
+        .unwrap();
+    assert!(f.message.contains("same process (pid 40)"), "{}", f.message);
+    assert!(!advice.findings.iter().any(|f| f.kind == K::HardCodedPort));
+    let advice = advise(&first, Some(&restarted), &AdviceOptions::default());
+    assert!(advice.findings.iter().any(|f| f.kind == K::HardCodedPort));
+    assert!(!advice.findings.iter().any(|f| f.kind == K::NoEvidenceYet));
 }

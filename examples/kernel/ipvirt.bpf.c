@@ -37,7 +37,11 @@ static long (*bpf_bind)(struct bpf_sock_addr *ctx, void *addr, int addr_len) = (
 static void *(*bpf_get_current_task_btf)(void) = (void *)BPF_FUNC_get_current_task_btf;
 static long (*bpf_probe_read_kernel_str)(void *dst, __u32 size, const void *src) =
     (void *)BPF_FUNC_probe_read_kernel_str;
+static long (*bpf_probe_read_kernel)(void *dst, __u32 size, const void *src) =
+    (void *)BPF_FUNC_probe_read_kernel;
 static long (*bpf_set_retval)(int retval) = (void *)BPF_FUNC_set_retval;
+static void *(*bpf_skc_to_tcp6_sock)(void *sk) = (void *)BPF_FUNC_skc_to_tcp6_sock;
+static void *(*bpf_skc_to_udp6_sock)(void *sk) = (void *)BPF_FUNC_skc_to_udp6_sock;
 
 #define bswap32(x) __builtin_bswap32(x)
 #define bswap16(x) __builtin_bswap16(x)
@@ -68,6 +72,12 @@ struct mm_struct {
 } __attribute__((preserve_access_index));
 struct task_struct {
     struct mm_struct *mm;
+} __attribute__((preserve_access_index));
+struct sock_common {
+    unsigned char skc_ipv6only : 1;
+} __attribute__((preserve_access_index));
+struct sock {
+    struct sock_common __sk_common;
 } __attribute__((preserve_access_index));
 
 /* ---- maps (the loader fills them from the library's tables) ---- */
@@ -249,10 +259,34 @@ INLINE int same(ipv_addr a, ipv_addr b)
     return a.kind == b.kind && a.ip == b.ip;
 }
 
-/* Whether the current socket takes IPv4-mapped addresses. The hooks cannot read IPV6_V6ONLY
- * (bpf_getsockopt is not offered to them); Linux's default (net.ipv6.bindv6only = 0) is assumed,
- * and a v6-only socket given an IPv4-mapped address fails its bind (documented). */
-#define DUAL_STACK 1
+/* Whether an AF_INET6 socket takes IPv4-mapped addresses (IPV6_V6ONLY off). bpf_getsockopt does
+ * not offer IPV6_V6ONLY to these hooks, so the bit is read from the socket itself: the TCP or UDP
+ * socket as BTF (bpf_skc_to_tcp6_sock / _udp6_sock), its `struct sock` first, and the
+ * `skc_ipv6only` bit-field located by CO-RE. Another kind of socket (none reaches these hooks
+ * today) counts as v6-only: nothing is mapped. */
+INLINE int dual_stack(struct bpf_sock_addr *ctx)
+{
+    struct sock *sk = 0;
+    unsigned long long v = 0;
+    unsigned int off, size, lshift, rshift;
+    if (!ctx->sk)
+        return 0;
+    if (ctx->protocol == 6 /* IPPROTO_TCP */)
+        sk = bpf_skc_to_tcp6_sock(ctx->sk);
+    else if (ctx->protocol == 17 /* IPPROTO_UDP */)
+        sk = bpf_skc_to_udp6_sock(ctx->sk);
+    if (!sk)
+        return 0;
+    off = __builtin_preserve_field_info(sk->__sk_common.skc_ipv6only, 0 /* byte offset */);
+    size = __builtin_preserve_field_info(sk->__sk_common.skc_ipv6only, 1 /* byte size */);
+    lshift = __builtin_preserve_field_info(sk->__sk_common.skc_ipv6only, 4 /* lshift u64 */);
+    rshift = __builtin_preserve_field_info(sk->__sk_common.skc_ipv6only, 5 /* rshift u64 */);
+    if (size > 8 || bpf_probe_read_kernel(&v, size & 15, (char *)sk + off) < 0)
+        return 0;
+    v <<= lshift;
+    v >>= rshift;
+    return v == 0;
+}
 
 /* ---- the hooks ---- */
 SEC("cgroup/bind4")
@@ -287,7 +321,7 @@ int ipv_bind6(struct bpf_sock_addr *ctx)
         return refuse(EPERM);
     a = addr6_of(ip6);
     before = a;
-    r = ipv_bind(&t, &a, bswap16((__u16)ctx->user_port), DUAL_STACK);
+    r = ipv_bind(&t, &a, bswap16((__u16)ctx->user_port), dual_stack(ctx));
     if (r)
         return refuse(r);
     if (!same(a, before))

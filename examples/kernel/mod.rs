@@ -141,7 +141,9 @@ pub(crate) fn tables(policy: &Policy, engine: &Engine) -> Result<Tables, String>
                     let mut key = [0u8; 16];
                     key[..8].copy_from_slice(&m.ino().to_ne_bytes());
                     key[8..12].copy_from_slice(&kernel_dev(m.dev()).to_ne_bytes());
-                    files.push((key, plan.entry()));
+                    if !files.iter().any(|(k, _)| *k == key) {
+                        files.push((key, plan.entry()));
+                    }
                 }
                 Err(e) => missing.push(format!("{}: {e}", entry.trim())),
             }
@@ -155,7 +157,10 @@ pub(crate) fn tables(policy: &Policy, engine: &Engine) -> Result<Tables, String>
             }
             let mut key = [0u8; NAME_LEN];
             key[..bytes.len()].copy_from_slice(bytes);
-            names.push((key, plan.entry()));
+            // A name in several lists is one entry (its plan covers every list).
+            if !names.iter().any(|(k, _)| *k == key) {
+                names.push((key, plan.entry()));
+            }
         }
     }
     Ok(Tables {
@@ -564,24 +569,18 @@ impl Layer {
     pub(crate) fn detach(self) -> Result<(), String> {
         self.reclaim()?;
         let busy: Vec<String> = self
-            .sessions()?
-            .into_iter()
-            .filter(|(_, _, p)| *p)
-            .map(|(d, e, _)| format!("session {} ({})", e.session, d.display()))
-            .collect();
-        let leftover: Vec<String> = self
             .session_dirs()?
             .into_iter()
             .filter(|(d, _)| populated(d))
-            .map(|(d, _)| d.display().to_string())
+            .map(|(d, e)| match e {
+                Some(e) => format!("session {} ({})", e.session, d.display()),
+                None => d.display().to_string(),
+            })
             .collect();
-        if !busy.is_empty() || !leftover.is_empty() {
-            let mut all = busy;
-            all.extend(leftover);
-            all.dedup();
+        if !busy.is_empty() {
             return Err(format!(
                 "not detaching: processes still run in {}; end them first",
-                all.join(", ")
+                busy.join(", ")
             ));
         }
         let root_fd = open_dir(&self.root)?;

@@ -2,6 +2,8 @@
 //! cgroup attachment (it outlives the loader), queries, and map access by id, so a second launcher
 //! finds the programs and maps the first one attached without any pinning or bpffs.
 
+#![allow(unsafe_code)]
+
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

@@ -182,7 +182,21 @@ pub(crate) fn build() -> Result<Option<State>, String> {
         .map_err(|e| format!("{shown}: {e}"))?;
     let plan = engine.process(&image);
     // The rewriter owns what it reads: the engine is dropped after this.
-    let rw = engine.rewriter(session, &plan, vip);
+    let mut rw = engine.rewriter(session, &plan, vip);
+    if session.is_virtualized() && id == SessionId::MAX && plan.loopback().applies() {
+        // SPEC §9: 127.255.255.255 is the broadcast address of lo's 127.0.0.0/8 on Linux, where TCP
+        // cannot use it. The session gets no loopback address: its loopback calls are refused
+        // (EADDRNOTAVAIL) rather than put on the broadcast address or on the shared 127.0.0.1.
+        say(format_args!(
+            "ipvirt: session {id}: its loopback address 127.255.255.255 is the broadcast address of lo on \
+             Linux; the calls that would use it fail with EADDRNOTAVAIL\n"
+        ));
+        let mut entry = engine.session_entry(session, vip);
+        entry.loopback = 0;
+        entry.flags |= ipvirt::table::SESSION_NO_LOOPBACK;
+        rw = ipvirt::Rewriter::from_tables(engine.policy_table(), entry, plan.entry())
+            .map_err(|e| format!("session {id}: {e}"))?;
+    }
     if debug {
         say(format_args!("ipvirt: {}", engine.explain(session, &image)));
     }

@@ -24,6 +24,8 @@
 //!    disabled and says what to fill in, so the proposal always passes [`Policy::validate`] without
 //!    errors.
 
+#[cfg(all(feature = "live", target_os = "linux"))]
+pub mod live;
 mod netstat;
 mod ss;
 mod tcpview;
@@ -75,12 +77,42 @@ pub struct SocketRecord {
     /// The state as the tool printed it (`LISTEN`, `LISTENING`, `Listen`, `UNCONN`, `ESTABLISHED`…),
     /// if any.
     pub state: Option<String>,
-    /// The process (executable) name, where known.
+    /// The process name, where known; [`name_source`](Self::name_source) says which name it is.
     pub process: Option<String>,
+    /// Where [`process`](Self::process) comes from: the executable's file name (what the layers
+    /// match), or the kernel's command name, which `ss -p` prints and which may differ.
+    pub name_source: NameSource,
+    /// The full path of the executable, where known (a live sample: `/proc/PID/exe`).
+    pub exe: Option<String>,
     /// The process id, where known.
     pub pid: Option<u32>,
-    /// The 1-based line of the snapshot it came from.
+    /// The 1-based line of the snapshot it came from (a live sample: the socket's position in it).
     pub line: usize,
+}
+
+/// Which name of a process a [`SocketRecord`] carries.
+///
+/// The layers (the `LD_PRELOAD` layer, a Winsock hook) match a process by its **executable's file
+/// name** (`nc.openbsd` for `/usr/bin/nc.openbsd`). `ss -p` prints the kernel's command name
+/// (`comm`): at most 15 characters, and for a program started through a symlink or one that renames
+/// itself, another name (`nc`). A policy listing the command name may not apply to the program.
+///
+/// ```
+/// use ipvirt::advisor::{NameSource, parse};
+///
+/// let snap = parse("tcp LISTEN 0 5 127.0.0.1:9000 0.0.0.0:* users:((\"nc\",pid=42,fd=3))\n")?;
+/// assert_eq!(snap.records[0].name_source, NameSource::Comm);
+/// # Ok::<(), ipvirt::AdvisorError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NameSource {
+    /// The executable's file name (a live sample reads `/proc/PID/exe`; a record built by hand).
+    Executable,
+    /// The kernel's command name (`comm`) that `ss -p` prints: unverified.
+    Comm,
+    /// The image name Windows tools print (`netstat -b`, TCPView): the executable's file name.
+    Image,
 }
 
 impl SocketRecord {
@@ -101,6 +133,8 @@ impl SocketRecord {
             remote: None,
             state: None,
             process: None,
+            name_source: NameSource::Executable,
+            exe: None,
             pid: None,
             line,
         }
@@ -128,6 +162,7 @@ impl SocketRecord {
 /// assert_eq!(Format::ALL.len(), 3);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Format {
     /// `ss -tulpn` (Linux), with or without the header line.
     Ss,
@@ -135,10 +170,13 @@ pub enum Format {
     Netstat,
     /// A TCPView CSV export.
     TcpView,
+    /// A live sample of this machine's socket table (`live::sample`, feature `live`, Linux): not a
+    /// text format; [`parse_as`] reads no line as one, [`render`] writes it as `ss` text.
+    Live,
 }
 
 impl Format {
-    /// Every format, in the order [`parse`] tries them.
+    /// Every text format, in the order [`parse`] tries them.
     pub const ALL: [Format; 3] = [Format::Ss, Format::Netstat, Format::TcpView];
 
     /// The format's name, as error messages give it.
@@ -148,6 +186,7 @@ impl Format {
             Format::Ss => "ss -tulpn",
             Format::Netstat => "netstat -ano[b]",
             Format::TcpView => "TCPView CSV",
+            Format::Live => "live sample",
         }
     }
 }
@@ -231,6 +270,18 @@ pub fn parse_as(text: &str, format: Format) -> Snapshot {
         Format::Ss => ss::parse(text),
         Format::Netstat => netstat::parse(text),
         Format::TcpView => tcpview::parse(text),
+        Format::Live => (
+            Vec::new(),
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+                .map(|(i, l)| SkippedLine {
+                    line: i + 1,
+                    text: l.trim().to_string(),
+                    reason: "a live sample is read from /proc, not from text".into(),
+                })
+                .collect(),
+        ),
     };
     Snapshot {
         format,
@@ -253,7 +304,7 @@ pub fn parse_as(text: &str, format: Format) -> Snapshot {
 #[must_use]
 pub fn render(records: &[SocketRecord], format: Format) -> String {
     match format {
-        Format::Ss => ss::render(records),
+        Format::Ss | Format::Live => ss::render(records),
         Format::Netstat => netstat::render(records),
         Format::TcpView => tcpview::render(records),
     }
@@ -296,6 +347,9 @@ pub enum FindingKind {
     HardCodedPort,
     /// The program's port changed between the snapshots: ephemeral, not a conflict.
     EphemeralPort,
+    /// The same port in both snapshots, but held by the same process (the same pid): the program
+    /// was not restarted in between, so this says nothing about whether the port is hard-coded.
+    NoEvidenceYet,
 }
 
 /// One finding, in words, with the evidence lines.
@@ -345,6 +399,9 @@ pub struct Advice {
     pub policy: Policy,
     /// What the administrator still has to do, in words.
     pub notes: Vec<String>,
+    /// Program names of the proposal that are not known to be executable names (from `ss`, the
+    /// kernel's command name), each with why: [`policy_toml`](Self::policy_toml) marks them.
+    pub unverified: Vec<(String, String)>,
 }
 
 impl Advice {
@@ -366,7 +423,30 @@ impl Advice {
             out.push_str(&format!("# {n}\n"));
         }
         out.push('\n');
-        out.push_str(&self.policy.to_toml().unwrap_or_default());
+        let toml = self.policy.to_toml().unwrap_or_default();
+        // A list naming an unverified program gets a comment above it, one line per name.
+        let mut lines = toml.lines().peekable();
+        while let Some(line) = lines.next() {
+            if line.starts_with("programs =") || line.starts_with("processes =") {
+                let mut list = vec![line];
+                while !list.last().is_some_and(|l| l.trim_end().ends_with(']')) {
+                    match lines.next() {
+                        Some(l) => list.push(l),
+                        None => break,
+                    }
+                }
+                let text = list.join("\n");
+                for (name, why) in &self.unverified {
+                    if text.contains(&format!("\"{name}\"")) {
+                        out.push_str(&format!("# UNVERIFIED: {why}\n"));
+                    }
+                }
+                out.push_str(&text);
+            } else {
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
         out
     }
 }
@@ -419,8 +499,13 @@ fn evidence(tag: &str, r: &SocketRecord) -> String {
         .map(|s| format!(" {s}"))
         .unwrap_or_default();
     let pid = r.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
+    let exe = r
+        .exe
+        .as_deref()
+        .map(|e| format!(" {e}"))
+        .unwrap_or_default();
     format!(
-        "{tag}:{}: {} {}{state}{pid}",
+        "{tag}:{}: {} {}{state}{pid}{exe}",
         r.line,
         r.protocol,
         show(r.local)
@@ -478,6 +563,7 @@ pub fn advise(first: &Snapshot, second: Option<&Snapshot>, options: &AdviceOptio
     let mut findings = Vec::new();
     let (mut vip_programs, mut loopback_programs) = (Vec::new(), Vec::new());
     let mut pid_only: Vec<String> = Vec::new();
+    let mut unverified: Vec<(String, String)> = Vec::new();
     for (program, (now, later)) in &by_program {
         let mut seen = Vec::new();
         for (kind, wanted_place, words) in [
@@ -520,6 +606,24 @@ pub fn advise(first: &Snapshot, second: Option<&Snapshot>, options: &AdviceOptio
             .first()
             .or(later.first())
             .is_some_and(|r| r.process.is_some());
+        // A name from `ss` is the command name: say so in each finding, and list it.
+        if let Some(comm) = now
+            .iter()
+            .chain(later)
+            .find(|r| r.name_source == NameSource::Comm && r.process.is_some())
+            .filter(|_| !seen.is_empty())
+        {
+            let pid = comm
+                .pid
+                .map_or_else(|| "PID".to_string(), |p| p.to_string());
+            let words = format!(
+                "\"{program}\" is the command name (comm) ss printed, not necessarily the executable's name the layers match: unverified (check `readlink /proc/{pid}/exe`, or sample with `advise --live`)"
+            );
+            for f in findings.iter_mut().filter(|f| &f.process == program) {
+                f.message = format!("{}; {words}", f.message);
+            }
+            unverified.push((program.clone(), words));
+        }
         if named && seen.contains(&Place::Vip) {
             vip_programs.push(program.clone());
         }
@@ -541,6 +645,17 @@ pub fn advise(first: &Snapshot, second: Option<&Snapshot>, options: &AdviceOptio
                     .iter()
                     .find(|s| s.protocol == r.protocol && s.local == r.local);
                 let (kind, message, ev) = match same {
+                    // The same process in both: it was not restarted, so this proves nothing.
+                    Some(s) if r.pid.is_some() && r.pid == s.pid => (
+                        FindingKind::NoEvidenceYet,
+                        format!(
+                            "{program} holds {} {} in both snapshots, but it is the same process (pid {}): no evidence yet; restart the program between the snapshots to tell a hard-coded port from an ephemeral one",
+                            r.protocol,
+                            show(r.local),
+                            r.pid.unwrap_or_default()
+                        ),
+                        vec![evidence("first", r), evidence("second", s)],
+                    ),
                     Some(s) => (
                         FindingKind::HardCodedPort,
                         format!(
@@ -610,6 +725,7 @@ pub fn advise(first: &Snapshot, second: Option<&Snapshot>, options: &AdviceOptio
         findings,
         policy,
         notes,
+        unverified,
     }
 }
 
@@ -634,5 +750,13 @@ pub enum AdvisorError {
         lines: usize,
         /// The formats tried.
         tried: String,
+    },
+    /// A live sample (`live::sample`) could not read a file of `/proc`.
+    #[error("cannot read {what}: {message}")]
+    Proc {
+        /// The file or directory.
+        what: String,
+        /// Why.
+        message: String,
     },
 }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Protocol, SkippedLine, SocketRecord, host_port, show};
+use super::{NameSource, Protocol, SkippedLine, SocketRecord, host_port, show};
 
 pub(super) fn parse(text: &str) -> (Vec<SocketRecord>, Vec<SkippedLine>) {
     let mut records: Vec<SocketRecord> = Vec::new();
@@ -40,6 +40,7 @@ pub(super) fn parse(text: &str) -> (Vec<SocketRecord>, Vec<SkippedLine>) {
             if let Some(name) = t.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
                 if let Some(last) = records.last_mut() {
                     last.process = Some(name.to_string());
+                    last.name_source = NameSource::Image;
                 }
                 continue;
             }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Protocol, SkippedLine, SocketRecord, host_port, show};
+use super::{NameSource, Protocol, SkippedLine, SocketRecord, host_port, show};
 
 const STATES: [&str; 12] = [
     "LISTEN",
@@ -79,6 +79,8 @@ fn record(t: &str, line: usize) -> Result<SocketRecord, &'static str> {
     r.remote = (!(peer.ip().is_unspecified() && peer.port() == 0)).then_some(peer);
     r.state = Some(state.to_string());
     r.process = process;
+    // ss prints the kernel's command name, not the executable's.
+    r.name_source = NameSource::Comm;
     r.pid = pid;
     Ok(r)
 }

@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use super::{Protocol, SkippedLine, SocketRecord};
+use super::{NameSource, Protocol, SkippedLine, SocketRecord};
 
 struct Columns {
     process: Option<usize>,
@@ -132,6 +132,7 @@ pub(super) fn parse(text: &str) -> (Vec<SocketRecord>, Vec<SkippedLine>) {
         r.remote = remote.filter(|a| !(a.ip().is_unspecified() && a.port() == 0));
         r.state = get(c.state).map(str::to_string);
         r.process = get(c.process).map(str::to_string);
+        r.name_source = NameSource::Image;
         r.pid = get(c.pid).and_then(|p| p.parse().ok());
         records.push(r);
     }

@@ -1,14 +1,14 @@
 //! The engine handle and the process plan.
 
 use std::ffi::c_char;
-use std::net::IpAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use super::ptr::{bytes, check_disjoint, check_len, guard, region, write_message};
+use super::policy::{Format, Input, Message, read_input};
+use super::ptr::{bytes, check_disjoint, guard, region};
 use super::status::ipvirt_status::{self, *};
 use crate::engine::{Decision, Engine, ProcessPlan, Reason};
-use crate::host::Host;
+#[cfg(doc)]
 use crate::policy::Policy;
 
 /// A compiled policy (opaque).
@@ -131,69 +131,121 @@ pub unsafe extern "C" fn ipvirt_engine_new(
     err_len: usize,
     err_needed: *mut usize,
 ) -> ipvirt_status {
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        new_engine(
+            Format::Toml,
+            Input {
+                policy: (policy, policy_len),
+                servers: (servers, servers_len),
+            },
+            out,
+            Message {
+                buf: err,
+                len: err_len,
+                needed: err_needed,
+            },
+        )
+    }
+}
+
+/// As [`ipvirt_engine_new`], from a policy in JSON (`policy_len` bytes of UTF-8: the serde form of
+/// [`Policy`], the same keys as the TOML file).
+///
+/// # Safety
+///
+/// As [`ipvirt_engine_new`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ipvirt_engine_new_json(
+    policy: *const u8,
+    policy_len: usize,
+    servers: *const u8,
+    servers_len: usize,
+    out: *mut *mut ipvirt_engine,
+    err: *mut c_char,
+    err_len: usize,
+    err_needed: *mut usize,
+) -> ipvirt_status {
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        new_engine(
+            Format::Json,
+            Input {
+                policy: (policy, policy_len),
+                servers: (servers, servers_len),
+            },
+            out,
+            Message {
+                buf: err,
+                len: err_len,
+                needed: err_needed,
+            },
+        )
+    }
+}
+
+/// As [`ipvirt_engine_new`], from a registry export (`policy_len` bytes of a `.reg` file, UTF-16 or
+/// UTF-8, read by [`Policy::from_reg`]). Values the import had to ignore do not fail the call:
+/// [`ipvirt_policy_validate`](super::ipvirt_policy_validate) with `IPVIRT_FORMAT_REG` lists them.
+///
+/// # Safety
+///
+/// As [`ipvirt_engine_new`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ipvirt_engine_new_reg(
+    policy: *const u8,
+    policy_len: usize,
+    servers: *const u8,
+    servers_len: usize,
+    out: *mut *mut ipvirt_engine,
+    err: *mut c_char,
+    err_len: usize,
+    err_needed: *mut usize,
+) -> ipvirt_status {
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        new_engine(
+            Format::Reg,
+            Input {
+                policy: (policy, policy_len),
+                servers: (servers, servers_len),
+            },
+            out,
+            Message {
+                buf: err,
+                len: err_len,
+                needed: err_needed,
+            },
+        )
+    }
+}
+
+/// The three constructors: read the policy in `format`, compile it for the servers, write the
+/// handle.
+///
+/// # Safety
+///
+/// As [`ipvirt_engine_new`].
+unsafe fn new_engine(
+    format: Format,
+    input: Input,
+    out: *mut *mut ipvirt_engine,
+    err: Message,
+) -> ipvirt_status {
     guard(|| {
-        // The error buffer and the outputs first: a bad one is reported without writing anything.
-        let outputs = [
-            (err.cast_const().cast(), err_len),
-            region(err_needed),
-            region(out),
-        ];
-        if let Err(st) = check_len(err_len).and_then(|()| check_disjoint(&outputs, &[])) {
-            return st;
+        // SAFETY: the caller's contract for the input, the message and out.
+        let read = match unsafe { read_input(format, input, region(out), err) } {
+            Ok(read) => read,
+            Err(st) => return st,
+        };
+        if out.is_null() {
+            // SAFETY: the caller's contract for the message.
+            return unsafe { err.fail(IPVIRT_NULL_ARGUMENT, "out must not be NULL") };
         }
-        let fail = |status, msg: &str| {
-            // SAFETY: the caller's contract for err and err_needed.
-            unsafe { write_message(msg, err, err_len, err_needed) };
-            status
-        };
-        if policy.is_null() || out.is_null() {
-            return fail(IPVIRT_NULL_ARGUMENT, "policy and out must not be NULL");
-        }
-        // SAFETY: policy is valid for policy_len bytes (caller).
-        let text = match unsafe { bytes(policy, policy_len) } {
-            Ok(text) => text,
-            Err(st) => return fail(st, "policy_len is larger than any buffer"),
-        };
-        // SAFETY: servers is NULL or valid for servers_len bytes (caller).
-        let servers = match unsafe { bytes(servers, servers_len) } {
-            Ok(servers) => servers,
-            Err(IPVIRT_NULL_ARGUMENT) => {
-                return fail(
-                    IPVIRT_NULL_ARGUMENT,
-                    "servers is NULL with a non-zero length",
-                );
-            }
-            Err(st) => return fail(st, "servers_len is larger than any buffer"),
-        };
-        // An output inside an input: refused, and without a message (it would overwrite the input).
-        if let Err(st) = check_disjoint(
-            &outputs,
-            &[(policy, policy_len), (servers.as_ptr(), servers.len())],
-        ) {
-            return st;
-        }
-        let Ok(text) = std::str::from_utf8(text) else {
-            return fail(IPVIRT_INVALID_UTF8, "the policy text is not UTF-8");
-        };
-        if servers.len() % 4 != 0 {
-            return fail(
-                IPVIRT_INVALID_ARGUMENT,
-                "servers_len must be a multiple of 4 (one IPv4 address each)",
-            );
-        }
-        let host = Host::new(
-            servers
-                .chunks_exact(4)
-                .filter_map(|c| <[u8; 4]>::try_from(c).ok())
-                .map(IpAddr::from),
-        );
-        let policy = match Policy::from_toml(text) {
-            Ok(p) => p,
-            Err(e) => return fail(IPVIRT_POLICY_ERROR, &e.to_string()),
-        };
-        let engine = match policy.compile(host) {
+        let engine = match read.policy.compile(read.host) {
             Ok(e) => e,
-            Err(e) => return fail(IPVIRT_COMPILE_ERROR, &e.to_string()),
+            // SAFETY: the caller's contract for the message.
+            Err(e) => return unsafe { err.fail(IPVIRT_COMPILE_ERROR, &e.to_string()) },
         };
         let handle = Box::new(ipvirt_engine {
             engine: Arc::new(engine),

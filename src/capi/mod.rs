@@ -49,7 +49,8 @@
 //!
 //! `status.rs` the status codes and their one table; `ptr.rs` the pointer and length checks and the
 //! panic boundary; `engine.rs` the engine and the plan; `rewriter.rs` the rewriter and its calls;
-//! `tables.rs` the rule tables of SPEC §7.
+//! `tables.rs` the rule tables of SPEC §7; `policy.rs` the policy formats (TOML, JSON, `.reg`) and
+//! validation ([`ipvirt_policy_validate`], a list of diagnostics read by index).
 
 // The C ABI is the one module of the library that needs unsafe code: it dereferences the caller's
 // pointers. Every block says why it is sound.
@@ -58,13 +59,19 @@
 #![allow(non_camel_case_types)]
 
 mod engine;
+mod policy;
 mod ptr;
 mod rewriter;
 mod status;
 mod tables;
 
 pub use engine::{
-    ipvirt_engine, ipvirt_engine_free, ipvirt_engine_new, ipvirt_engine_process, ipvirt_plan,
+    ipvirt_engine, ipvirt_engine_free, ipvirt_engine_new, ipvirt_engine_new_json,
+    ipvirt_engine_new_reg, ipvirt_engine_process, ipvirt_plan,
+};
+pub use policy::{
+    ipvirt_diagnostic, ipvirt_diagnostics, ipvirt_diagnostics_count, ipvirt_diagnostics_free,
+    ipvirt_diagnostics_get, ipvirt_policy_validate,
 };
 #[cfg(feature = "capi-test-panic")]
 pub use ptr::ipvirt_test_arm_panic;

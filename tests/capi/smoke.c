@@ -108,12 +108,102 @@ static void huge_lengths_and_overlap(ipvirt_rewriter *rw) {
     CHECK(is(&b, "127.0.0.8", 9000));
 }
 
+/* Finds a diagnostic with `code` in list; its index, or -1. */
+static long find_code(const ipvirt_diagnostics *list, uint32_t code, ipvirt_diagnostic *found) {
+    size_t n = 0, i;
+    CHECK(ipvirt_diagnostics_count(list, &n) == IPVIRT_OK);
+    for (i = 0; i < n; i++) {
+        ipvirt_diagnostic d;
+        CHECK(ipvirt_diagnostics_get(list, i, &d) == IPVIRT_OK);
+        CHECK(d.code_name != NULL && d.message != NULL && strlen(d.message) == d.message_len);
+        if (d.code == code) {
+            *found = d;
+            return (long)i;
+        }
+    }
+    return -1;
+}
+
+/* JSON and .reg input, and validation. */
+static void formats_and_validation(void) {
+    static const char JSON[] =
+        "{\"virtual_loopback\": {\"enabled\": true, \"programs\": [\"crm.exe\"]}}";
+    static const char REG[] =
+        "Windows Registry Editor Version 5.00\r\n\r\n"
+        "[HKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Control\\Terminal Server\\TSAppSrv\\VirtualIP]\r\n"
+        "\"EnableVirtualIP\"=dword:00000001\r\n"
+        "\"VirtualMode\"=dword:00000000\r\n"
+        "\"VIPAdapter\"=\"192.0.2.0/24\"\r\n";
+    static const char REG_BAD[] =
+        "Windows Registry Editor Version 5.00\r\n\r\n"
+        "[HKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Control\\Terminal Server\\TSAppSrv\\VirtualIP]\r\n"
+        "\"EnableVirtualIP\"=dword:00000001\r\n"
+        "\"VirtualMode\"=dword:00000005\r\n";
+    static const char VALIDATE[] =
+        "[virtual_ip]\nenabled = true\n"
+        "[virtual_loopback]\nenabled = true\nprograms = [\"crm.exe\", \"CRM.EXE\"]\n";
+    char msg[256];
+    size_t needed = 0;
+    ipvirt_engine *engine = NULL;
+    ipvirt_plan plan;
+    ipvirt_diagnostics *list = NULL;
+    ipvirt_diagnostic d;
+    size_t n = 99;
+
+    CHECK(ipvirt_engine_new_json((const uint8_t *)JSON, strlen(JSON), NULL, 0, &engine, msg, sizeof msg, NULL) == IPVIRT_OK);
+    CHECK(ipvirt_engine_process(engine, (const uint8_t *)"crm.exe", 7, &plan) == IPVIRT_OK);
+    CHECK(plan.loopback == 1 && plan.loopback_reason == 3);
+    ipvirt_engine_free(engine);
+    engine = NULL;
+    CHECK(ipvirt_engine_new_json((const uint8_t *)"{\"virtual_loopback\": {\"enable\": true}}", 38, NULL, 0, &engine, msg, sizeof msg, &needed) == IPVIRT_POLICY_ERROR);
+    CHECK(engine == NULL && strstr(msg, "enable") != NULL && needed == strlen(msg));
+    CHECK(ipvirt_engine_new_json(NULL, 0, NULL, 0, &engine, NULL, 0, NULL) == IPVIRT_NULL_ARGUMENT);
+
+    CHECK(ipvirt_engine_new_reg((const uint8_t *)REG, strlen(REG), NULL, 0, &engine, msg, sizeof msg, NULL) == IPVIRT_OK);
+    CHECK(ipvirt_engine_process(engine, (const uint8_t *)"any.exe", 7, &plan) == IPVIRT_OK);
+    CHECK(plan.virtual_ip == 1 && plan.virtual_ip_reason == 2); /* per-session, from the export */
+    ipvirt_engine_free(engine);
+    engine = NULL;
+    CHECK(ipvirt_engine_new_reg((const uint8_t *)"not a registry export", 21, NULL, 0, &engine, msg, sizeof msg, NULL) == IPVIRT_POLICY_ERROR);
+    CHECK(engine == NULL && strlen(msg) > 0);
+
+    /* validate: TOML, with the codes and the words */
+    CHECK(ipvirt_policy_validate(IPVIRT_FORMAT_TOML, (const uint8_t *)VALIDATE, strlen(VALIDATE), NULL, 0, &list, msg, sizeof msg, NULL) == IPVIRT_OK);
+    CHECK(find_code(list, IPVIRT_DIAG_VIP_NO_ADAPTER, &d) >= 0);
+    CHECK(d.severity == IPVIRT_SEVERITY_ERROR && strcmp(d.code_name, "vip-no-adapter") == 0);
+    CHECK(strstr(d.message, "virtual_ip.adapter") != NULL);
+    CHECK(find_code(list, IPVIRT_DIAG_DUPLICATE_PROGRAM, &d) >= 0);
+    CHECK(d.severity == IPVIRT_SEVERITY_WARNING && strcmp(d.code_name, "duplicate-program") == 0);
+    CHECK(ipvirt_diagnostics_count(list, &n) == IPVIRT_OK && n >= 2);
+    CHECK(ipvirt_diagnostics_get(list, n, &d) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(ipvirt_diagnostics_get(list, 0, NULL) == IPVIRT_NULL_ARGUMENT);
+    CHECK(ipvirt_diagnostics_count(NULL, &n) == IPVIRT_NULL_ARGUMENT);
+    ipvirt_diagnostics_free(list);
+    ipvirt_diagnostics_free(NULL);
+    /* .reg: the import's own diagnostics come too */
+    CHECK(ipvirt_policy_validate(IPVIRT_FORMAT_REG, (const uint8_t *)REG_BAD, strlen(REG_BAD), NULL, 0, &list, msg, sizeof msg, NULL) == IPVIRT_OK);
+    CHECK(find_code(list, IPVIRT_DIAG_REG_BAD_VALUE, &d) == 0 && strstr(d.message, "VirtualMode") != NULL);
+    ipvirt_diagnostics_free(list);
+    /* JSON, a clean policy: an empty list */
+    list = NULL;
+    CHECK(ipvirt_policy_validate(IPVIRT_FORMAT_JSON, (const uint8_t *)JSON, strlen(JSON), NULL, 0, &list, msg, sizeof msg, NULL) == IPVIRT_OK);
+    CHECK(find_code(list, IPVIRT_DIAG_VIP_NO_ADAPTER, &d) == -1);
+    ipvirt_diagnostics_free(list);
+    /* errors: an unknown format, an unreadable policy, NULL out */
+    list = NULL;
+    CHECK(ipvirt_policy_validate(7, (const uint8_t *)JSON, strlen(JSON), NULL, 0, &list, msg, sizeof msg, &needed) == IPVIRT_INVALID_ARGUMENT);
+    CHECK(list == NULL && strstr(msg, "format 7") != NULL);
+    CHECK(ipvirt_policy_validate(IPVIRT_FORMAT_TOML, (const uint8_t *)"[x", 2, NULL, 0, &list, msg, sizeof msg, NULL) == IPVIRT_POLICY_ERROR);
+    CHECK(list == NULL && strstr(msg, "line 1") != NULL);
+    CHECK(ipvirt_policy_validate(IPVIRT_FORMAT_TOML, (const uint8_t *)VALIDATE, strlen(VALIDATE), NULL, 0, NULL, msg, sizeof msg, NULL) == IPVIRT_NULL_ARGUMENT);
+}
+
 int main(void) {
     char msg[256];
     size_t needed = 0;
 
     /* version and status messages */
-    CHECK(ipvirt_version() != NULL && strlen(ipvirt_version()) > 0);
+    CHECK(ipvirt_version() != NULL && strcmp(ipvirt_version(), IPVIRT_VERSION_STRING) == 0);
     CHECK(ipvirt_status_message(IPVIRT_NO_CONNECTIVITY, msg, sizeof msg, &needed) == IPVIRT_OK);
     CHECK(strstr(msg, "EADDRNOTAVAIL") != NULL && needed == strlen(msg));
     char tiny[5];
@@ -352,6 +442,7 @@ int main(void) {
     ipvirt_rewriter_free(novip);
     ipvirt_rewriter_free(console);
     ipvirt_rewriter_free(NULL);
+    formats_and_validation();
     printf("%d failures\n", failures);
     return failures == 0 ? 0 : 1;
 }

@@ -77,3 +77,9 @@ pub fn in_session(lib: &Path, policy: &Path, session: u32, program: &str) -> Com
         .env_remove("IPVIRT_DEBUG");
     c
 }
+
+/// The advisor's command line (`advise`; `--live` needs it built with the feature `live`, as
+/// `cargo test --all-features` does).
+pub fn advise() -> Option<PathBuf> {
+    example("advise", "advise")
+}

@@ -1,0 +1,110 @@
+//! `getsockname`, `getpeername`, `accept`, `WSAAccept`: the addresses handed back.
+
+#![allow(clippy::wildcard_imports)]
+
+use crate::*;
+
+/// The body of the two `get*name` hooks.
+///
+/// # Safety
+///
+/// As Winsock's `getsockname`.
+unsafe fn name_of(real: AddrOutFn, s: Socket, name: *mut u8, namelen: *mut i32) -> i32 {
+    let depth = Depth::enter();
+    let Some(st) = state().filter(|_| depth.outermost()) else {
+        // SAFETY: forwarded unchanged.
+        return unsafe { real(s, name, namelen) };
+    };
+    // SAFETY: namelen is NULL or points at an int (Winsock requires it).
+    let cap = unsafe { read_len(namelen) };
+    // SAFETY: forwarded unchanged.
+    let r = unsafe { real(s, name, namelen) };
+    if r == 0 {
+        // SAFETY: Winsock wrote the address and its length.
+        unsafe { fix_reported_len(st, name, namelen, cap) };
+    }
+    r
+}
+
+/// `getsockname`: the session's loopback reported as the localhost address the program used.
+///
+/// # Safety
+///
+/// As Winsock's `getsockname`.
+pub(crate) unsafe extern "system" fn getsockname(
+    s: Socket,
+    name: *mut u8,
+    namelen: *mut i32,
+) -> i32 {
+    let real = real!(F::GetSockName, AddrOutFn);
+    // SAFETY: the caller's contract.
+    unsafe { name_of(real, s, name, namelen) }
+}
+
+/// `getpeername`: as [`getsockname`].
+///
+/// # Safety
+///
+/// As Winsock's `getpeername`.
+pub(crate) unsafe extern "system" fn getpeername(
+    s: Socket,
+    name: *mut u8,
+    namelen: *mut i32,
+) -> i32 {
+    let real = real!(F::GetPeerName, AddrOutFn);
+    // SAFETY: the caller's contract.
+    unsafe { name_of(real, s, name, namelen) }
+}
+
+/// `accept`: the peer's address as the program should see it.
+///
+/// # Safety
+///
+/// As Winsock's `accept`.
+pub(crate) unsafe extern "system" fn accept(s: Socket, addr: *mut u8, addrlen: *mut i32) -> Socket {
+    let real = real!(F::Accept, AcceptFn);
+    let depth = Depth::enter();
+    let Some(st) = state().filter(|_| depth.outermost()) else {
+        // SAFETY: forwarded unchanged.
+        return unsafe { real(s, addr, addrlen) };
+    };
+    // SAFETY: addrlen is NULL or points at an int (Winsock requires it).
+    let cap = unsafe { read_len(addrlen) };
+    // SAFETY: forwarded unchanged.
+    let r = unsafe { real(s, addr, addrlen) };
+    if r != INVALID_SOCKET {
+        // SAFETY: Winsock wrote the address and its length.
+        unsafe { fix_reported_len(st, addr, addrlen, cap) };
+    }
+    r
+}
+
+/// `WSAAccept`: as [`accept`]. The condition function, if any, is called by Winsock with the
+/// address as the system has it (see the crate documentation's limits).
+///
+/// # Safety
+///
+/// As Winsock's `WSAAccept`.
+pub(crate) unsafe extern "system" fn wsa_accept(
+    s: Socket,
+    addr: *mut u8,
+    addrlen: *mut i32,
+    condition: *const c_void,
+    data: usize,
+) -> Socket {
+    let real = real!(F::WsaAccept, WsaAcceptFn);
+    let depth = Depth::enter();
+    let Some(st) = state().filter(|_| depth.outermost()) else {
+        // SAFETY: forwarded unchanged.
+        return unsafe { real(s, addr, addrlen, condition, data) };
+    };
+    // SAFETY: addrlen is NULL or points at an int (Winsock requires it).
+    let cap = unsafe { read_len(addrlen) };
+    // SAFETY: forwarded unchanged.
+    let r = unsafe { real(s, addr, addrlen, condition, data) };
+    if r != INVALID_SOCKET {
+        // SAFETY: Winsock wrote the address and its length.
+        unsafe { fix_reported_len(st, addr, addrlen, cap) };
+    }
+    r
+}

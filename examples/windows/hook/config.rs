@@ -1,0 +1,227 @@
+//! The configuration as Windows has it, read once by `ipvirt_init`, and the state built from it.
+
+#![allow(clippy::wildcard_imports)]
+
+use crate::*;
+
+use std::sync::OnceLock;
+
+use windows_sys::Win32::System::LibraryLoader::GetModuleFileNameW;
+use windows_sys::Win32::System::RemoteDesktop::{
+    ProcessIdToSessionId, WTSGetActiveConsoleSessionId,
+};
+use windows_sys::Win32::System::Threading::GetCurrentProcessId;
+
+/// What the hooks read: the process's rewriter and whether to print each rewrite.
+pub(crate) struct State {
+    pub(crate) rw: Rewriter,
+    pub(crate) debug: bool,
+}
+
+/// Set once by `ipvirt_init`, before any detour is enabled.
+pub(crate) static STATE: OnceLock<State> = OnceLock::new();
+
+/// The state; the hooks run only after it is set (the detours are installed after it).
+#[inline]
+pub(crate) fn state() -> Option<&'static State> {
+    STATE.get()
+}
+
+/// The largest policy file read (a policy lists programs and ports: a few KiB).
+const MAX_POLICY: u64 = 1 << 20;
+
+/// A variable of the environment (`None` when unset or empty).
+pub(crate) fn var(name: &str) -> Result<Option<String>, String> {
+    match std::env::var_os(name).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v
+            .into_string()
+            .map(Some)
+            .map_err(|v| format!("{name}={v:?} is not valid text")),
+    }
+}
+
+/// The session: `IPVIRT_SESSION` when set (the launcher's assignment: Wine runs every program in
+/// one Windows session, so tests give each launch its own), else the process's Windows session
+/// (`ProcessIdToSessionId`). It is the console session when its id is
+/// `WTSGetActiveConsoleSessionId()`; `IPVIRT_SESSION_KIND=console` or `remote` says so instead.
+pub(crate) fn session() -> Result<Session, String> {
+    let id = match var("IPVIRT_SESSION")? {
+        Some(text) => text
+            .trim()
+            .parse::<SessionId>()
+            .map_err(|e| format!("IPVIRT_SESSION={text:?}: {e}"))?,
+        None => {
+            let mut id = 0u32;
+            // SAFETY: id is a valid out pointer.
+            let ok = unsafe { ProcessIdToSessionId(GetCurrentProcessId(), &mut id) };
+            if ok == 0 {
+                return Err("ProcessIdToSessionId failed".into());
+            }
+            SessionId::new(id)
+        }
+    };
+    // SAFETY: no preconditions. 0xFFFFFFFF: no session is attached to the console.
+    let console = unsafe { WTSGetActiveConsoleSessionId() };
+    let kind = match var("IPVIRT_SESSION_KIND")?.as_deref() {
+        Some("console") => SessionKind::Console,
+        Some("remote") => SessionKind::Remote,
+        None if id.get() == console => SessionKind::Console,
+        None => SessionKind::Remote,
+        Some(other) => {
+            return Err(format!(
+                "IPVIRT_SESSION_KIND={other:?}: expected remote or console"
+            ));
+        }
+    };
+    Ok(Session::new(id, kind))
+}
+
+/// The full path of the program (`GetModuleFileNameW(NULL)`): program lists match its name, or
+/// the whole path.
+pub(crate) fn image() -> Result<String, String> {
+    let mut buf = vec![0u16; 260];
+    loop {
+        let cap = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        // SAFETY: buf holds cap UTF-16 units.
+        let n = unsafe { GetModuleFileNameW(ptr::null_mut(), buf.as_mut_ptr(), cap) } as usize;
+        if n == 0 {
+            return Err("GetModuleFileNameW failed".into());
+        }
+        if n < buf.len() {
+            return Ok(String::from_utf16_lossy(buf.get(..n).unwrap_or_default()));
+        }
+        if buf.len() >= 32 * 1024 {
+            return Err("the program's path is longer than 32 768 characters".into());
+        }
+        buf.resize(buf.len() * 2, 0);
+    }
+}
+
+/// Reads the TOML policy named by `IPVIRT_POLICY` (a regular file of at most 1 MiB).
+fn read_policy(path: &str) -> Result<Policy, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("IPVIRT_POLICY={path:?}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("IPVIRT_POLICY={path:?} is not a regular file"));
+    }
+    if meta.len() > MAX_POLICY {
+        return Err(format!(
+            "IPVIRT_POLICY={path:?} is larger than the 1 MiB a policy may have ({} bytes)",
+            meta.len()
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("IPVIRT_POLICY={path:?}: {e}"))?;
+    Policy::from_toml(&text).map_err(|e| format!("{path}: {e}"))
+}
+
+/// The host's own unicast addresses, loopback ones left out (`GetAdaptersAddresses`).
+pub(crate) fn host_addresses() -> Result<Vec<IpAddr>, String> {
+    use windows_sys::Win32::Foundation::{ERROR_BUFFER_OVERFLOW, ERROR_SUCCESS};
+    use windows_sys::Win32::NetworkManagement::IpHelper::{
+        GAA_FLAG_SKIP_ANYCAST, GAA_FLAG_SKIP_DNS_SERVER, GAA_FLAG_SKIP_FRIENDLY_NAME,
+        GAA_FLAG_SKIP_MULTICAST, GetAdaptersAddresses, IP_ADAPTER_ADDRESSES_LH,
+    };
+    use windows_sys::Win32::Networking::WinSock::AF_UNSPEC;
+
+    let flags = GAA_FLAG_SKIP_ANYCAST
+        | GAA_FLAG_SKIP_MULTICAST
+        | GAA_FLAG_SKIP_DNS_SERVER
+        | GAA_FLAG_SKIP_FRIENDLY_NAME;
+    // u64s: the list must be 8-byte aligned.
+    let mut buf: Vec<u64> = vec![0; 2048];
+    for _ in 0..4 {
+        let mut size = u32::try_from(buf.len() * 8).unwrap_or(u32::MAX);
+        let head = buf.as_mut_ptr().cast::<IP_ADAPTER_ADDRESSES_LH>();
+        // SAFETY: buf holds size bytes, aligned for the structure.
+        let r = unsafe {
+            GetAdaptersAddresses(u32::from(AF_UNSPEC), flags, ptr::null(), head, &mut size)
+        };
+        if r == ERROR_BUFFER_OVERFLOW {
+            buf.resize((size as usize).div_ceil(8) + 1, 0);
+            continue;
+        }
+        if r != ERROR_SUCCESS {
+            return Err(format!("GetAdaptersAddresses failed with error {r}"));
+        }
+        let mut out = Vec::new();
+        let mut adapter = head.cast_const();
+        while !adapter.is_null() {
+            // SAFETY: a node of the list the call wrote into buf.
+            let a = unsafe { &*adapter };
+            let mut u = a.FirstUnicastAddress.cast_const();
+            while !u.is_null() {
+                // SAFETY: a node of the adapter's unicast list, inside buf.
+                let ua = unsafe { &*u };
+                let sa = ua.Address.lpSockaddr.cast::<u8>();
+                if let Ok(len) = usize::try_from(ua.Address.iSockaddrLength)
+                    && !sa.is_null()
+                {
+                    // SAFETY: the address has iSockaddrLength bytes.
+                    let bytes = unsafe { std::slice::from_raw_parts(sa, len) };
+                    if let Ok(addr) = read_sockaddr(bytes, LAYOUT)
+                        && !addr.ip().is_loopback()
+                    {
+                        out.push(addr.ip());
+                    }
+                }
+                u = ua.Next;
+            }
+            adapter = a.Next;
+        }
+        return Ok(out);
+    }
+    Err("GetAdaptersAddresses kept asking for a larger buffer".into())
+}
+
+/// The server's own addresses: `IPVIRT_SERVER_ADDRS` (comma-separated) when set, else the host's
+/// (see [`host_addresses`]).
+fn servers() -> Result<Vec<IpAddr>, String> {
+    let Some(list) = var("IPVIRT_SERVER_ADDRS")? else {
+        return host_addresses();
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|_| format!("IPVIRT_SERVER_ADDRS: {s:?} is not an IP address"))
+        })
+        .collect()
+}
+
+/// Reads the configuration. `Ok(None)`: nothing to rewrite in this process (no policy, out of
+/// scope, console session). `Err`: the configuration is present but wrong.
+pub(crate) fn build() -> Result<Option<State>, String> {
+    let debug = var("IPVIRT_DEBUG")?.is_some_and(|v| v != "0");
+    let session = session()?;
+    let mut policy = match var("IPVIRT_POLICY")? {
+        Some(path) => read_policy(&path)?,
+        None => Policy::default(),
+    };
+    for note in registry::apply(&mut policy)? {
+        say(&format!("ipvirt: registry: {note}"));
+    }
+    let vip = match var("IPVIRT_VIP")? {
+        Some(v) => Some(
+            v.parse::<Vip>()
+                .map_err(|e| format!("IPVIRT_VIP={v:?}: {e}"))?,
+        ),
+        None => None,
+    };
+    let image = image()?;
+    let engine = policy
+        .compile(Host::new(servers()?))
+        .map_err(|e| format!("the policy does not compile: {e}"))?;
+    let plan = engine.process(&image);
+    let rw = engine.rewriter(session, &plan, vip);
+    if debug {
+        say(&format!("ipvirt: {}", engine.explain(session, &image)));
+    }
+    Ok(rw.is_active().then_some(State { rw, debug }))
+}
+
+/// Writes one line on the process's stderr, ignoring errors.
+pub(crate) fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{}", line.trim_end());
+}
