@@ -542,7 +542,7 @@ wait
     // 0.0.0.0 becomes the VIP (busybox: an AF_INET socket); Go listens on an AF_INET6 "::"
     // socket for both "0.0.0.0:P" and ":P", bound to ::ffff:VIP; ::1 is mapped to the session's
     // loopback address (SPEC §8) on a dual-stack socket, and left alone on a v6-only one.
-    let mut want = vec![
+    let mut want = [
         format!("[::1]:{p5}"),
         format!("192.0.2.100:{p4}"),
         format!("[::ffff:127.0.0.8]:{p2}"),
