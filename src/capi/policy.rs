@@ -378,7 +378,7 @@ mod tests {
     use super::*;
 
     /// Every code, in the order of their numbers.
-    const ALL: [DiagnosticCode; 27] = {
+    const ALL: [DiagnosticCode; 32] = {
         use DiagnosticCode::*;
         [
             PlatformUnsupported,
@@ -408,6 +408,11 @@ mod tests {
             RegUnknownValue,
             RegWrongType,
             RegBadValue,
+            VipDhcpNoInterface,
+            VipDhcpBadInterface,
+            VipDhcpBadPrefix,
+            VipDhcpPoolIgnored,
+            VipDhcpSettingsIgnored,
         ]
     };
 
