@@ -25,7 +25,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
-use ipvirt::{Call, Engine, Host, Policy, Session, SessionId, Vip};
+use ipvirt::{Call, Engine, Host, Policy, Session, SessionId, Vip, VipSource};
 
 const BUILT_IN: &str = include_str!("policies/crm-cti.toml");
 
@@ -210,6 +210,15 @@ fn main() -> ExitCode {
     } else {
         args.processes.clone()
     };
+    if policy.virtual_ip.enabled
+        && policy.virtual_ip.source == VipSource::Dhcp
+        && args.vip.is_none()
+    {
+        println!(
+            "virtual IP source: dhcp — addresses are leased from a DHCP server at run time; this explanation shows a session without one (give --vip IP for one with)"
+        );
+        println!();
+    }
     for &session in &sessions {
         explain_session(
             session,
@@ -367,6 +376,10 @@ fn default_processes(policy: &Policy) -> Vec<String> {
 /// A stand-in for the pool: the session's address is the pool's `id`-th, so the output is
 /// deterministic. (A real deployment leases from `ipvirt`'s pool or DHCP.)
 fn pool_address(policy: &Policy, id: SessionId) -> Option<Vip> {
+    if policy.virtual_ip.source == VipSource::Dhcp {
+        // Leased from a server at run time: nothing to show without one (use --vip).
+        return None;
+    }
     let mut n = u64::from(id.get());
     for entry in &policy.virtual_ip.pool {
         if n < entry.len() {

@@ -14,7 +14,8 @@
 //! ipvirt **decides**; the hooking layer (a Winsock hook DLL, an LSP, a WFP callout driver, a Linux
 //! `LD_PRELOAD` shim) **acts**. ipvirt does not intercept calls, open sockets, read the registry, run
 //! DHCP, or keep a clock: the caller passes in everything a decision depends on and gets plain values
-//! back, so every decision is a pure, testable function.
+//! back, so every decision is a pure, testable function. (The optional `dhcp` feature's client is
+//! sans-I/O too; only its separate Linux driver opens sockets and reads the clock.)
 //!
 //! ```text
 //!  policy file / .reg export / builder            socket-table snapshots (ss, netstat, TCPView)
@@ -101,6 +102,8 @@
 //! - `capi`: the C ABI.
 //! - `live` (Linux): the advisor samples the live socket table itself (`advisor::live`), naming
 //!   processes by their executable.
+//! - `dhcp`: VIPs from a DHCP server: `dhcp` (a sans-I/O client for every session; on Linux, a
+//!   driver with sockets, timers and a lease file).
 
 #![cfg_attr(not(feature = "std"), no_std)]
 // docs.rs (`--cfg docsrs`, nightly): label the items that need a feature.
@@ -146,11 +149,14 @@ pub use engine::{CompileError, Decision, Engine, ProcessExplanation, ProcessPlan
 pub use error::Error;
 pub use host::Host;
 pub use policy::{
-    Diagnostic, DiagnosticCode, Ipv6Loopback, LeaseFailure, Origin, Platform, Policy, PolicyError,
-    PreferLoopback, RegError, RegImport, Severity, VipMode, VipOrigins, VirtualIp, VirtualLoopback,
+    DhcpSettings, Diagnostic, DiagnosticCode, Ipv6Loopback, LeaseFailure, Origin, Platform, Policy,
+    PolicyError, PreferLoopback, RegError, RegImport, Severity, VipMode, VipOrigins, VipSource,
+    VirtualIp, VirtualLoopback,
 };
 #[cfg(feature = "std")]
 pub use pool::SharedPool;
+#[cfg(feature = "dhcp")]
+pub use pool::dhcp;
 pub use pool::{AddressSource, LeaseError, PoolError, PoolSnapshot, RestoreWarning, StaticPool};
 #[cfg(feature = "std")]
 pub use pool::{StateError, StateFile, StateLock, StateStep};

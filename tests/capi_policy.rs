@@ -243,3 +243,33 @@ fn engines_from_json_and_reg_and_the_argument_checks() {
         assert_eq!((st, &buf[..]), (IPVIRT_INVALID_ARGUMENT, text));
     }
 }
+
+/// The DHCP source's codes have frozen numbers too (28-32, appended).
+#[test]
+fn dhcp_diagnostics_have_their_numbers() {
+    let text = "[virtual_ip]\nenabled = true\nmode = \"per-session\"\nsource = \"dhcp\"\npool = [\"192.0.2.100\"]\n\
+                [virtual_ip.dhcp]\ninterface = \"a/b\"\nclient_id_prefix = \"\"\n";
+    let got = validate(0, text.as_bytes()).unwrap();
+    let codes: Vec<(u32, &str)> = got.iter().map(|(_, c, n, _)| (*c, n.as_str())).collect();
+    for want in [
+        (29, "vip-dhcp-bad-interface"),
+        (30, "vip-dhcp-bad-prefix"),
+        (31, "vip-dhcp-pool-ignored"),
+    ] {
+        assert!(codes.contains(&want), "{want:?} not in {codes:?}");
+    }
+    let text = "[virtual_ip]\nenabled = true\nsource = \"dhcp\"\n";
+    let got = validate(0, text.as_bytes()).unwrap();
+    assert!(
+        got.iter()
+            .any(|(_, c, n, _)| *c == 28 && n == "vip-dhcp-no-interface"),
+        "{got:?}"
+    );
+    let text = "[virtual_ip.dhcp]\ninterface = \"eth1\"\n";
+    let got = validate(0, text.as_bytes()).unwrap();
+    assert!(
+        got.iter()
+            .any(|(_, c, n, _)| *c == 32 && n == "vip-dhcp-settings-ignored"),
+        "{got:?}"
+    );
+}

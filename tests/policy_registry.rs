@@ -44,6 +44,16 @@ fn regedit_export_utf16_bom_crlf_multiline_hex7() {
     // Not in the registry: left at their defaults.
     assert!(!p.virtual_loopback.enabled);
     assert!(p.virtual_ip.pool.is_empty());
+    // No value names the source: Microsoft's own is DHCP, on the adapter VIPAdapter selects.
+    assert_eq!(p.virtual_ip.source, ipvirt::VipSource::Dhcp);
+    assert_eq!(p.virtual_ip.dhcp, ipvirt::DhcpSettings::default());
+    assert!(
+        !p.validate()
+            .iter()
+            .any(|d| d.code == C::VipNoPool || d.code == C::VipDhcpNoInterface),
+        "{:#?}",
+        p.validate()
+    );
     assert_eq!(import.origins.enabled, Some(Origin::Local));
     assert_eq!(import.origins.programs, Some(Origin::Local));
     // The value ipvirt does not know is reported, not an error.

@@ -236,3 +236,90 @@ proptest! {
         prop_assert_eq!(list.find(&format!("{}{sep}_{base}", dirs.join(sep))), None);
     }
 }
+
+#[test]
+fn vip_source_and_dhcp_settings_from_toml_and_json() {
+    use ipvirt::VipSource;
+    // Absent: static, as every policy written before it meant.
+    let p = Policy::from_toml("[virtual_ip]\npool = [\"192.0.2.100\"]\n").unwrap();
+    assert_eq!(p.virtual_ip.source, VipSource::Static);
+    assert!(
+        !p.to_toml().unwrap().contains("source"),
+        "defaults are not written"
+    );
+    let text = "[virtual_ip]\nsource = \"dhcp\"\n[virtual_ip.dhcp]\ninterface = \"eth1\"\nclient_id_prefix = \"h1-\"\nconfigure_addresses = false\n";
+    let p = Policy::from_toml(text).unwrap();
+    assert_eq!(p.virtual_ip.source, VipSource::Dhcp);
+    assert_eq!(p.virtual_ip.dhcp.interface.as_deref(), Some("eth1"));
+    assert_eq!(p.virtual_ip.dhcp.client_id_prefix.as_deref(), Some("h1-"));
+    assert!(!p.virtual_ip.dhcp.configure_addresses);
+    assert_eq!(Policy::from_toml(&p.to_toml().unwrap()).unwrap(), p);
+    let json: Policy = serde_json::from_str(
+        r#"{"virtual_ip":{"source":"dhcp","dhcp":{"interface":"eth1","client_id_prefix":"h1-","configure_addresses":false}}}"#,
+    )
+    .unwrap();
+    assert_eq!(json, p);
+    // Typos are errors that name the key and the line.
+    let err = Policy::from_toml("[virtual_ip]\nsource = \"dchp\"\n").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("policy line 2, key `virtual_ip.source`"),
+        "{err}"
+    );
+    let err = Policy::from_toml("[virtual_ip.dhcp]\ninterfce = \"eth1\"\n").unwrap_err();
+    assert!(
+        err.to_string().contains("line 2") && err.to_string().contains("interfce"),
+        "{err}"
+    );
+}
+
+#[test]
+fn explain_says_where_the_vip_comes_from() {
+    use ipvirt::{Host, Session, SessionId};
+    let s7 = Session::remote(SessionId::new(7));
+    let dhcp = Policy::from_toml(
+        "[virtual_ip]\nenabled = true\nmode = \"per-session\"\nadapter = \"192.0.2.0/24\"\nsource = \"dhcp\"\n\
+         on_lease_failure = \"no-connectivity\"\n[virtual_ip.dhcp]\nclient_id_prefix = \"h1-\"\n",
+    )
+    .unwrap();
+    let text = dhcp
+        .compile(Host::default())
+        .unwrap()
+        .explain(s7, "app")
+        .to_string();
+    assert!(
+        text.contains("leased from a DHCP server (virtual_ip.source = dhcp) on the interface with a route to 192.0.2.0/24, client identifier h1-7"),
+        "{text}"
+    );
+    assert!(
+        text.contains("on_lease_failure = no-connectivity"),
+        "{text}"
+    );
+    let with_if = Policy::from_toml(
+        "[virtual_ip]\nenabled = true\nmode = \"per-session\"\nadapter = \"192.0.2.0/24\"\nsource = \"dhcp\"\n\
+         [virtual_ip.dhcp]\ninterface = \"eth1\"\n",
+    )
+    .unwrap();
+    let text = with_if
+        .compile(Host::default())
+        .unwrap()
+        .explain(s7, "app")
+        .to_string();
+    assert!(
+        text.contains("on interface eth1, client identifier ipvirt-<host name>-7"),
+        "{text}"
+    );
+    let pool = Policy::from_toml(
+        "[virtual_ip]\nenabled = true\nmode = \"per-session\"\nadapter = \"192.0.2.0/24\"\npool = [\"192.0.2.100\"]\n",
+    )
+    .unwrap();
+    let text = pool
+        .compile(Host::default())
+        .unwrap()
+        .explain(s7, "app")
+        .to_string();
+    assert!(
+        text.contains("leased from the static pool (virtual_ip.source = static, 1 pool entry)"),
+        "{text}"
+    );
+}

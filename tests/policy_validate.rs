@@ -414,3 +414,64 @@ fn isolate_without_loopback() {
         &["isolate"],
     );
 }
+
+#[test]
+fn vip_dhcp_diagnostics() {
+    let base = "[virtual_ip]\nenabled = true\nmode = \"per-session\"\n";
+    fires(
+        &format!("{base}source = \"dhcp\"\n"),
+        C::VipDhcpNoInterface,
+        Severity::Error,
+        &["virtual_ip.dhcp.interface", "virtual_ip.adapter"],
+    );
+    fires(
+        &format!(
+            "{base}adapter = \"192.0.2.0/24\"\nsource = \"dhcp\"\n[virtual_ip.dhcp]\ninterface = \"eth0/1\"\n"
+        ),
+        C::VipDhcpBadInterface,
+        Severity::Error,
+        &["\"eth0/1\""],
+    );
+    fires(
+        &format!(
+            "{base}adapter = \"192.0.2.0/24\"\nsource = \"dhcp\"\n[virtual_ip.dhcp]\ninterface = \"a-very-long-name0\"\n"
+        ),
+        C::VipDhcpBadInterface,
+        Severity::Error,
+        &["at most 15 bytes"],
+    );
+    fires(
+        &format!(
+            "{base}adapter = \"192.0.2.0/24\"\nsource = \"dhcp\"\n[virtual_ip.dhcp]\nclient_id_prefix = \"\"\n"
+        ),
+        C::VipDhcpBadPrefix,
+        Severity::Error,
+        &["0 bytes"],
+    );
+    fires(
+        &format!("{base}adapter = \"192.0.2.0/24\"\nsource = \"dhcp\"\npool = [\"192.0.2.100\"]\n"),
+        C::VipDhcpPoolIgnored,
+        Severity::Warning,
+        &["1 entry", "not used"],
+    );
+    fires(
+        &format!(
+            "{base}adapter = \"192.0.2.0/24\"\npool = [\"192.0.2.100\"]\n[virtual_ip.dhcp]\ninterface = \"eth1\"\n"
+        ),
+        C::VipDhcpSettingsIgnored,
+        Severity::Info,
+        &["static"],
+    );
+    fires(
+        &format!("{base}adapter = \"192.0.2.0/24\"\n"),
+        C::VipNoPool,
+        Severity::Warning,
+        &["virtual_ip.source = \"dhcp\""],
+    );
+    // A good DHCP policy: an adapter alone selects the interface; no pool warning.
+    let ok = Policy::from_toml(&format!(
+        "platform = \"other\"\n{base}adapter = \"192.0.2.0/24\"\nsource = \"dhcp\"\n[virtual_ip.dhcp]\nclient_id_prefix = \"host1-\"\n"
+    ))
+    .unwrap();
+    assert_eq!(ok.validate(), vec![]);
+}

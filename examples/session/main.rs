@@ -19,6 +19,8 @@
 //!   --preload FILE      the layer's library (default: libipvirt_preload.so beside this program,
 //!                       built with `cargo build --example ipvirt_preload` if missing)
 //!   --console           run as a console session (never virtualized)
+//!   --dhcp-wait SECS    with virtual_ip.source = "dhcp": how long to wait for the lease before
+//!                       the command starts without one (default 10)
 //!   --layer LAYER       `preload` (the default: the LD_PRELOAD library, dynamically linked
 //!                       programs, no privileges) or `kernel` (cgroup-BPF programs: every process
 //!                       of the session, static and Go binaries included; needs root)
@@ -32,6 +34,18 @@
 //! A VIP is leased only when the policy enables virtual IP with an adapter and a pool. When the pool
 //! is exhausted the command still runs, without `IPVIRT_VIP`: the policy's `on_lease_failure` decides
 //! what its sockets do.
+//!
+//! With `virtual_ip.source = "dhcp"` (built with the `dhcp` feature) the VIP is leased from a DHCP
+//! server instead, on `virtual_ip.dhcp.interface` (or the interface `virtual_ip.adapter` selects),
+//! with client identifier `<client_id_prefix><session id>`: the launcher waits up to `--dhcp-wait`
+//! seconds for the lease (else the command runs without a VIP and `on_lease_failure` applies), adds
+//! the address to the interface, renews the lease on a thread while the command runs, and releases
+//! it (DHCPRELEASE, address removed) when the command ends. The leases are kept in the lease file
+//! (default `ipvirt-leases-<hash>-dhcp.json` in the temporary directory), so a launcher that was
+//! killed and restarted takes its session's unexpired lease back and renews it. Limits: the command
+//! keeps the address it started with (a lease lost while it runs is reported and the address is
+//! taken off the interface, so its binds fail); concurrent launchers of one session are one DHCP
+//! client and the first to end releases the lease.
 //!
 //! # What survives what (SPEC §10)
 //!
@@ -57,6 +71,8 @@
 // Signal handlers and kill(2): the launcher forwards signals to its child.
 #![allow(unsafe_code)]
 
+#[cfg(feature = "dhcp")]
+mod dhcp;
 #[path = "../kernel/mod.rs"]
 mod kernel;
 mod leases;
@@ -69,10 +85,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use ipvirt::{Host, Policy, Session, SessionId, StateFile, StaticPool};
+use ipvirt::{Host, Policy, Session, SessionId, StateFile, StaticPool, VipSource};
 
 const USAGE: &str = "usage: session --id ID --policy FILE [--pool-state FILE] [--server-addr IP]... \
-[--preload FILE] [--console] [--layer preload|kernel] [--kernel-root NAME] -- COMMAND [ARGS...]\n       \
+[--preload FILE] [--console] [--dhcp-wait SECS] [--layer preload|kernel] [--kernel-root NAME] -- COMMAND [ARGS...]\n       \
 session --policy FILE [--pool-state FILE] [--server-addr IP]... [--layer kernel] --status\n       \
 session [--kernel-root NAME] --kernel-detach";
 
@@ -91,6 +107,8 @@ struct Args {
     preload: Option<PathBuf>,
     console: bool,
     status: bool,
+    #[cfg_attr(not(feature = "dhcp"), allow(dead_code))]
+    dhcp_wait: std::time::Duration,
     layer: Layer,
     kernel_root: String,
     detach: bool,
@@ -110,6 +128,7 @@ fn parse_args() -> Result<Args, String> {
     let mut preload = None;
     let mut console = false;
     let mut status = false;
+    let mut dhcp_wait = std::time::Duration::from_secs(10);
     let mut layer = Layer::Preload;
     let mut kernel_root = String::from("ipvirt");
     let mut detach = false;
@@ -136,6 +155,13 @@ fn parse_args() -> Result<Args, String> {
             }
             "--preload" => preload = Some(PathBuf::from(value("--preload")?)),
             "--console" => console = true,
+            "--dhcp-wait" => {
+                let v = text(value("--dhcp-wait")?, "--dhcp-wait")?;
+                dhcp_wait =
+                    std::time::Duration::from_secs(v.parse().map_err(|_| {
+                        format!("--dhcp-wait: {v:?} is not a whole number of seconds")
+                    })?);
+            }
             "--layer" => {
                 layer = match text(value("--layer")?, "--layer")?.as_str() {
                     "preload" => Layer::Preload,
@@ -175,6 +201,7 @@ fn parse_args() -> Result<Args, String> {
             preload,
             console,
             status,
+            dhcp_wait,
             layer: Layer::Kernel,
             kernel_root,
             detach,
@@ -195,6 +222,7 @@ fn parse_args() -> Result<Args, String> {
         preload,
         console,
         status,
+        dhcp_wait,
         layer,
         kernel_root,
         detach,
@@ -317,13 +345,23 @@ fn run(args: Args) -> Result<ExitCode, String> {
         .map_err(|e| format!("{}: {e}", policy_path.display()))?;
     let policy = Policy::from_toml(&text).map_err(|e| format!("{}: {e}", policy_path.display()))?;
     let host = Host::new(args.servers.iter().copied());
+    let dhcp_on = policy.virtual_ip.enabled && policy.virtual_ip.source == VipSource::Dhcp;
     let vip_on = policy.virtual_ip.enabled
+        && policy.virtual_ip.source == VipSource::Static
         && policy.virtual_ip.adapter.is_some()
         && !policy.virtual_ip.pool.is_empty();
     let state_path = match &args.state {
         Some(p) => std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        None if dhcp_on => default_state(&policy_path).with_extension("dhcp.json"),
         None => default_state(&policy_path),
     };
+    #[cfg(not(feature = "dhcp"))]
+    if dhcp_on {
+        return Err(format!(
+            "{}: virtual_ip.source is \"dhcp\" but this launcher was built without the dhcp feature (cargo build --features dhcp --example session)",
+            policy_path.display()
+        ));
+    }
     let state = StateFile::new(state_path);
     let pool = || {
         StaticPool::from_policy(&policy.virtual_ip, &host)
@@ -354,9 +392,17 @@ fn run(args: Args) -> Result<ExitCode, String> {
                 kernel::cgroup2_mount()?.join(&args.kernel_root).display()
             )),
         }
-        if !vip_on {
+        if !vip_on && !dhcp_on {
             return Ok(ExitCode::SUCCESS);
         }
+    }
+    #[cfg(feature = "dhcp")]
+    if args.status && dhcp_on {
+        let mut out = std::io::stdout().lock();
+        for line in dhcp::status(state.path())? {
+            let _ = writeln!(out, "{line}");
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     if args.status {
         if !vip_on {
@@ -405,9 +451,34 @@ fn run(args: Args) -> Result<ExitCode, String> {
     } else {
         None
     };
+    #[cfg(feature = "dhcp")]
+    let (vip, dhcp_keeper) = if dhcp_on && !args.console {
+        let mut client = dhcp::Client::open(&policy, state.path(), id)?;
+        match client.lease(args.dhcp_wait) {
+            Some(v) => {
+                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let flag = std::sync::Arc::clone(&stop);
+                let thread = std::thread::spawn(move || client.keep_until(&flag));
+                (Some(v), Some((stop, thread)))
+            }
+            None => {
+                // Stop asking: the command runs without a VIP for its whole life.
+                client.release();
+                say(&format!(
+                    "session {id}: no DHCP lease within {} s; virtual_ip.on_lease_failure = {} applies",
+                    args.dhcp_wait.as_secs(),
+                    policy.virtual_ip.on_lease_failure
+                ));
+                (None, None)
+            }
+        }
+    } else {
+        (vip, None)
+    };
     match vip {
         Some(v) => say(&format!(
-            "session {id}: virtual IP {v} (leases in {})",
+            "session {id}: virtual IP {v}{} (leases in {})",
+            if dhcp_on { " leased from DHCP" } else { "" },
             state.path().display()
         )),
         None if leasing => say(&format!(
@@ -460,7 +531,14 @@ fn run(args: Args) -> Result<ExitCode, String> {
         }
     }
 
-    if vip.is_some() {
+    #[cfg(feature = "dhcp")]
+    if let Some((stop, thread)) = dhcp_keeper {
+        stop.store(true, Ordering::SeqCst);
+        if thread.join().is_err() {
+            say("the DHCP thread panicked; the lease ends when it expires");
+        }
+    }
+    if vip.is_some() && leasing {
         match leases::release(&state, pool()?, &me, &boot) {
             Ok(notes) => notes.iter().for_each(|n| say(n)),
             // The holder stays recorded; the next launch reclaims it once the session is gone.

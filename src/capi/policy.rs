@@ -158,7 +158,7 @@ pub(super) unsafe fn read_input(
 }
 
 /// The numeric value of a diagnostic code (`IPVIRT_DIAG_*` in the header; frozen, in the order of
-/// the table in [`crate::policy`]'s validation docs) and its stable name as a C string.
+/// the table in [`crate::policy`]'s validation docs, later codes appended) and its stable name as a C string.
 fn code_info(code: DiagnosticCode) -> (u32, &'static CStr) {
     use DiagnosticCode::*;
     match code {
@@ -189,6 +189,11 @@ fn code_info(code: DiagnosticCode) -> (u32, &'static CStr) {
         RegUnknownValue => (25, c"reg-unknown-value"),
         RegWrongType => (26, c"reg-wrong-type"),
         RegBadValue => (27, c"reg-bad-value"),
+        VipDhcpNoInterface => (28, c"vip-dhcp-no-interface"),
+        VipDhcpBadInterface => (29, c"vip-dhcp-bad-interface"),
+        VipDhcpBadPrefix => (30, c"vip-dhcp-bad-prefix"),
+        VipDhcpPoolIgnored => (31, c"vip-dhcp-pool-ignored"),
+        VipDhcpSettingsIgnored => (32, c"vip-dhcp-settings-ignored"),
     }
 }
 
@@ -373,7 +378,7 @@ mod tests {
     use super::*;
 
     /// Every code, in the order of their numbers.
-    const ALL: [DiagnosticCode; 27] = {
+    const ALL: [DiagnosticCode; 32] = {
         use DiagnosticCode::*;
         [
             PlatformUnsupported,
@@ -403,6 +408,11 @@ mod tests {
             RegUnknownValue,
             RegWrongType,
             RegBadValue,
+            VipDhcpNoInterface,
+            VipDhcpBadInterface,
+            VipDhcpBadPrefix,
+            VipDhcpPoolIgnored,
+            VipDhcpSettingsIgnored,
         ]
     };
 

@@ -24,7 +24,7 @@ use core::net::Ipv4Addr;
 
 use crate::addr::Vip;
 use crate::host::Host;
-use crate::policy::{Ipv6Loopback, LeaseFailure, Policy, VipMode};
+use crate::policy::{Ipv6Loopback, LeaseFailure, Policy, VipMode, VipSource};
 use crate::program::{ProgramList, fold_program_name};
 use crate::session::{Session, SessionId};
 
@@ -621,6 +621,39 @@ impl fmt::Display for ProcessExplanation<'_> {
                 f,
                 "    0.0.0.0:PORT and the server's addresses are rewritten to the session's VIP; outgoing connections originate from it"
             )?;
+            match p.virtual_ip.source {
+                VipSource::Static => writeln!(
+                    f,
+                    "    the VIP is leased from the static pool (virtual_ip.source = static, {} pool entr{})",
+                    p.virtual_ip.pool.len(),
+                    if p.virtual_ip.pool.len() == 1 {
+                        "y"
+                    } else {
+                        "ies"
+                    }
+                )?,
+                VipSource::Dhcp => {
+                    write!(
+                        f,
+                        "    the VIP is leased from a DHCP server (virtual_ip.source = dhcp) on "
+                    )?;
+                    match (&p.virtual_ip.dhcp.interface, p.virtual_ip.adapter) {
+                        (Some(i), _) => write!(f, "interface {i}")?,
+                        (None, Some(a)) => write!(f, "the interface with a route to {a}")?,
+                        (None, None) => write!(f, "no interface (none is set)")?,
+                    }
+                    writeln!(
+                        f,
+                        ", client identifier {}{}; until a lease is held, and after one is lost:",
+                        p.virtual_ip
+                            .dhcp
+                            .client_id_prefix
+                            .as_deref()
+                            .unwrap_or("ipvirt-<host name>-"),
+                        self.session.id()
+                    )?;
+                }
+            }
             writeln!(
                 f,
                 "    without a VIP the session follows virtual_ip.on_lease_failure = {}",

@@ -23,6 +23,12 @@
 //! adapter = "192.0.2.0/24"              # VIPAdapter
 //! pool = ["192.0.2.100-192.0.2.199"]    # static pool: ranges and/or CIDRs
 //! on_lease_failure = "use-server-address"   # PromptOnIPLeaseFail=0; "no-connectivity" for 1
+//! source = "static"                     # "static" (the pool, default) | "dhcp"
+//!
+//! [virtual_ip.dhcp]                     # used when source = "dhcp"
+//! interface = "eth1"                    # default: the interface with a route to `adapter`
+//! client_id_prefix = "ipvirt-host1-"    # client identifier = prefix + session id
+//! configure_addresses = true            # add leased addresses to the interface (default)
 //!
 //! [prefer_loopback]                     # HKLM\SOFTWARE\Wow6432Node\Citrix\VIP
 //! enabled = true                        # PreferLoopback
@@ -195,6 +201,94 @@ pub struct VirtualIp {
     pub pool: Vec<PoolEntry>,
     /// `PromptOnIPLeaseFail`: what a session that got no VIP does. Default: use the server's address.
     pub on_lease_failure: LeaseFailure,
+    /// Where the VIPs come from: the static `pool` (the default, Microsoft's static-pool plug-in)
+    /// or a DHCP server (Microsoft's own default; [`Policy::from_reg`] sets it).
+    #[serde(skip_serializing_if = "VipSource::is_static")]
+    pub source: VipSource,
+    /// The DHCP client's settings, used when `source` is `dhcp`.
+    #[serde(skip_serializing_if = "DhcpSettings::is_default")]
+    pub dhcp: DhcpSettings,
+}
+
+/// `virtual_ip.source`: where the sessions' VIPs come from.
+///
+/// ```
+/// use ipvirt::{Policy, VipSource};
+///
+/// assert_eq!(VipSource::default(), VipSource::Static);
+/// let p = Policy::from_toml("[virtual_ip]\nsource = \"dhcp\"\n[virtual_ip.dhcp]\ninterface = \"eth1\"\n")?;
+/// assert_eq!(p.virtual_ip.source, VipSource::Dhcp);
+/// assert_eq!(p.virtual_ip.dhcp.interface.as_deref(), Some("eth1"));
+/// # Ok::<(), ipvirt::PolicyError>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VipSource {
+    /// The static pool `virtual_ip.pool` (the default, so that a policy with a pool means what it
+    /// always meant).
+    #[default]
+    Static,
+    /// A DHCP server on the VIP adapter's network, one client identifier per session
+    /// (`ipvirt::dhcp`, feature `dhcp`).
+    Dhcp,
+}
+
+impl VipSource {
+    fn is_static(&self) -> bool {
+        *self == VipSource::Static
+    }
+}
+
+impl fmt::Display for VipSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            VipSource::Static => "static",
+            VipSource::Dhcp => "dhcp",
+        })
+    }
+}
+
+/// `[virtual_ip.dhcp]`: the DHCP client's settings (used when `virtual_ip.source = "dhcp"`).
+///
+/// ```
+/// use ipvirt::DhcpSettings;
+///
+/// let d = DhcpSettings::default();
+/// assert!(d.interface.is_none() && d.client_id_prefix.is_none());
+/// assert!(d.configure_addresses);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DhcpSettings {
+    /// The network interface the DHCP messages go through (Linux: `eth1`). `None`: the interface
+    /// that has a route to `virtual_ip.adapter`'s network, as `VIPAdapter` selects the adapter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// The stable start of every session's DHCP client identifier; the session id follows. `None`:
+    /// `ipvirt-<host name>-`. Two servers that share a DHCP server need different prefixes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id_prefix: Option<String>,
+    /// Add each leased address to the interface (and remove it when the lease ends), as Microsoft's
+    /// IP virtualization does; a hooking layer can bind a socket to a VIP only when it is the
+    /// host's, and the server's renewal replies reach it only then. Default on.
+    pub configure_addresses: bool,
+}
+
+impl Default for DhcpSettings {
+    fn default() -> DhcpSettings {
+        DhcpSettings {
+            interface: None,
+            client_id_prefix: None,
+            configure_addresses: true,
+        }
+    }
+}
+
+impl DhcpSettings {
+    fn is_default(&self) -> bool {
+        *self == DhcpSettings::default()
+    }
 }
 
 /// `VirtualMode`: who gets a virtual IP.

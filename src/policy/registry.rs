@@ -12,7 +12,9 @@
 //! [`RegImport::origins`] says where each came from. Citrix *virtual loopback* itself is a Citrix
 //! policy, not a registry value, and the static VIP pool is the pool plug-in's configuration: a
 //! `.reg` import leaves `virtual_loopback` and `virtual_ip.pool` at their defaults (merge them from a
-//! TOML policy).
+//! TOML policy). No value names where the VIPs come from: Microsoft leases them from DHCP unless a
+//! static-pool plug-in is installed, so an import sets `virtual_ip.source = "dhcp"` (the DHCP
+//! interface is then the one `VIPAdapter` selects); set it back to `"static"` when merging a pool.
 //!
 //! The reader takes the file's bytes: UTF-16LE with a byte-order mark (what `regedit` writes),
 //! UTF-16BE with a mark, UTF-8 with or without one; bytes of a file without a mark that are not UTF-8
@@ -235,6 +237,9 @@ impl Policy {
             origins: VipOrigins::default(),
             diagnostics: Vec::new(),
         };
+        // No registry value names the source: Microsoft's IP virtualization leases from DHCP
+        // unless a static-pool plug-in is installed, which the registry does not show.
+        import.policy.virtual_ip.source = super::VipSource::Dhcp;
         import.apply_microsoft(gp, local, regedit4);
         import.apply_citrix(citrix, regedit4);
         Ok(import)

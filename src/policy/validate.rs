@@ -17,7 +17,12 @@
 //! | `prefer-loopback-not-listed` | warning | a preferred-loopback process is not in the virtual loopback programs list |
 //! | `vip-programs-ignored` | warning | `virtual_ip.programs` is set in per-session mode |
 //! | `vip-no-adapter` | error | virtual IP is on without `adapter`: it stays off |
-//! | `vip-no-pool` | warning | virtual IP is on without a pool: only a DHCP source can give addresses |
+//! | `vip-no-pool` | warning | virtual IP is on with the static source and no pool: no session gets an address |
+//! | `vip-dhcp-no-interface` | error | the DHCP source has neither `virtual_ip.dhcp.interface` nor `adapter` to select the interface |
+//! | `vip-dhcp-bad-interface` | error | `virtual_ip.dhcp.interface` cannot be a Linux interface name (empty, over 15 bytes, `/`, `:` or blanks) |
+//! | `vip-dhcp-bad-prefix` | error | `virtual_ip.dhcp.client_id_prefix` is empty or over 200 bytes (a client identifier holds at most 255) |
+//! | `vip-dhcp-pool-ignored` | warning | the DHCP source is used and `virtual_ip.pool` is set: the pool is not used |
+//! | `vip-dhcp-settings-ignored` | info | `[virtual_ip.dhcp]` is set but the source is `static`: the settings are not used |
 //! | `vip-no-programs` | warning | per-program virtual IP with an empty program list |
 //! | `pool-outside-adapter` | error | a pool entry is not inside the adapter network |
 //! | `pool-adapter-edge` | warning | a pool entry holds the adapter network's network or broadcast address |
@@ -47,7 +52,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::{Ipv6Loopback, Platform, Policy, VipMode};
+use super::{DhcpSettings, Ipv6Loopback, Platform, Policy, VipMode, VipSource};
 use crate::addr::reserved_block;
 use crate::host::Host;
 use crate::program::{duplicates, fold_program_name};
@@ -101,6 +106,11 @@ pub enum DiagnosticCode {
     VipProgramsIgnored,
     VipNoAdapter,
     VipNoPool,
+    VipDhcpNoInterface,
+    VipDhcpBadInterface,
+    VipDhcpBadPrefix,
+    VipDhcpPoolIgnored,
+    VipDhcpSettingsIgnored,
     VipNoPrograms,
     PoolOutsideAdapter,
     PoolAdapterEdge,
@@ -135,6 +145,11 @@ impl DiagnosticCode {
             DiagnosticCode::VipProgramsIgnored => "vip-programs-ignored",
             DiagnosticCode::VipNoAdapter => "vip-no-adapter",
             DiagnosticCode::VipNoPool => "vip-no-pool",
+            DiagnosticCode::VipDhcpNoInterface => "vip-dhcp-no-interface",
+            DiagnosticCode::VipDhcpBadInterface => "vip-dhcp-bad-interface",
+            DiagnosticCode::VipDhcpBadPrefix => "vip-dhcp-bad-prefix",
+            DiagnosticCode::VipDhcpPoolIgnored => "vip-dhcp-pool-ignored",
+            DiagnosticCode::VipDhcpSettingsIgnored => "vip-dhcp-settings-ignored",
             DiagnosticCode::VipNoPrograms => "vip-no-programs",
             DiagnosticCode::PoolOutsideAdapter => "pool-outside-adapter",
             DiagnosticCode::PoolAdapterEdge => "pool-adapter-edge",
@@ -364,7 +379,66 @@ impl Policy {
         }
     }
 
+    fn check_vip_source(&self, out: &mut Out) {
+        let vip = &self.virtual_ip;
+        let dhcp = &vip.dhcp;
+        if vip.source == VipSource::Static {
+            if *dhcp != DhcpSettings::default() {
+                out.push(
+                    Severity::Info,
+                    DiagnosticCode::VipDhcpSettingsIgnored,
+                    "[virtual_ip.dhcp] is set but virtual_ip.source is \"static\": the DHCP settings are not used".into(),
+                );
+            }
+            return;
+        }
+        if vip.enabled && dhcp.interface.is_none() && vip.adapter.is_none() {
+            out.push(
+                Severity::Error,
+                DiagnosticCode::VipDhcpNoInterface,
+                "virtual_ip.source is \"dhcp\" but neither virtual_ip.dhcp.interface nor virtual_ip.adapter is set: nothing says which interface to lease the VIPs on".into(),
+            );
+        }
+        if let Some(i) = &dhcp.interface
+            && (i.is_empty()
+                || i.len() > 15
+                || i == "."
+                || i == ".."
+                || i.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()))
+        {
+            out.push(
+                Severity::Error,
+                DiagnosticCode::VipDhcpBadInterface,
+                format!("virtual_ip.dhcp.interface = {i:?} cannot be a network interface name: at most 15 bytes, without '/', ':' or blanks"),
+            );
+        }
+        if let Some(p) = &dhcp.client_id_prefix
+            && (p.is_empty() || p.len() > 200)
+        {
+            out.push(
+                Severity::Error,
+                DiagnosticCode::VipDhcpBadPrefix,
+                format!(
+                    "virtual_ip.dhcp.client_id_prefix is {} bytes long: it must be 1 to 200 bytes (the session id follows it in a client identifier of at most 255)",
+                    p.len()
+                ),
+            );
+        }
+        if !vip.pool.is_empty() {
+            out.push(
+                Severity::Warning,
+                DiagnosticCode::VipDhcpPoolIgnored,
+                format!(
+                    "virtual_ip.source is \"dhcp\" but virtual_ip.pool lists {} entr{}: the pool is not used",
+                    vip.pool.len(),
+                    if vip.pool.len() == 1 { "y" } else { "ies" }
+                ),
+            );
+        }
+    }
+
     fn check_vip(&self, out: &mut Out) {
+        self.check_vip_source(out);
         let vip = &self.virtual_ip;
         if vip.enabled {
             if vip.adapter.is_none() {
@@ -374,11 +448,11 @@ impl Policy {
                     "virtual_ip.enabled is true but virtual_ip.adapter is not set: without VIPAdapter, virtual IP stays off".into(),
                 );
             }
-            if vip.pool.is_empty() {
+            if vip.pool.is_empty() && vip.source == VipSource::Static {
                 out.push(
                     Severity::Warning,
                     DiagnosticCode::VipNoPool,
-                    "virtual_ip.enabled is true but virtual_ip.pool is empty: the static pool has no address, so only a DHCP address source can give sessions a VIP".into(),
+                    "virtual_ip.enabled is true but virtual_ip.pool is empty: the static pool has no address, so no session gets a VIP (set virtual_ip.source = \"dhcp\" to lease them from a DHCP server, Microsoft's default)".into(),
                 );
             }
             match vip.mode {

@@ -74,6 +74,8 @@ use crate::host::Host;
 use crate::policy::VirtualIp;
 use crate::session::SessionId;
 
+#[cfg(feature = "dhcp")]
+pub mod dhcp;
 #[cfg(feature = "std")]
 mod state_file;
 #[cfg(feature = "std")]
@@ -1235,5 +1237,21 @@ pub enum LeaseError {
     InvalidSession {
         /// The session that asked.
         session: SessionId,
+    },
+    /// A DHCP server has not given the session an address (yet): the exchange is under way, no
+    /// server answers, or the server's pool is exhausted.
+    #[error("no VIP for session {session} yet: no DHCP server has leased it an address")]
+    Pending {
+        /// The session that asked.
+        session: SessionId,
+    },
+    /// The session's DHCP lease ended (expired, or the server refused to extend it); it is asking
+    /// for an address again.
+    #[error("session {session} lost its VIP {addr}: its DHCP lease ended")]
+    Lost {
+        /// The session that asked.
+        session: SessionId,
+        /// The address it held.
+        addr: core::net::Ipv4Addr,
     },
 }
