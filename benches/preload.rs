@@ -398,8 +398,17 @@ fn bench(c: &mut Criterion) {
         .map_err(|e| eprintln!("kernel_session variants skipped: {e}"))
         .ok();
 
-    let mut g = c.benchmark_group("socket_bind_close");
     let lo = sin([127, 0, 0, 1], 0);
+    if let Some(k) = &kernel {
+        interleaved("socket_bind_close", k, 2_000, |n| {
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                bind_once(bare, &lo);
+            }
+            t.elapsed()
+        });
+    }
+    let mut g = c.benchmark_group("socket_bind_close");
     g.bench_function("baseline_bare", |b| b.iter(|| bind_once(bare, &lo)));
     g.bench_function("layered", |b| b.iter(|| bind_once(layered, &lo)));
     if let Some(k) = &kernel {
@@ -416,6 +425,15 @@ fn bench(c: &mut Criterion) {
         return;
     }
     let dest = sin([127, 0, 0, 1], port);
+    if let Some(k) = &kernel {
+        interleaved("loopback_connect", k, 500, |n| {
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                connect_once(bare, &dest);
+            }
+            t.elapsed()
+        });
+    }
     let mut g = c.benchmark_group("loopback_connect");
     g.bench_function("baseline_bare", |b| b.iter(|| connect_once(bare, &dest)));
     g.bench_function("layered", |b| b.iter(|| connect_once(layered, &dest)));
@@ -428,6 +446,38 @@ fn bench(c: &mut Criterion) {
     drop(kernel);
 
     churn_group(c, bare, layered);
+}
+
+/// Bare calls and the same calls in the kernel session, in alternating rounds of `round` (so both
+/// meet the same load and the same socket tables), 25 rounds each; prints the medians and their
+/// ratio. The criterion groups measure one after the other, which drifts on a shared machine.
+#[cfg(target_os = "linux")]
+fn interleaved(
+    name: &str,
+    k: &linux::KernelSession,
+    round: u64,
+    run: impl Fn(u64) -> std::time::Duration,
+) {
+    let (mut bare, mut kernel) = (Vec::new(), Vec::new());
+    run(round); // warm up
+    for _ in 0..25 {
+        bare.push(run(round).as_secs_f64());
+        k.enter();
+        kernel.push(run(round).as_secs_f64());
+        k.leave();
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (b, kk) = (median(&mut bare), median(&mut kernel));
+    let per = |t: f64| t / round as f64 * 1e9;
+    eprintln!(
+        "{name}, interleaved rounds of {round}: bare {:.0} ns, kernel session {:.0} ns per call (median round), ratio {:.3}",
+        per(b),
+        per(kk),
+        kk / b
+    );
 }
 
 /// `connection_churn`, last: it moves this thread into its own network namespace.
