@@ -31,19 +31,8 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Why the kernel layer cannot be tested here, if it cannot.
 fn unavailable() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("the kernel layer needs root".into());
-    }
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    if !mounts
-        .lines()
-        .any(|l| l.split(' ').nth(2) == Some("cgroup2"))
-    {
-        return Some("no cgroup2 hierarchy is mounted".into());
-    }
-    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        return Some("the kernel has no BTF (/sys/kernel/btf/vmlinux)".into());
+    if let Some(why) = common::examples::kernel_unavailable() {
+        return Some(why);
     }
     for cmd in [
         "busybox", "go", "python3", "curl", "ss", "ip", "unshare", "gcc",
@@ -137,16 +126,7 @@ impl Root {
     }
 
     fn cgroup(&self) -> PathBuf {
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-        let mount = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
-            .into_iter()
-            .find(|m| {
-                mounts.lines().any(|l| {
-                    l.split(' ').nth(1) == Some(m) && l.split(' ').nth(2) == Some("cgroup2")
-                })
-            })
-            .unwrap();
-        Path::new(mount).join(&self.name)
+        common::examples::cgroup2_mount().unwrap().join(&self.name)
     }
 
     /// `session --layer kernel --id ID ... -- PROGRAM ARGS`.

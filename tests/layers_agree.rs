@@ -20,7 +20,7 @@ use std::net::{
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::examples::{free_port, in_session, launcher, preload_lib};
+use common::examples::{free_port, in_session, kernel_unavailable, launcher, preload_lib};
 use ipvirt::capi;
 use ipvirt::{Host, Policy, Rewriter, Session, SessionId, Stack};
 
@@ -314,24 +314,6 @@ fn lines(o: std::process::Output) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
-}
-
-fn kernel_unavailable() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("the kernel layer needs root".into());
-    }
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    if !mounts
-        .lines()
-        .any(|l| l.split(' ').nth(2) == Some("cgroup2"))
-    {
-        return Some("no cgroup2 hierarchy".into());
-    }
-    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        return Some("no kernel BTF".into());
-    }
-    None
 }
 
 #[test]

@@ -83,3 +83,36 @@ pub fn in_session(lib: &Path, policy: &Path, session: u32, program: &str) -> Com
 pub fn advise() -> Option<PathBuf> {
     example("advise", "advise")
 }
+
+/// The cgroup2 mount point (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a hybrid host).
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    let found: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| f[1])
+        })
+        .collect();
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .into_iter()
+        .find(|m| found.contains(m))
+        .or(found.first().copied())
+        .map(PathBuf::from)
+}
+
+/// Why the kernel layer cannot run here, if it cannot: root, a cgroup2 hierarchy, kernel BTF.
+pub fn kernel_unavailable() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    #[allow(unsafe_code)]
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("the kernel layer needs root".into());
+    }
+    if cgroup2_mount().is_none() {
+        return Some("no cgroup2 hierarchy is mounted".into());
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Some("the kernel has no BTF (/sys/kernel/btf/vmlinux)".into());
+    }
+    None
+}
