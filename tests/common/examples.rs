@@ -103,9 +103,10 @@ pub fn cgroup2_mount() -> Option<PathBuf> {
 
 /// Why the kernel layer cannot run here, if it cannot: root, a cgroup2 hierarchy, kernel BTF.
 pub fn kernel_unavailable() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    #[allow(unsafe_code)]
-    if unsafe { libc::geteuid() } != 0 {
+    if !cfg!(target_os = "linux") {
+        return Some("the kernel layer is Linux-only".into());
+    }
+    if !is_root() {
         return Some("the kernel layer needs root".into());
     }
     if cgroup2_mount().is_none() {
@@ -115,4 +116,17 @@ pub fn kernel_unavailable() -> Option<String> {
         return Some("the kernel has no BTF (/sys/kernel/btf/vmlinux)".into());
     }
     None
+}
+
+#[cfg(unix)]
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    #[allow(unsafe_code)]
+    let euid = unsafe { libc::geteuid() };
+    euid == 0
+}
+
+#[cfg(not(unix))]
+fn is_root() -> bool {
+    false
 }
