@@ -167,7 +167,9 @@ pub(crate) fn build() -> Result<Option<State>, String> {
                     .map_err(|_| format!("IPVIRT_SERVER_ADDRS: {s:?} is not an IP address"))
             })
             .collect::<Result<_, _>>()?,
-        None => interface_addresses(),
+        // Only the virtual-IP rules read the server's addresses.
+        None if policy.virtual_ip.enabled => interface_addresses()?,
+        None => Vec::new(),
     };
     let exe = std::fs::read_link("/proc/self/exe")
         .map_err(|e| format!("cannot read /proc/self/exe: {e}"))?;

@@ -110,13 +110,18 @@ pub(crate) fn write_stderr(mut bytes: &[u8]) {
     }
 }
 
-/// The host's own addresses: every interface address that is not loopback.
-pub(crate) fn interface_addresses() -> Vec<IpAddr> {
+/// The host's own addresses: every interface address that is not loopback. An error when
+/// `getifaddrs` fails (the configuration then names the variable that replaces it).
+pub(crate) fn interface_addresses() -> Result<Vec<IpAddr>, String> {
     let mut out = Vec::new();
     let mut list: *mut libc::ifaddrs = ptr::null_mut();
     // SAFETY: getifaddrs writes a list head we free below with freeifaddrs.
     if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return out;
+        return Err(format!(
+            "cannot list the host's addresses (getifaddrs: {}); IPVIRT_SERVER_ADDRS names them \
+             without it",
+            std::io::Error::last_os_error()
+        ));
     }
     let mut cur = list;
     while !cur.is_null() {
@@ -144,5 +149,5 @@ pub(crate) fn interface_addresses() -> Vec<IpAddr> {
     }
     // SAFETY: list came from getifaddrs and is freed once.
     unsafe { libc::freeifaddrs(list) };
-    out
+    Ok(out)
 }

@@ -16,7 +16,7 @@
 //! | `IPVIRT_SESSION` | the session id (required) |
 //! | `IPVIRT_POLICY` | path of the TOML policy file (required): a regular file of at most 1 MiB; any path the OS accepts, UTF-8 or not |
 //! | `IPVIRT_VIP` | the session's IPv4 virtual IP (optional: without it the policy's `on_lease_failure` applies) |
-//! | `IPVIRT_SERVER_ADDRS` | the server's own addresses, comma-separated (optional: default, the host's non-loopback interface addresses) |
+//! | `IPVIRT_SERVER_ADDRS` | the server's own addresses, comma-separated (optional: default, the host's non-loopback interface addresses, read only when the policy enables virtual IPs) |
 //! | `IPVIRT_SESSION_KIND` | `remote` (default) or `console` |
 //! | `IPVIRT_DEBUG` | `1`: print each rewrite and its reason to stderr (and, when unconfigured, why nothing happens) |
 //!

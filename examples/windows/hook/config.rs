@@ -114,9 +114,21 @@ fn read_policy(path: &str) -> Result<Policy, String> {
     Policy::from_toml(&text).map_err(|e| format!("{path}: {e}"))
 }
 
+/// How many times [`host_addresses`] asks before it gives up on an error that is not "buffer too
+/// small".
+const ADAPTER_TRIES: u32 = 8;
+
 /// The host's own unicast addresses, loopback ones left out (`GetAdaptersAddresses`).
+///
+/// The adapter table is read while interfaces may come and go: Windows documents
+/// `ERROR_BUFFER_OVERFLOW` for a table that grew between the size query and the read, and under
+/// Wine 8 the call once answered `ERROR_FILE_NOT_FOUND` (2) on a CI machine where the same call had
+/// succeeded seconds before in the same run. So every failure is retried (up to [`ADAPTER_TRIES`]
+/// times, 25 ms apart for errors); `ERROR_NO_DATA` means no adapter has an address, an empty list.
+/// An error that persists is returned with its code. Only a policy with virtual IPs asks (see
+/// [`servers`]).
 pub(crate) fn host_addresses() -> Result<Vec<IpAddr>, String> {
-    use windows_sys::Win32::Foundation::{ERROR_BUFFER_OVERFLOW, ERROR_SUCCESS};
+    use windows_sys::Win32::Foundation::{ERROR_BUFFER_OVERFLOW, ERROR_NO_DATA, ERROR_SUCCESS};
     use windows_sys::Win32::NetworkManagement::IpHelper::{
         GAA_FLAG_SKIP_ANYCAST, GAA_FLAG_SKIP_DNS_SERVER, GAA_FLAG_SKIP_FRIENDLY_NAME,
         GAA_FLAG_SKIP_MULTICAST, GetAdaptersAddresses, IP_ADAPTER_ADDRESSES_LH,
@@ -129,19 +141,25 @@ pub(crate) fn host_addresses() -> Result<Vec<IpAddr>, String> {
         | GAA_FLAG_SKIP_FRIENDLY_NAME;
     // u64s: the list must be 8-byte aligned.
     let mut buf: Vec<u64> = vec![0; 2048];
-    for _ in 0..4 {
+    let mut last = ERROR_SUCCESS;
+    for _ in 0..ADAPTER_TRIES {
         let mut size = u32::try_from(buf.len() * 8).unwrap_or(u32::MAX);
         let head = buf.as_mut_ptr().cast::<IP_ADAPTER_ADDRESSES_LH>();
         // SAFETY: buf holds size bytes, aligned for the structure.
         let r = unsafe {
             GetAdaptersAddresses(u32::from(AF_UNSPEC), flags, ptr::null(), head, &mut size)
         };
+        last = r;
+        if r == ERROR_NO_DATA {
+            return Ok(Vec::new());
+        }
         if r == ERROR_BUFFER_OVERFLOW {
             buf.resize((size as usize).div_ceil(8) + 1, 0);
             continue;
         }
         if r != ERROR_SUCCESS {
-            return Err(format!("GetAdaptersAddresses failed with error {r}"));
+            std::thread::sleep(std::time::Duration::from_millis(25));
+            continue;
         }
         let mut out = Vec::new();
         let mut adapter = head.cast_const();
@@ -170,14 +188,27 @@ pub(crate) fn host_addresses() -> Result<Vec<IpAddr>, String> {
         }
         return Ok(out);
     }
-    Err("GetAdaptersAddresses kept asking for a larger buffer".into())
+    Err(if last == ERROR_BUFFER_OVERFLOW {
+        format!("GetAdaptersAddresses asked for a larger buffer {ADAPTER_TRIES} times")
+    } else {
+        format!(
+            "GetAdaptersAddresses failed with error {last} {ADAPTER_TRIES} times; \
+             IPVIRT_SERVER_ADDRS names the server's addresses without it"
+        )
+    })
 }
 
 /// The server's own addresses: `IPVIRT_SERVER_ADDRS` (comma-separated) when set, else the host's
-/// (see [`host_addresses`]).
-fn servers() -> Result<Vec<IpAddr>, String> {
+/// (see [`host_addresses`]) when the policy leases virtual IPs, else none: only the virtual-IP
+/// rules read them (a bind to the server's address becomes the VIP), so a loopback-only policy
+/// never depends on the adapter table.
+pub(crate) fn servers(virtual_ip: bool) -> Result<Vec<IpAddr>, String> {
     let Some(list) = var("IPVIRT_SERVER_ADDRS")? else {
-        return host_addresses();
+        return if virtual_ip {
+            host_addresses()
+        } else {
+            Ok(Vec::new())
+        };
     };
     list.split(',')
         .map(str::trim)
@@ -210,7 +241,7 @@ pub(crate) fn build() -> Result<Option<State>, String> {
     };
     let image = image()?;
     let engine = policy
-        .compile(Host::new(servers()?))
+        .compile(Host::new(servers(policy.virtual_ip.enabled)?))
         .map_err(|e| format!("the policy does not compile: {e}"))?;
     let plan = engine.process(&image);
     let rw = engine.rewriter(session, &plan, vip);

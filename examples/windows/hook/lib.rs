@@ -22,7 +22,7 @@
 //! | `IPVIRT_POLICY` | a TOML policy file: virtual loopback, the VIP pool, and any setting the registry does not hold (registry values win) |
 //! | the program's path (`GetModuleFileNameW`) | matched against the program lists (name or full path) |
 //! | `IPVIRT_VIP` | the session's VIP, leased by the launcher (none: the policy's `on_lease_failure` applies) |
-//! | `IPVIRT_SERVER_ADDRS` | the server's own addresses, comma-separated (default: the host's non-loopback unicast addresses, `GetAdaptersAddresses`) |
+//! | `IPVIRT_SERVER_ADDRS` | the server's own addresses, comma-separated (default: the host's non-loopback unicast addresses, `GetAdaptersAddresses`, read only when the policy enables virtual IPs) |
 //! | `IPVIRT_SESSION` | **launcher and test facility**: the session id to use instead of the process's own. Wine runs every program in one Windows session, so the tests give each launch its own id this way; on a real server the launcher leaves it unset |
 //! | `IPVIRT_SESSION_KIND` | `console` or `remote`: overrides the console-session check (tests) |
 //! | `IPVIRT_DEBUG` | `1`: print each rewrite and its reason to stderr |

@@ -380,6 +380,20 @@ fn the_depth_guard_keeps_the_last_error() {
     assert_eq!(last_error(), WSAEACCES);
 }
 
+#[test]
+fn the_hosts_addresses_are_read_without_loopback_ones() {
+    // The real adapter table of this machine (or Wine's view of the Linux host's).
+    let addrs = crate::config::host_addresses().unwrap();
+    assert!(addrs.iter().all(|a| !a.is_loopback()), "{addrs:?}");
+}
+
+#[test]
+fn a_policy_without_virtual_ips_never_reads_the_adapter_table() {
+    // The tests never set IPVIRT_SERVER_ADDRS: without virtual IPs no address is needed.
+    assert_eq!(std::env::var_os("IPVIRT_SERVER_ADDRS"), None);
+    assert_eq!(crate::config::servers(false).unwrap(), Vec::<IpAddr>::new());
+}
+
 /// The extension function `guid` of `s`'s provider, through the (hooked) `WSAIoctl`.
 fn extension(s: Socket, guid: windows_sys::core::GUID) -> usize {
     use windows_sys::Win32::Networking::WinSock::{SIO_GET_EXTENSION_FUNCTION_POINTER, WSAIoctl};
