@@ -6,8 +6,14 @@
 //! out after it; the calls are the bare libc ones, rewritten by the cgroup-BPF programs), in the
 //! same run.
 //!
-//! Run: `cargo bench --bench preload` (it builds the layer with `cargo build --release --example
-//! ipvirt_preload` when it is missing). Linux only; elsewhere it prints why it did nothing.
+//! Run: `cargo bench --bench preload` (it first runs `cargo build --release --example
+//! ipvirt_preload` and, as root, `--example session`, which do nothing when they are up to date).
+//! Linux only; elsewhere it prints why it did nothing.
+//!
+//! For the kernel layer it also prints, before each criterion group, three arms measured in
+//! interleaved rounds (bare; in a cgroup with a pass-only program, `r0 = 1; exit`, attached: the
+//! floor any cgroup-BPF layer pays for the kernel's hook itself; in the kernel session) and what
+//! the layer's own program costs per run as the kernel counts it (`BPF_ENABLE_STATS`).
 //!
 //! - `socket_bind_close`: `socket` + `bind(127.0.0.1:0)` + `close`; the layer rewrites the bind to
 //!   the session loopback `127.0.0.8:0`.
@@ -29,6 +35,12 @@
 
 // dlopen/dlsym and raw system calls: this bench is FFI by nature.
 #![allow(unsafe_code)]
+
+// BPF_ENABLE_STATS, to read what the kernel layer's programs cost per run.
+#[cfg(target_os = "linux")]
+#[allow(dead_code, unreachable_pub)]
+#[path = "../examples/kernel/sys.rs"]
+mod sys;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -73,7 +85,9 @@ mod linux {
             .ok_or("no target directory")?
             .to_path_buf();
         let lib = profile.join("examples/libipvirt_preload.so");
-        if !lib.exists() {
+        // Always through cargo (a no-op when up to date): a library left from an older build
+        // would measure older code.
+        {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let release = profile.file_name().is_some_and(|n| n == "release");
             let mut c = Command::new(cargo);
@@ -287,7 +301,9 @@ mod linux {
             .ok_or("no target directory")?
             .to_path_buf();
         let launcher = profile.join("examples/session");
-        if !launcher.exists() {
+        // Always through cargo (a no-op when up to date): a launcher left from an older build
+        // would measure an older BPF object.
+        {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut c = Command::new(cargo);
             c.args(["build", "--example", "session"]);
@@ -345,9 +361,26 @@ mod linux {
     }
 
     impl KernelSession {
+        /// `program`'s (`run_time_ns`, `run_cnt`), from `session --kernel-stats`.
+        pub(crate) fn run_stats(&self, program: &str) -> Option<(u64, u64)> {
+            let o = Command::new(&self.launcher)
+                .args(["--kernel-root", &self.root, "--kernel-stats"])
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&o.stdout);
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("program {program} ")))?;
+            let field = |k: &str| {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(k))
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            Some((field("run_time_ns=")?, field("runs=")?))
+        }
+
         fn join(dir: &std::path::Path) {
-            std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string())
-                .unwrap_or_else(|e| panic!("joining {}: {e}", dir.display()));
+            join(dir);
         }
         /// Moves this process into the session.
         pub(crate) fn enter(&self) {
@@ -367,6 +400,74 @@ mod linux {
             let _ = Command::new(&self.launcher)
                 .args(["--kernel-root", &self.root, "--kernel-detach"])
                 .status();
+        }
+    }
+
+    /// Moves this process into the cgroup `dir`.
+    fn join(dir: &std::path::Path) {
+        std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string())
+            .unwrap_or_else(|e| panic!("joining {}: {e}", dir.display()));
+    }
+
+    /// The floor under any cgroup-BPF layer: a cgroup of its own with the smallest program
+    /// (`r0 = 1; exit`) attached for bind4 and connect4, so calls made in it pay the kernel's
+    /// hook (finding the programs, copying the address in and out, taking the socket lock for
+    /// bind) and nothing else.
+    pub(crate) struct FloorCgroup {
+        dir: PathBuf,
+        home: PathBuf,
+        _progs: Vec<std::os::fd::OwnedFd>,
+    }
+
+    impl FloorCgroup {
+        pub(crate) fn new() -> Result<FloorCgroup, String> {
+            use std::os::fd::AsRawFd;
+            let mount = cgroup2().ok_or("no cgroup2 hierarchy is mounted")?;
+            let here = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
+            let rel = here
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .ok_or("this process has no cgroup2 path")?;
+            let dir = mount.join(format!("ipvirt-bench-floor-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let attach = || -> Result<Vec<std::os::fd::OwnedFd>, String> {
+                let fd = std::fs::File::open(&dir).map_err(|e| e.to_string())?;
+                let mut progs = Vec::new();
+                // BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET4_CONNECT.
+                for ty in [8, 10] {
+                    let p = crate::sys::load_pass_program(ty)
+                        .map_err(|e| format!("loading the pass program: {e}"))?;
+                    crate::sys::prog_attach(fd.as_raw_fd(), p.as_raw_fd(), ty, 0)
+                        .map_err(|e| format!("attaching the pass program: {e}"))?;
+                    progs.push(p);
+                }
+                Ok(progs)
+            };
+            match attach() {
+                Ok(progs) => Ok(FloorCgroup {
+                    home: mount.join(rel.trim_start_matches('/')),
+                    dir,
+                    _progs: progs,
+                }),
+                Err(e) => {
+                    let _ = std::fs::remove_dir(&dir);
+                    Err(e)
+                }
+            }
+        }
+        pub(crate) fn enter(&self) {
+            join(&self.dir);
+        }
+        pub(crate) fn leave(&self) {
+            join(&self.home);
+        }
+    }
+
+    impl Drop for FloorCgroup {
+        fn drop(&mut self) {
+            join(&self.home);
+            // Removing the cgroup releases its programs.
+            let _ = std::fs::remove_dir(&self.dir);
         }
     }
 
@@ -397,16 +498,23 @@ fn bench(c: &mut Criterion) {
     let kernel = kernel_session()
         .map_err(|e| eprintln!("kernel_session variants skipped: {e}"))
         .ok();
+    let floor = kernel.as_ref().and_then(|_| {
+        FloorCgroup::new()
+            .map_err(|e| eprintln!("the pass-only floor is not measured: {e}"))
+            .ok()
+    });
 
     let lo = sin([127, 0, 0, 1], 0);
     if let Some(k) = &kernel {
-        interleaved("socket_bind_close", k, 2_000, |n| {
+        let run = |n| {
             let t = std::time::Instant::now();
             for _ in 0..n {
                 bind_once(bare, &lo);
             }
             t.elapsed()
-        });
+        };
+        let b = interleaved("socket_bind_close", k, floor.as_ref(), 2_000, run);
+        program_cost("socket_bind_close", k, &["ipv_bind4"], b, 10_000, run);
     }
     let mut g = c.benchmark_group("socket_bind_close");
     g.bench_function("baseline_bare", |b| b.iter(|| bind_once(bare, &lo)));
@@ -426,13 +534,16 @@ fn bench(c: &mut Criterion) {
     }
     let dest = sin([127, 0, 0, 1], port);
     if let Some(k) = &kernel {
-        interleaved("loopback_connect", k, 500, |n| {
+        let run = |n| {
             let t = std::time::Instant::now();
             for _ in 0..n {
                 connect_once(bare, &dest);
             }
             t.elapsed()
-        });
+        };
+        let b = interleaved("loopback_connect", k, floor.as_ref(), 500, run);
+        // connect4, and getpeername4 for nothing: connect_once calls only socket/connect/close.
+        program_cost("loopback_connect", k, &["ipv_connect4"], b, 2_500, run);
     }
     let mut g = c.benchmark_group("loopback_connect");
     g.bench_function("baseline_bare", |b| b.iter(|| connect_once(bare, &dest)));
@@ -443,41 +554,98 @@ fn bench(c: &mut Criterion) {
         k.leave();
     }
     g.finish();
+    drop(floor);
     drop(kernel);
 
     churn_group(c, bare, layered);
 }
 
+/// What the kernel layer's programs cost per call, measured by the kernel itself
+/// (`BPF_ENABLE_STATS`: each run's time, read back with `session --kernel-stats`) over `calls`
+/// calls in the session, against `bare` (the median bare call, in seconds). Clock-independent of
+/// the machine's load, which the interleaved ratio is not; the statistics add two clock reads to
+/// each run, so the figure is an upper bound.
+#[cfg(target_os = "linux")]
+fn program_cost(
+    name: &str,
+    k: &linux::KernelSession,
+    programs: &[&str],
+    bare: f64,
+    calls: u64,
+    run: impl Fn(u64) -> std::time::Duration,
+) {
+    let Ok(_stats) = sys::enable_stats() else {
+        eprintln!("{name}: program cost not measured: BPF_ENABLE_STATS failed");
+        return;
+    };
+    let before: Vec<_> = programs.iter().map(|p| k.run_stats(p)).collect();
+    k.enter();
+    run(calls);
+    k.leave();
+    for (p, before) in programs.iter().zip(before) {
+        let (Some((t0, n0)), Some((t1, n1))) = (before, k.run_stats(p)) else {
+            eprintln!("{name}: program cost not measured: no statistics for {p}");
+            continue;
+        };
+        let runs = n1.saturating_sub(n0);
+        if runs == 0 {
+            eprintln!("{name}: {p} did not run");
+            continue;
+        }
+        let per = t1.saturating_sub(t0) as f64 / runs as f64;
+        eprintln!(
+            "{name}: {p} costs {per:.0} ns per run over {runs} runs (kernel statistics), \
+             {:.1}% of the bare call's {:.0} ns: kernel session / bare = {:.3}",
+            per / (bare * 1e9) * 100.0,
+            bare * 1e9,
+            1.0 + per / (bare * 1e9)
+        );
+    }
+}
+
 /// Bare calls and the same calls in the kernel session, in alternating rounds of `round` (so both
 /// meet the same load and the same socket tables), 25 rounds each; prints the medians and their
-/// ratio. The criterion groups measure one after the other, which drifts on a shared machine.
+/// ratio, and returns the bare median per call (seconds). The criterion groups measure one after
+/// the other, which drifts on a shared machine.
 #[cfg(target_os = "linux")]
 fn interleaved(
     name: &str,
     k: &linux::KernelSession,
+    floor: Option<&linux::FloorCgroup>,
     round: u64,
     run: impl Fn(u64) -> std::time::Duration,
-) {
-    let (mut bare, mut kernel) = (Vec::new(), Vec::new());
+) -> f64 {
+    let (mut bare, mut pass, mut kernel) = (Vec::new(), Vec::new(), Vec::new());
     run(round); // warm up
     for _ in 0..25 {
         bare.push(run(round).as_secs_f64());
+        if let Some(f) = floor {
+            f.enter();
+            pass.push(run(round).as_secs_f64());
+            f.leave();
+        }
         k.enter();
         kernel.push(run(round).as_secs_f64());
         k.leave();
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
-    let (b, kk) = (median(&mut bare), median(&mut kernel));
+    let (b, p, kk) = (median(&mut bare), median(&mut pass), median(&mut kernel));
     let per = |t: f64| t / round as f64 * 1e9;
     eprintln!(
-        "{name}, interleaved rounds of {round}: bare {:.0} ns, kernel session {:.0} ns per call (median round), ratio {:.3}",
+        "{name}, interleaved rounds of {round} (median round, per call): bare {:.0} ns, \
+         pass-only program {:.0} ns, kernel session {:.0} ns; kernel / bare {:.3}, \
+         pass-only / bare {:.3}, kernel / pass-only {:.3}",
         per(b),
+        per(p),
         per(kk),
-        kk / b
+        kk / b,
+        p / b,
+        kk / p
     );
+    b / round as f64
 }
 
 /// `connection_churn`, last: it moves this thread into its own network namespace.

@@ -659,3 +659,94 @@ fn the_layer_is_invisible_to_a_static_program() {
     }
     root.children.clear();
 }
+
+/// The per-task cache (the programs keep each task's session and program entries in task
+/// storage) follows the task: a move to another session's cgroup, and an `execve` of another
+/// executable, each give the new answer at the very next call.
+#[test]
+fn the_per_task_cache_follows_cgroup_moves_and_exec() {
+    require_kernel!();
+    let probe = netprobe();
+    let probe = probe.to_str().unwrap();
+    let python = python_image();
+    // python binds twice (in session 7, then moved into session 8), waits for a line on stdin,
+    // then becomes netprobe serving on a third port.
+    const SCRIPT: &str = r#"
+import os, socket, sys
+procs, p1, p2, probe, p3 = sys.argv[1:6]
+def listen(port):
+    s = socket.socket()
+    s.bind(("127.0.0.1", int(port)))
+    s.listen()
+    return s
+a = listen(p1)
+print("first", flush=True)
+with open(procs, "w") as f:
+    f.write("0")
+b = listen(p2)
+print("second", flush=True)
+sys.stdin.readline()
+os.execv(probe, [probe, "serve-tcp", "127.0.0.1:" + p3, "x"])
+"#;
+    // listed: python; netprobe is unlisted. Then the other way round.
+    for (test, listed, want_python, want_probe) in [
+        (
+            "cache-listed",
+            &python,
+            ["127.0.0.8", "127.0.0.9"],
+            "127.0.0.1",
+        ),
+        (
+            "cache-unlisted",
+            &"netprobe".to_string(),
+            ["127.0.0.1", "127.0.0.1"],
+            "127.0.0.9",
+        ),
+    ] {
+        let mut root = Root::new(test, &loopback_policy(&[listed], ""));
+        // Session 8 exists while a sleeper holds it.
+        root.start(root.session(8, "sleep", &["600"]));
+        let s8 = root.cgroup().join("session-8");
+        wait_for(|| populated(&s8), "session 8 starts");
+        let (p1, p2, p3) = (free_port(), free_port(), free_port());
+        let procs = s8.join("cgroup.procs");
+        let mut cmd = root.session(
+            7,
+            "python3",
+            &[
+                "-c",
+                SCRIPT,
+                procs.to_str().unwrap(),
+                &p1.to_string(),
+                &p2.to_string(),
+                probe,
+                &p3.to_string(),
+            ],
+        );
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let out = child.stdout.take().unwrap();
+        root.children.push(Guard(child));
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let next = || rx.recv_timeout(DEADLINE).expect("a line from the program");
+        assert_eq!(next(), "first", "{test}");
+        wait_listening("-lt", p1, &[&format!("{}:{p1}", want_python[0])]);
+        assert_eq!(next(), "second", "{test}");
+        wait_listening("-lt", p2, &[&format!("{}:{p2}", want_python[1])]);
+        writeln!(stdin, "go").unwrap();
+        assert!(next().starts_with("listening "), "{test}");
+        // After the exec the task is still in session 8's cgroup.
+        wait_listening("-lt", p3, &[&format!("{want_probe}:{p3}")]);
+    }
+}

@@ -403,31 +403,49 @@ fn rewriter_c_abi_preload_and_kernel_layers_agree() {
         }
 
         match kernel_unavailable() {
+            // With the per-task cache (the probe's repeated calls are answered from it) and
+            // without it (every call does the full lookups).
             None => {
                 let exe = build_probe(&dir.join("static"), image, true);
-                let root = format!("ipvirt-test-{}-agree", std::process::id());
-                let out = Command::new(launcher().unwrap())
-                    .args([
-                        "--layer",
-                        "kernel",
-                        "--kernel-root",
-                        &root,
-                        "--id",
-                        &SESSION.to_string(),
-                    ])
-                    .arg("--policy")
-                    .arg(&policy_path)
-                    .arg("--pool-state")
-                    .arg(dir.join("leases.json"))
-                    .arg("--")
-                    .arg(&exe)
-                    .args(&args)
-                    .output()
-                    .unwrap();
-                let _ = Command::new(launcher().unwrap())
-                    .args(["--kernel-root", &root, "--kernel-detach"])
-                    .output();
-                assert_eq!(lines(out), want, "kernel layer vs Rewriter ({image})");
+                for cache in ["on", "off"] {
+                    let root = format!("ipvirt-test-{}-agree", std::process::id());
+                    let out = Command::new(launcher().unwrap())
+                        .args([
+                            "--layer",
+                            "kernel",
+                            "--kernel-root",
+                            &root,
+                            "--id",
+                            &SESSION.to_string(),
+                        ])
+                        .arg("--policy")
+                        .arg(&policy_path)
+                        .arg("--pool-state")
+                        .arg(dir.join("leases.json"))
+                        .arg("--")
+                        .arg(&exe)
+                        .args(&args)
+                        .env("IPVIRT_KERNEL_TASK_CACHE", cache)
+                        .output()
+                        .unwrap();
+                    let stats = Command::new(launcher().unwrap())
+                        .args(["--kernel-root", &root, "--kernel-stats"])
+                        .output()
+                        .unwrap();
+                    let _ = Command::new(launcher().unwrap())
+                        .args(["--kernel-root", &root, "--kernel-detach"])
+                        .output();
+                    let stats = String::from_utf8_lossy(&stats.stdout).into_owned();
+                    assert!(
+                        stats.contains(&format!("per-task cache {cache}")),
+                        "{stats}"
+                    );
+                    assert_eq!(
+                        lines(out),
+                        want,
+                        "kernel layer (per-task cache {cache}) vs Rewriter ({image})"
+                    );
+                }
             }
             Some(why) => eprintln!("skipped the kernel layer: {why}"),
         }

@@ -12,8 +12,14 @@
  * an identity). A process of the tree whose session has no entry fails closed: its IPv4/IPv6
  * binds, connects and sends are refused with EPERM rather than left on the shared 127.0.0.1.
  *
+ * A task keeps what the tables said for it in task storage (ipv_task_cache), so its next call
+ * skips the cgroup walk, the executable's identity and the hash lookups; see struct
+ * ipv_task_cache for when an entry holds. The loader turns the cache off (ipv_task_cache_on = 0,
+ * pruned by the verifier) on kernels that refuse task storage here.
+ *
  * The decisions are in rules.h, which is also compiled natively and checked against the library's
- * reference evaluator. Build: clang -O2 -g -target bpf -I src -c ipvirt.bpf.c (build.sh).
+ * reference evaluator. Build: clang -O2 -g -target bpf -mcpu=v3 -I src -c ipvirt.bpf.c
+ * (build.sh).
  */
 #include <linux/bpf.h>
 #include "rules.h"
@@ -42,6 +48,8 @@ static long (*bpf_probe_read_kernel)(void *dst, __u32 size, const void *src) =
 static long (*bpf_set_retval)(int retval) = (void *)BPF_FUNC_set_retval;
 static void *(*bpf_skc_to_tcp6_sock)(void *sk) = (void *)BPF_FUNC_skc_to_tcp6_sock;
 static void *(*bpf_skc_to_udp6_sock)(void *sk) = (void *)BPF_FUNC_skc_to_udp6_sock;
+static void *(*bpf_task_storage_get)(void *map, void *task, void *value, __u64 flags) =
+    (void *)BPF_FUNC_task_storage_get;
 
 #define bswap32(x) __builtin_bswap32(x)
 #define bswap16(x) __builtin_bswap16(x)
@@ -70,8 +78,19 @@ struct file {
 struct mm_struct {
     struct file *exe_file;
 } __attribute__((preserve_access_index));
+struct kernfs_node {
+    __u64 id;
+} __attribute__((preserve_access_index));
+struct cgroup {
+    struct kernfs_node *kn;
+} __attribute__((preserve_access_index));
+struct css_set {
+    struct cgroup *dfl_cgrp;
+} __attribute__((preserve_access_index));
 struct task_struct {
     struct mm_struct *mm;
+    struct css_set *cgroups;
+    __u64 self_exec_id;
 } __attribute__((preserve_access_index));
 struct sock_common {
     unsigned char skc_ipv6only : 1;
@@ -97,8 +116,31 @@ struct ipv_name_key {
 struct ipv_config {
     ipvirt_program_entry unlisted; /* the entry of an executable no list names */
     __u32 version;                 /* IPV_CONFIG_VERSION */
+    __u32 generation;              /* bumped by the loader after every write to a table */
+    __u32 pad;
 };
-#define IPV_CONFIG_VERSION 1u
+#define IPV_CONFIG_VERSION 2u
+
+/* What the tables said for one task, kept in the task's own storage so that the next call of
+ * the same task skips the cgroup walk, the executable's identity and three hash lookups. It holds
+ * while the task runs the same executable (`self_exec_id` grows at every execve; `mm->exe_file`
+ * also changes with prctl(PR_SET_MM_EXE_FILE)), stays in the same cgroup, and the loader has
+ * written no table since (`generation`). A task is the only writer and reader of its own entry. */
+struct ipv_task_cache {
+    __u64 exec_id;
+    __u64 exe; /* the executable's struct file, as a number: compared, never followed */
+    __u64 cgroup;
+    __u32 generation;
+    __u32 valid;
+    ipvirt_session_entry session;
+    ipvirt_program_entry program;
+    __u32 pad;
+};
+
+/* Set by the loader (aya's set_global) before the programs are verified: 1 where the kernel
+ * offers task storage to cgroup sock_addr programs. With 0 the verifier prunes the cache as dead
+ * code, so the same object loads on kernels without it. */
+const volatile __u32 ipv_task_cache_on = 0;
 
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
@@ -135,6 +177,13 @@ struct {
     __type(value, ipvirt_program_entry);
 } ipv_prog_names SEC(".maps");
 
+struct {
+    __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
+    __type(value, struct ipv_task_cache);
+} ipv_task_cache SEC(".maps");
+
 /* ---- looking the tables up ---- */
 #define IPV_FOUND 0
 #define IPV_OUTSIDE 1 /* no policy loaded: leave the call alone */
@@ -142,9 +191,8 @@ struct {
 
 #define IPV_MAX_LEVEL 16
 
-INLINE const ipvirt_session_entry *session_entry(void)
+INLINE const ipvirt_session_entry *session_entry(__u64 id)
 {
-    __u64 id = bpf_get_current_cgroup_id();
     const ipvirt_session_entry *e = bpf_map_lookup_elem(&ipv_sessions, &id);
     int level;
     if (e)
@@ -161,18 +209,15 @@ INLINE const ipvirt_session_entry *session_entry(void)
     return 0;
 }
 
-INLINE ipvirt_program_entry program_entry(const struct ipv_config *cfg)
+INLINE ipvirt_program_entry program_entry(const struct ipv_config *cfg, struct file *exe)
 {
-    struct task_struct *task = bpf_get_current_task_btf();
     struct ipv_file_key fk = {0, 0, 0};
     struct ipv_name_key nk;
     const ipvirt_program_entry *p;
-    struct file *exe;
     struct inode *inode;
     const unsigned char *name;
     int i;
 
-    exe = task->mm ? task->mm->exe_file : 0;
     if (!exe)
         return cfg->unlisted;
     inode = exe->f_inode;
@@ -199,19 +244,53 @@ INLINE ipvirt_program_entry program_entry(const struct ipv_config *cfg)
 /* Fills *t; IPV_FOUND, IPV_OUTSIDE or IPV_UNKNOWN. */
 INLINE int tables(ipv_tables *t)
 {
-    __u32 zero = 0;
+    __u32 zero = 0, generation;
     const ipvirt_policy_table *policy = bpf_map_lookup_elem(&ipv_policy, &zero);
-    const struct ipv_config *cfg = bpf_map_lookup_elem(&ipv_config, &zero);
+    struct ipv_config *cfg = bpf_map_lookup_elem(&ipv_config, &zero);
     const ipvirt_session_entry *s;
+    struct task_struct *task;
+    struct ipv_task_cache *c = 0;
+    struct file *exe;
+    __u64 cgroup;
+
     if (!policy || !cfg || cfg->version != IPV_CONFIG_VERSION ||
         policy->version != IPVIRT_TABLE_VERSION)
         return IPV_OUTSIDE;
-    s = session_entry();
+    t->policy = policy;
+    task = bpf_get_current_task_btf();
+    exe = task->mm ? task->mm->exe_file : 0;
+    if (ipv_task_cache_on) {
+        /* The same id as bpf_get_current_cgroup_id: the task's cgroup2 cgroup's kernfs id. */
+        cgroup = task->cgroups->dfl_cgrp->kn->id;
+        c = bpf_task_storage_get(&ipv_task_cache, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+        if (c && c->valid && c->generation == cfg->generation && c->cgroup == cgroup &&
+            c->exec_id == task->self_exec_id && c->exe == (__u64)exe) {
+            t->session = c->session;
+            t->program = c->program;
+            return IPV_FOUND;
+        }
+        /* A miss: the generation is read (an atomic, so a full barrier) before the tables. An
+         * entry computed while the loader writes is stored under the old generation, which the
+         * loader's bump after its write makes stale at the next call. */
+        generation = __sync_fetch_and_add(&cfg->generation, 0);
+    } else {
+        cgroup = bpf_get_current_cgroup_id();
+    }
+    s = session_entry(cgroup);
     if (!s)
         return IPV_UNKNOWN;
-    t->policy = policy;
     t->session = *s;
-    t->program = program_entry(cfg);
+    t->program = program_entry(cfg, exe);
+    if (c) {
+        c->valid = 0;
+        c->exec_id = task->self_exec_id;
+        c->exe = (__u64)exe;
+        c->cgroup = cgroup;
+        c->generation = generation;
+        c->session = t->session;
+        c->program = t->program;
+        c->valid = 1;
+    }
     return IPV_FOUND;
 }
 

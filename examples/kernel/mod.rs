@@ -20,6 +20,12 @@
 //! - **Failing closed**: the launcher checks that all programs are attached before it starts the
 //!   command; a process of the tree whose session has no entry gets EPERM from bind, connect and
 //!   sendmsg instead of the shared `127.0.0.1`.
+//! - **Per-task cache**: each task keeps what the tables said for it (session entry, program
+//!   entry) in BPF task storage, valid while it runs the same executable in the same cgroup and
+//!   no table was written since (a generation the loader bumps after every write). A repeated call
+//!   then costs two helper calls instead of six. The object is loaded with the cache on, and again
+//!   with it off (a `.rodata` constant the verifier prunes) if the kernel refuses task storage in
+//!   `sock_addr` programs; `--kernel-stats` says which, and what each program costs per run.
 
 pub(crate) mod sys;
 
@@ -52,7 +58,11 @@ pub(crate) const PROGRAMS: [(&str, u32); 12] = [
 ];
 
 const NAME_LEN: usize = 64;
-const CONFIG_VERSION: u32 = 1;
+/// `struct ipv_config`: unlisted program entry, version, generation, padding.
+const CONFIG_VERSION: u32 = 2;
+const CONFIG_LEN: usize = 16;
+/// The `.rodata` global that turns the per-task cache on.
+const CACHE_GLOBAL: &str = "ipv_task_cache_on";
 const LOCK_FILE: &str = "/run/lock/ipvirt-kernel.lock";
 
 /// The layer's maps, opened by id.
@@ -63,6 +73,8 @@ struct Maps {
     sessions: sys::Map,
     files: sys::Map,
     names: sys::Map,
+    /// The object's `.rodata` (the per-task cache switch), if the kernel reports it.
+    rodata: Option<sys::Map>,
 }
 
 /// What the maps should hold for one policy.
@@ -247,25 +259,95 @@ fn open_maps(prog: &OwnedFd) -> Result<Maps, String> {
         let (name, _) = sys::map_info(fd.as_raw_fd()).map_err(|e| format!("map {id}: {e}"))?;
         found.push((name, sys::Map::new(fd)));
     }
+    let stale = |what: &str| {
+        format!(
+            "the attached programs {what}: they come from another ipvirt version; detach the layer \
+             (--kernel-detach) and start again"
+        )
+    };
     let mut take = |name: &str| {
         found
             .iter()
             .position(|(n, _)| n == name)
             .map(|i| found.swap_remove(i).1)
-            .ok_or_else(|| format!("the attached programs have no map {name}: detach the layer (--kernel-detach) and start again"))
+            .ok_or_else(|| stale(&format!("have no map {name}")))
     };
-    Ok(Maps {
+    let maps = Maps {
         policy: take("ipv_policy")?,
         config: take("ipv_config")?,
         sessions: take("ipv_sessions")?,
         files: take("ipv_prog_files")?,
         names: take("ipv_prog_names")?,
-    })
+        rodata: take(".rodata").ok(),
+    };
+    let (_, size) = sys::map_info(maps.config.fd()).map_err(|e| format!("ipv_config: {e}"))?;
+    if size as usize != CONFIG_LEN {
+        return Err(stale(&format!(
+            "have a {size}-byte ipv_config (this launcher writes {CONFIG_LEN})"
+        )));
+    }
+    Ok(maps)
 }
 
-/// Loads the object and attaches every program at `root` (the caller holds the lock).
-fn load_and_attach(root: &OwnedFd) -> Result<(), String> {
-    let mut ebpf = aya::Ebpf::load(OBJECT).map_err(|e| format!("loading the BPF object: {e}"))?;
+/// The config map's value: the unlisted entry, the version, the generation.
+fn config_bytes(unlisted: u32, version: u32, generation: u32) -> [u8; CONFIG_LEN] {
+    let mut b = [0u8; CONFIG_LEN];
+    b[..4].copy_from_slice(&unlisted.to_ne_bytes());
+    b[4..8].copy_from_slice(&version.to_ne_bytes());
+    b[8..12].copy_from_slice(&generation.to_ne_bytes());
+    b
+}
+
+/// Whether the kernel refused a program (the verifier), as opposed to failing to attach it.
+fn refused_by_verifier(e: &str) -> bool {
+    e.starts_with("loading ")
+}
+
+/// Loads the object and attaches every program at `root` (the caller holds the lock): with the
+/// per-task cache, or without it when this kernel's verifier refuses task storage there. Returns
+/// whether the cache is on, and why not when it is off.
+///
+/// `IPVIRT_KERNEL_TASK_CACHE=off` in the launcher's environment loads the programs without the
+/// cache (a diagnostic switch: the decisions are the same, each call does the full lookups).
+fn load_and_attach(root: &OwnedFd) -> Result<Option<String>, String> {
+    match std::env::var("IPVIRT_KERNEL_TASK_CACHE").as_deref() {
+        Ok("off") => {
+            return load_and_attach_with(root, false)
+                .map(|()| Some("IPVIRT_KERNEL_TASK_CACHE=off".into()));
+        }
+        Ok("on") | Err(std::env::VarError::NotPresent) => {}
+        Ok(other) => {
+            return Err(format!(
+                "IPVIRT_KERNEL_TASK_CACHE={other:?}: expected on or off"
+            ));
+        }
+        Err(std::env::VarError::NotUnicode(v)) => {
+            return Err(format!(
+                "IPVIRT_KERNEL_TASK_CACHE={v:?}: expected on or off"
+            ));
+        }
+    }
+    match load_and_attach_with(root, true) {
+        Ok(()) => Ok(None),
+        Err(with) if refused_by_verifier(&with) => match load_and_attach_with(root, false) {
+            Ok(()) => Ok(Some(format!(
+                "this kernel refuses task storage in sock_addr programs ({with})"
+            ))),
+            Err(without) => Err(format!("{without} (and with the per-task cache: {with})")),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+fn load_and_attach_with(root: &OwnedFd, cache: bool) -> Result<(), String> {
+    let on = u32::from(cache);
+    let mut ebpf = aya::EbpfLoader::new()
+        .set_global(CACHE_GLOBAL, &on, true)
+        // aya 0.13 has no type for task storage (ipv_task_cache): the kernel creates it, only the
+        // programs use it.
+        .allow_unsupported_maps()
+        .load(OBJECT)
+        .map_err(|e| format!("reading the BPF object: {e}"))?;
     let mut done: Vec<(OwnedFd, u32)> = Vec::new();
     for (name, ty) in PROGRAMS {
         let result = (|| -> Result<OwnedFd, String> {
@@ -332,7 +414,12 @@ impl Layer {
             for (fd, ty) in &progs {
                 let _ = sys::prog_detach(root_fd.as_raw_fd(), fd.as_raw_fd(), *ty);
             }
-            load_and_attach(&root_fd)?;
+            if let Some(why) = load_and_attach(&root_fd)? {
+                crate::say(&format!(
+                    "kernel layer: the programs run without the per-task cache (same decisions, \
+                     slower calls): {why}"
+                ));
+            }
             progs = attached(&root_fd)?;
             if progs.len() != PROGRAMS.len() {
                 return Err(format!(
@@ -370,6 +457,32 @@ impl Layer {
         &self.root
     }
 
+    /// Whether the attached programs were loaded with the per-task cache (`None`: the kernel
+    /// does not show their `.rodata`).
+    pub(crate) fn task_cache_on(&self) -> Option<bool> {
+        let map = self.maps.rodata.as_ref()?;
+        let (_, size) = sys::map_info(map.fd()).ok()?;
+        let mut v = vec![0u8; size as usize];
+        map.lookup(&0u32.to_ne_bytes(), &mut v)
+            .ok()?
+            .then_some(())?;
+        // ipv_task_cache_on is the object's only read-only global: offset 0.
+        Some(v.get(..4)? != [0u8; 4])
+    }
+
+    /// Each attached program's name and run statistics (`run_time_ns`, `run_cnt`), in the order
+    /// of attachment types.
+    pub(crate) fn run_stats(&self) -> Result<Vec<(String, u64, u64)>, String> {
+        let root_fd = open_dir(&self.root)?;
+        let mut out = Vec::new();
+        for (fd, _) in attached(&root_fd)? {
+            let (name, _) = sys::prog_info(fd.as_raw_fd()).map_err(|e| e.to_string())?;
+            let (ns, runs) = sys::prog_run_stats(fd.as_raw_fd()).map_err(|e| e.to_string())?;
+            out.push((name, ns, runs));
+        }
+        Ok(out)
+    }
+
     fn install(&self, t: &Tables) -> Result<(), String> {
         let zero = 0u32.to_ne_bytes();
         let mut current = vec![0u8; size_of::<PolicyTable>()];
@@ -378,22 +491,23 @@ impl Layer {
             .policy
             .lookup(&zero, &mut current)
             .map_err(|e| format!("reading the policy map: {e}"))?;
-        let mut config = [0u8; 8];
-        config[..4].copy_from_slice(&t.unlisted.flags.to_ne_bytes());
-        config[4..].copy_from_slice(&CONFIG_VERSION.to_ne_bytes());
-        let mut current_config = [0u8; 8];
+        let mut current_config = [0u8; CONFIG_LEN];
         self.maps
             .config
             .lookup(&zero, &mut current_config)
             .map_err(|e| format!("reading the config map: {e}"))?;
+        let generation = u32::from_ne_bytes(current_config[8..12].try_into().unwrap_or([0; 4]));
+        let config = config_bytes(t.unlisted.flags, CONFIG_VERSION, generation.wrapping_add(2));
         let same_programs = self.program_maps_hold(t)?;
-        let same =
-            have && current == policy_bytes(&t.policy) && current_config == config && same_programs;
+        let same = have
+            && current == policy_bytes(&t.policy)
+            && current_config[..8] == config[..8]
+            && same_programs;
         if same {
             return Ok(());
         }
         let live = self.sessions()?;
-        if !live.is_empty() && current_config[4..] == CONFIG_VERSION.to_ne_bytes() {
+        if !live.is_empty() && current_config[4..8] == CONFIG_VERSION.to_ne_bytes() {
             let ids: Vec<String> = live.iter().map(|(_, e, _)| e.session.to_string()).collect();
             return Err(format!(
                 "the kernel layer at {} runs sessions {} under another policy; end them, or give \
@@ -403,10 +517,11 @@ impl Layer {
             ));
         }
         // Clear the program entries, then write everything; the config (version) last, so the
-        // programs see no policy until it is whole.
+        // programs see no policy until it is whole. Each config write moves the generation on,
+        // so no task keeps a cached entry from before.
         self.maps
             .config
-            .update(&zero, &[0u8; 8])
+            .update(&zero, &config_bytes(0, 0, generation.wrapping_add(1)))
             .map_err(|e| format!("writing the config map: {e}"))?;
         for (map, len) in [(&self.maps.names, NAME_LEN), (&self.maps.files, 16)] {
             for k in map
@@ -435,6 +550,23 @@ impl Layer {
         self.maps
             .config
             .update(&zero, &config)
+            .map_err(|e| format!("writing the config map: {e}"))
+    }
+
+    /// Moves the generation on after a write to a table, so that every task recomputes its
+    /// cached entries at its next call (the caller holds [`lock`]).
+    fn bump_generation(&self) -> Result<(), String> {
+        let zero = 0u32.to_ne_bytes();
+        let mut c = [0u8; CONFIG_LEN];
+        self.maps
+            .config
+            .lookup(&zero, &mut c)
+            .map_err(|e| format!("reading the config map: {e}"))?;
+        let g = u32::from_ne_bytes(c[8..12].try_into().unwrap_or([0; 4])).wrapping_add(1);
+        c[8..12].copy_from_slice(&g.to_ne_bytes());
+        self.maps
+            .config
+            .update(&zero, &c)
             .map_err(|e| format!("writing the config map: {e}"))
     }
 
@@ -471,6 +603,8 @@ impl Layer {
             .sessions
             .update(&id.to_ne_bytes(), &session_bytes(entry))
             .map_err(|e| format!("writing the session entry: {e}"))?;
+        // A second launcher of a running session may have written a new entry (a new VIP).
+        self.bump_generation()?;
         Ok(dir.join("cgroup.procs"))
     }
 
@@ -498,6 +632,7 @@ impl Layer {
             .sessions
             .delete(&id.to_ne_bytes())
             .map_err(|e| format!("removing the session entry: {e}"))?;
+        self.bump_generation()?;
         Ok(true)
     }
 
@@ -516,8 +651,8 @@ impl Layer {
             .collect();
         for k in self.maps.sessions.keys(8).map_err(|e| e.to_string())? {
             let id = u64::from_ne_bytes(k.as_slice().try_into().unwrap_or([0; 8]));
-            if !live.contains(&id) {
-                let _ = self.maps.sessions.delete(&k);
+            if !live.contains(&id) && self.maps.sessions.delete(&k).unwrap_or(false) {
+                self.bump_generation()?;
             }
         }
         Ok(gone)

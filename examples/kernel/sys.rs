@@ -9,6 +9,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
@@ -18,6 +19,7 @@ const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_MAP_GET_FD_BY_ID: libc::c_long = 14;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_PROG_QUERY: libc::c_long = 16;
+const BPF_ENABLE_STATS: libc::c_long = 32;
 
 /// `BPF_F_ALLOW_MULTI`: other tools may attach programs of the same type beside ours.
 pub(crate) const BPF_F_ALLOW_MULTI: u32 = 2;
@@ -143,6 +145,43 @@ pub(crate) fn prog_info(fd: RawFd) -> io::Result<(String, Vec<u32>)> {
     Ok((name_of(&buf[64..80]), map_ids))
 }
 
+/// A program's run statistics: (`run_time_ns`, `run_cnt`) of `bpf_prog_info`. They grow only
+/// while statistics are enabled ([`enable_stats`] or `kernel.bpf_stats_enabled = 1`).
+pub(crate) fn prog_run_stats(fd: RawFd) -> io::Result<(u64, u64)> {
+    // struct bpf_prog_info: run_time_ns at 192, run_cnt at 200 (232 bytes).
+    let mut buf = [0u8; 232];
+    info(fd, &mut buf)?;
+    let at = |o: usize| u64::from_ne_bytes(buf[o..o + 8].try_into().unwrap_or([0; 8]));
+    Ok((at(192), at(200)))
+}
+
+/// Loads the smallest `sock_addr` program there is for `attach_type`: `r0 = 1; exit` (allow the
+/// call, change nothing). The `preload` bench attaches it to measure what the kernel's cgroup-BPF
+/// hook costs by itself, the floor under any program.
+#[allow(dead_code)] // the launcher does not use it; the bench does
+pub(crate) fn load_pass_program(attach_type: u32) -> io::Result<OwnedFd> {
+    const BPF_PROG_TYPE_CGROUP_SOCK_ADDR: u32 = 18;
+    // mov64 r0, 1 ; exit
+    let insns: [u8; 16] = [0xb7, 0, 0, 0, 1, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
+    let license = c"GPL";
+    // union bpf_attr for BPF_PROG_LOAD: prog_type 0, insn_cnt 4, insns 8, license 16,
+    // expected_attach_type 68.
+    let mut a = Attr::new()
+        .u32(0, BPF_PROG_TYPE_CGROUP_SOCK_ADDR)
+        .u32(4, 2)
+        .u64(8, insns.as_ptr() as u64)
+        .u64(16, license.as_ptr() as u64)
+        .u32(68, attach_type);
+    bpf(BPF_PROG_LOAD, &mut a).map(fd_of)
+}
+
+/// `BPF_ENABLE_STATS` (`BPF_STATS_RUN_TIME`): every program's run time and count are kept while
+/// the returned descriptor is open.
+pub(crate) fn enable_stats() -> io::Result<OwnedFd> {
+    let mut a = Attr::new().u32(0, 0);
+    bpf(BPF_ENABLE_STATS, &mut a).map(fd_of)
+}
+
 /// A map's name (`bpf_map_info.name`) and its value size.
 pub(crate) fn map_info(fd: RawFd) -> io::Result<(String, u32)> {
     // struct bpf_map_info: value_size at 12, name[16] at 24 (88 bytes).
@@ -182,6 +221,11 @@ impl Map {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// The map's descriptor.
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
 
     /// Deletes `key`; `Ok(false)` when it was absent.

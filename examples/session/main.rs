@@ -28,6 +28,16 @@
 //!                       one policy per root
 //!   --kernel-detach     detach the kernel layer's programs and remove its cgroups (refused while a
 //!                       session's processes run), restoring the host; needs no --policy
+//!   --kernel-stats      print whether the kernel layer's programs run with the per-task cache, and
+//!                       each program's runs and average run time (counted while
+//!                       kernel.bpf_stats_enabled = 1); needs no --policy
+//!   --kernel-stats-for SECS
+//!                       the same, counting only during the next SECS seconds (statistics are
+//!                       turned on for that window with BPF_ENABLE_STATS, no sysctl changed)
+//!
+//! `IPVIRT_KERNEL_TASK_CACHE=off` in the environment of the launcher that attaches the kernel
+//! layer loads its programs without the per-task cache (a diagnostic switch; the cache is also
+//! left off, with one line on stderr, when the kernel refuses task storage in these programs).
 //!   --status            print the live leases (session, VIP, holders) after reclaiming those whose
 //!                       processes are all gone, and exit
 //!
@@ -90,7 +100,7 @@ use ipvirt::{Host, Policy, Session, SessionId, StateFile, StaticPool, VipSource}
 const USAGE: &str = "usage: session --id ID --policy FILE [--pool-state FILE] [--server-addr IP]... \
 [--preload FILE] [--console] [--dhcp-wait SECS] [--layer preload|kernel] [--kernel-root NAME] -- COMMAND [ARGS...]\n       \
 session --policy FILE [--pool-state FILE] [--server-addr IP]... [--layer kernel] --status\n       \
-session [--kernel-root NAME] --kernel-detach";
+session [--kernel-root NAME] --kernel-detach | --kernel-stats | --kernel-stats-for SECS";
 
 /// Which Linux layer virtualizes the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +122,8 @@ struct Args {
     layer: Layer,
     kernel_root: String,
     detach: bool,
+    stats: bool,
+    stats_for: Option<std::time::Duration>,
     command: Vec<OsString>,
 }
 
@@ -132,6 +144,8 @@ fn parse_args() -> Result<Args, String> {
     let mut layer = Layer::Preload;
     let mut kernel_root = String::from("ipvirt");
     let mut detach = false;
+    let mut stats = false;
+    let mut stats_for = None;
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -181,6 +195,21 @@ fn parse_args() -> Result<Args, String> {
                 kernel_root = v;
             }
             "--kernel-detach" => detach = true,
+            "--kernel-stats" => stats = true,
+            "--kernel-stats-for" => {
+                let v = text(value("--kernel-stats-for")?, "--kernel-stats-for")?;
+                let secs: u64 = v
+                    .parse()
+                    .ok()
+                    .filter(|s| (1..=86_400).contains(s))
+                    .ok_or_else(|| {
+                        format!(
+                            "--kernel-stats-for: {v:?} is not a number of seconds from 1 to 86400"
+                        )
+                    })?;
+                stats = true;
+                stats_for = Some(std::time::Duration::from_secs(secs));
+            }
             "--status" => status = true,
             "--help" | "-h" => return Err(String::new()),
             "--" => break,
@@ -192,7 +221,7 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     let command: Vec<OsString> = it.collect();
-    if detach {
+    if detach || stats {
         return Ok(Args {
             id,
             policy: policy.unwrap_or_default(),
@@ -205,6 +234,8 @@ fn parse_args() -> Result<Args, String> {
             layer: Layer::Kernel,
             kernel_root,
             detach,
+            stats,
+            stats_for,
             command,
         });
     }
@@ -226,6 +257,8 @@ fn parse_args() -> Result<Args, String> {
         layer,
         kernel_root,
         detach,
+        stats,
+        stats_for,
         command,
     })
 }
@@ -275,6 +308,69 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `--kernel-stats`: the per-task cache's state and each program's run statistics; with a
+/// window, only the runs during it.
+fn kernel_stats(root: &str, window: Option<std::time::Duration>) -> Result<ExitCode, String> {
+    let Some(layer) = kernel::Layer::find(root)? else {
+        return Err(format!(
+            "no kernel layer is attached at {}",
+            kernel::cgroup2_mount()?.join(root).display()
+        ));
+    };
+    let mut out = std::io::stdout().lock();
+    let cache = match layer.task_cache_on() {
+        Some(true) => "on",
+        Some(false) => {
+            "off (the kernel refused task storage in sock_addr programs, or IPVIRT_KERNEL_TASK_CACHE=off)"
+        }
+        None => "unknown (the kernel does not show the programs' .rodata)",
+    };
+    let _ = writeln!(
+        out,
+        "kernel layer {}: per-task cache {cache}",
+        layer.root().display()
+    );
+    let mut counted = layer.run_stats()?;
+    if let Some(w) = window {
+        let _on = kernel::sys::enable_stats()
+            .map_err(|e| format!("turning BPF statistics on (BPF_ENABLE_STATS): {e}"))?;
+        let before = layer.run_stats()?;
+        std::thread::sleep(w);
+        counted = layer
+            .run_stats()?
+            .into_iter()
+            .map(|(name, ns, runs)| {
+                let (ns0, runs0) = before
+                    .iter()
+                    .find(|(n, _, _)| *n == name)
+                    .map_or((0, 0), |(_, a, b)| (*a, *b));
+                (name, ns.saturating_sub(ns0), runs.saturating_sub(runs0))
+            })
+            .collect();
+    }
+    for (name, ns, runs) in counted {
+        let avg = if runs == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.1}", ns as f64 / runs as f64)
+        };
+        let _ = writeln!(
+            out,
+            "program {name} runs={runs} run_time_ns={ns} ns_per_run={avg}"
+        );
+    }
+    let enabled = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+        .is_ok_and(|v| v.trim() == "1");
+    if !enabled && window.is_none() {
+        say(
+            "runs are counted only while kernel.bpf_stats_enabled = 1 (sysctl -w \
+             kernel.bpf_stats_enabled=1; counting costs a few tens of ns per run itself) or a \
+             BPF_ENABLE_STATS descriptor is open",
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `--kernel-detach`: detaches the kernel layer at the root and removes its cgroups.
@@ -338,6 +434,9 @@ fn kernel_session(
 fn run(args: Args) -> Result<ExitCode, String> {
     if args.detach {
         return detach(&args.kernel_root);
+    }
+    if args.stats {
+        return kernel_stats(&args.kernel_root, args.stats_for);
     }
     let policy_path = std::fs::canonicalize(&args.policy)
         .map_err(|e| format!("{}: {e}", args.policy.display()))?;
