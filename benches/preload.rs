@@ -42,6 +42,12 @@
 #[path = "../examples/kernel/sys.rs"]
 mod sys;
 
+// The cgroup2 mount lookup the tests use.
+#[cfg(target_os = "linux")]
+#[allow(dead_code, unreachable_pub)]
+#[path = "../tests/common/examples.rs"]
+mod examples;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 
 #[cfg(target_os = "linux")]
@@ -273,19 +279,17 @@ mod linux {
     }
 
     fn cgroup2() -> Option<PathBuf> {
-        let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-        let found: Vec<&str> = mounts
+        crate::examples::cgroup2_mount()
+    }
+
+    /// This process's own cgroup2 directory (where it returns after a measurement).
+    fn home_cgroup(mount: &std::path::Path) -> Result<PathBuf, String> {
+        let here = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
+        let rel = here
             .lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split(' ').collect();
-                (f.get(2) == Some(&"cgroup2")).then(|| f[1])
-            })
-            .collect();
-        ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
-            .into_iter()
-            .find(|m| found.contains(m))
-            .or(found.first().copied())
-            .map(PathBuf::from)
+            .find_map(|l| l.strip_prefix("0::"))
+            .ok_or("this process has no cgroup2 path")?;
+        Ok(mount.join(rel.trim_start_matches('/')))
     }
 
     pub(crate) fn kernel_session() -> Result<KernelSession, String> {
@@ -336,16 +340,11 @@ mod linux {
             .stdin(std::process::Stdio::null())
             .spawn()
             .map_err(|e| e.to_string())?;
-        let here = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
-        let rel = here
-            .lines()
-            .find_map(|l| l.strip_prefix("0::"))
-            .ok_or("this process has no cgroup2 path")?;
         let k = KernelSession {
             launcher,
             child,
             session: mount.join(&root).join("session-7"),
-            home: mount.join(rel.trim_start_matches('/')),
+            home: home_cgroup(&mount)?,
             root,
         };
         let start = std::time::Instant::now();
@@ -423,11 +422,7 @@ mod linux {
         pub(crate) fn new() -> Result<FloorCgroup, String> {
             use std::os::fd::AsRawFd;
             let mount = cgroup2().ok_or("no cgroup2 hierarchy is mounted")?;
-            let here = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
-            let rel = here
-                .lines()
-                .find_map(|l| l.strip_prefix("0::"))
-                .ok_or("this process has no cgroup2 path")?;
+            let home = home_cgroup(&mount)?;
             let dir = mount.join(format!("ipvirt-bench-floor-{}", std::process::id()));
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             let attach = || -> Result<Vec<std::os::fd::OwnedFd>, String> {
@@ -445,7 +440,7 @@ mod linux {
             };
             match attach() {
                 Ok(progs) => Ok(FloorCgroup {
-                    home: mount.join(rel.trim_start_matches('/')),
+                    home,
                     dir,
                     _progs: progs,
                 }),
