@@ -130,17 +130,39 @@ impl fmt::Display for Vip {
 }
 
 impl FromStr for Vip {
-    type Err = VipError;
+    type Err = ParseVipError;
 
-    /// Parses and checks an address. Text that is no IPv4 address at all is reported as
-    /// `0.0.0.0` in the unusable block "not an IPv4 address".
-    fn from_str(s: &str) -> Result<Vip, VipError> {
-        let addr: Ipv4Addr = s.trim().parse().map_err(|_| VipError {
-            addr: Ipv4Addr::UNSPECIFIED,
-            block: "not an IPv4 address",
+    /// Parses and checks an address.
+    ///
+    /// ```
+    /// use ipvirt::{ParseVipError, Vip};
+    ///
+    /// assert_eq!("192.0.2.7".parse::<Vip>().unwrap(), std::net::Ipv4Addr::new(192, 0, 2, 7));
+    /// let e = "300.1.1.1".parse::<Vip>().unwrap_err();
+    /// assert_eq!(e.to_string(), "\"300.1.1.1\" is not an IPv4 address");
+    /// assert!(matches!("127.0.0.8".parse::<Vip>(), Err(ParseVipError::Unusable(_))));
+    /// ```
+    fn from_str(s: &str) -> Result<Vip, ParseVipError> {
+        let addr: Ipv4Addr = s.trim().parse().map_err(|_| ParseVipError::Syntax {
+            text: s.to_string(),
         })?;
-        Vip::new(addr)
+        Ok(Vip::new(addr)?)
     }
+}
+
+/// Text that is not a usable virtual IP ([`Vip`]'s `FromStr`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseVipError {
+    /// The text is not an IPv4 address at all.
+    #[error("{text:?} is not an IPv4 address")]
+    Syntax {
+        /// What was given.
+        text: String,
+    },
+    /// An IPv4 address that cannot be a virtual IP.
+    #[error(transparent)]
+    Unusable(#[from] VipError),
 }
 
 /// An address that cannot be a virtual IP ([`Vip::new`]).

@@ -5,7 +5,7 @@
 //! only gathers them. Nothing in the crate imports it, so the module graph stays a DAG.
 
 use crate::addr::ParsePoolEntryError;
-use crate::addr::VipError;
+use crate::addr::{ParseVipError, VipError};
 #[cfg(feature = "std")]
 use crate::advisor::AdvisorError;
 use crate::engine::CompileError;
@@ -55,6 +55,9 @@ pub enum Error {
     /// See [`VipError`].
     #[error(transparent)]
     Vip(#[from] VipError),
+    /// See [`ParseVipError`].
+    #[error(transparent)]
+    ParseVip(#[from] ParseVipError),
     /// See [`TableError`].
     #[error(transparent)]
     Table(#[from] TableError),

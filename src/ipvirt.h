@@ -45,9 +45,9 @@
 /* The version of ipvirt this header belongs to (the crate's version; ipvirt_version() returns the
  * library's at run time). */
 #define IPVIRT_VERSION_MAJOR 0
-#define IPVIRT_VERSION_MINOR 2
+#define IPVIRT_VERSION_MINOR 3
 #define IPVIRT_VERSION_PATCH 0
-#define IPVIRT_VERSION_STRING "0.2.0"
+#define IPVIRT_VERSION_STRING "0.3.0"
 
 #ifdef __cplusplus
 extern "C" {

@@ -15,7 +15,10 @@
 //! `LD_PRELOAD` shim) **acts**. ipvirt does not intercept calls, open sockets, read the registry, run
 //! DHCP, or keep a clock: the caller passes in everything a decision depends on and gets plain values
 //! back, so every decision is a pure, testable function. (The optional `dhcp` feature's client is
-//! sans-I/O too; only its separate Linux driver opens sockets and reads the clock.)
+//! sans-I/O too.) What does I/O for every layer — state files, the host's one lease book, the
+//! Linux DHCP driver, live socket sampling, the Windows registry — is the crate `ipvirt-host`;
+//! the layers and the `ipvirt` command are crates of their own (`ipvirt-kernel`,
+//! `ipvirt-preload`, `ipvirt-cli`, the Windows hook and launcher).
 //!
 //! ```text
 //!  policy file / .reg export / builder            socket-table snapshots (ss, netstat, TCPView)
@@ -85,25 +88,23 @@
 //!   [`table::SessionEntry`], [`table::ProgramEntry`], [`table::reference`]),
 //!   [`Engine::tables`], [`Rewriter::from_tables`]; the checked [`Vip`].
 //! - VIP pools: [`AddressSource`], [`StaticPool`], [`PoolEntry`], [`PoolSnapshot`],
-//!   [`RestoreWarning`], `SharedPool` (`std`); lease state that survives kills and full disks:
-//!   `StateFile` (`std`, SPEC §10).
+//!   [`RestoreWarning`], `SharedPool` (`std`); the state that survives kills and full disks (SPEC
+//!   §10) is `ipvirt_host::StateFile`.
 //! - The advisor (`std`): [`advisor`].
 //! - The C ABI (feature `capi`): `capi`, header `src/ipvirt.h`.
 //! - Errors: one enum per operation ([`SessionError`], [`PolicyError`], [`RegError`],
-//!   [`CompileError`], [`Refusal`], [`RawError`], [`TableError`], [`VipError`], [`SockaddrError`], [`PoolError`], [`LeaseError`],
+//!   [`CompileError`], [`Refusal`], [`RawError`], [`TableError`], [`VipError`], [`ParseVipError`], [`SockaddrError`], [`PoolError`], [`LeaseError`],
 //!   [`AdvisorError`], [`ParseSessionError`], [`ParsePoolEntryError`]) and [`Error`], which any of
 //!   them converts into.
 //!
 //! ## Features
 //!
 //! - `std` (default): links std; adds TOML reading ([`Policy::from_toml`]), the advisor and
-//!   `SharedPool` and `StateFile`. Without it the crate is `no_std` + `alloc` (for kernel drivers) and uses
+//!   `SharedPool`. Without it the crate is `no_std` + `alloc` (for kernel drivers) and uses
 //!   `core::net` and `core::error::Error`.
 //! - `capi`: the C ABI.
-//! - `live` (Linux): the advisor samples the live socket table itself (`advisor::live`), naming
-//!   processes by their executable.
-//! - `dhcp`: VIPs from a DHCP server: `dhcp` (a sans-I/O client for every session; on Linux, a
-//!   driver with sockets, timers and a lease file).
+//! - `dhcp`: VIPs from a DHCP server: `dhcp`, a sans-I/O client for every session (its Linux
+//!   driver, with sockets, timers and a lease file, is `ipvirt_host::dhcp_driver`).
 
 #![cfg_attr(not(feature = "std"), no_std)]
 // docs.rs (`--cfg docsrs`, nightly): label the items that need a feature.
@@ -141,7 +142,7 @@ mod sockaddr;
 #[doc = include_str!("../README.md")]
 mod readme {}
 
-pub use addr::{ParsePoolEntryError, PoolEntry, Vip, VipError};
+pub use addr::{ParsePoolEntryError, ParseVipError, PoolEntry, Vip, VipError};
 #[cfg(feature = "std")]
 pub use advisor::AdvisorError;
 pub use engine::table;
@@ -158,8 +159,6 @@ pub use pool::SharedPool;
 #[cfg(feature = "dhcp")]
 pub use pool::dhcp;
 pub use pool::{AddressSource, LeaseError, PoolError, PoolSnapshot, RestoreWarning, StaticPool};
-#[cfg(feature = "std")]
-pub use pool::{StateError, StateFile, StateLock, StateStep};
 pub use program::{ProgramList, fold_program_name};
 pub use rewrite::{
     Call, Connect, Explanation, Outcome, Raw, RawConnect, RawError, RawOutcome, Refusal, Rewriter,

@@ -24,8 +24,6 @@
 //!    disabled and says what to fill in, so the proposal always passes [`Policy::validate`] without
 //!    errors.
 
-#[cfg(all(feature = "live", target_os = "linux"))]
-pub mod live;
 mod netstat;
 mod ss;
 mod tcpview;
@@ -170,7 +168,7 @@ pub enum Format {
     Netstat,
     /// A TCPView CSV export.
     TcpView,
-    /// A live sample of this machine's socket table (`live::sample`, feature `live`, Linux): not a
+    /// A live sample of this machine's socket table (`ipvirt_host::live::sample`, Linux): not a
     /// text format; [`parse_as`] reads no line as one, [`render`] writes it as `ss` text.
     Live,
 }
@@ -219,6 +217,26 @@ pub struct Snapshot {
     pub records: Vec<SocketRecord>,
     /// Lines that could not be read.
     pub skipped: Vec<SkippedLine>,
+}
+
+impl Snapshot {
+    /// A snapshot of [`Format::Live`]: sockets a sampler read from the running system itself
+    /// (`ipvirt_host::live::sample` on Linux), which [`advise`] analyses like a text one.
+    ///
+    /// ```
+    /// use ipvirt::advisor::{Format, Snapshot};
+    ///
+    /// let snap = Snapshot::live(Vec::new());
+    /// assert_eq!(snap.format, Format::Live);
+    /// assert!(snap.skipped.is_empty());
+    /// ```
+    pub fn live(records: Vec<SocketRecord>) -> Snapshot {
+        Snapshot {
+            format: Format::Live,
+            records,
+            skipped: Vec::new(),
+        }
+    }
 }
 
 /// Reads a socket table in whichever supported format it is: the one that reads the most lines.
@@ -751,7 +769,7 @@ pub enum AdvisorError {
         /// The formats tried.
         tried: String,
     },
-    /// A live sample (`live::sample`) could not read a file of `/proc`.
+    /// A live sample (`ipvirt_host::live::sample`) could not read a file of `/proc`.
     #[error("cannot read {what}: {message}")]
     Proc {
         /// The file or directory.

@@ -3,7 +3,7 @@
 //!
 //! [`DhcpSource`] is a **sans-I/O** DHCPv4 client for many sessions at once: it never opens a
 //! socket, reads a clock or sleeps. The caller (a hooking layer, a session service, or the
-//! [`DhcpDriver`] of this module on Linux) feeds it:
+//! `ipvirt_host::dhcp_driver::DhcpDriver` on Linux) feeds it:
 //!
 //! - [`handle_datagram(now, bytes)`](DhcpSource::handle_datagram): every datagram that arrived on
 //!   UDP port 68 of the VIP adapter;
@@ -21,7 +21,7 @@
 //!
 //! `now` is a [`Duration`] since an epoch the caller chooses, and must be the same epoch for every
 //! call. Leases that are persisted ([`DhcpSource::snapshot`]) and restored after a restart need a
-//! wall clock: [`DhcpDriver`] uses the time since the UNIX epoch. A clock that **jumps forward** is
+//! wall clock: `ipvirt_host::dhcp_driver::DhcpDriver` uses the time since the UNIX epoch. A clock that **jumps forward** is
 //! time that passed (leases may expire at once: the safe reading). A clock that **goes back** is
 //! not: every deadline the machine holds moves back by the same amount, so a lease keeps the time it
 //! had left.
@@ -117,11 +117,6 @@ use serde::{Deserialize, Serialize};
 use super::{AddressSource, LeaseError};
 use crate::addr::Vip;
 use crate::session::SessionId;
-
-#[cfg(target_os = "linux")]
-mod driver;
-#[cfg(target_os = "linux")]
-pub use driver::{Clock, DhcpDriver, DriverError, default_client_id_prefix, interface_for};
 
 /// The settings of a [`DhcpSource`].
 ///

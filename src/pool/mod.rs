@@ -76,10 +76,6 @@ use crate::session::SessionId;
 
 #[cfg(feature = "dhcp")]
 pub mod dhcp;
-#[cfg(feature = "std")]
-mod state_file;
-#[cfg(feature = "std")]
-pub use state_file::{StateError, StateFile, StateLock, StateStep};
 
 /// Where a session's virtual IP comes from: a static pool, DHCP, or anything else a hooking layer
 /// plugs in.

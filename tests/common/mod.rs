@@ -1,20 +1,6 @@
 //! Shared fixtures for the integration tests.
 #![allow(dead_code, unreachable_pub, unused_macros)]
 
-/// Returns from the test, printing why, when one of the programs is not installed.
-macro_rules! require {
-    ($($cmd:expr),+) => {
-        for cmd in [$($cmd),+] {
-            if !common::examples::have(cmd) {
-                eprintln!("skipped: `{cmd}` is not installed on this machine");
-                return;
-            }
-        }
-    };
-}
-
-pub mod examples;
-
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV6};
 
 use ipvirt::{Engine, Host, Policy, Vip};

@@ -1,0 +1,449 @@
+//! One policy, one session, one table of socket calls, four layers (SPEC §7): the `Rewriter`, the
+//! C ABI, the `LD_PRELOAD` layer and the kernel layer must give the same answers.
+//!
+//! The calls run for real in the two Linux layers (`tests/kernel/probe.c`: a fresh socket per
+//! call, printing what the program sees and where the socket really is, read from /proc/net by
+//! inode); the Rewriter's and the C ABI's answers are turned into the same lines. Each call is
+//! made by a listed program (`probe`) and an unlisted one (`other`). The table covers the session
+//! loopback for TCP and UDP, IPv4-mapped and `::1` (the mapping is on), `::`, `0.0.0.0`, excluded
+//! ports, and isolation (bind and connect). Loopback only: VIPs need a namespace and are covered
+//! by tests/kernel_layer.rs and tests/preload_e2e.rs.
+
+#![allow(unsafe_code)] // the C ABI's functions, called as a C caller would
+
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, UdpSocket,
+};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ipvirt::capi;
+use ipvirt::{Host, Policy, Rewriter, Session, SessionId, Stack};
+use ipvirt_testkit::require;
+use ipvirt_testkit::{free_port, in_session, kernel_unavailable, preload_lib};
+
+const SESSION: u32 = 7;
+
+fn policy_text(x1: u16, x2: u16) -> String {
+    format!(
+        "platform = \"other\"\n[virtual_loopback]\nenabled = true\nprograms = [\"probe\"]\n\
+         isolate = true\nipv6 = \"map\"\nexcluded_ports = [{x1}, {x2}]\n"
+    )
+}
+
+/// One call of the table.
+#[derive(Debug, Clone)]
+struct Call {
+    op: &'static str,
+    ip: IpAddr,
+    port: u16,
+}
+
+fn addr(c: &Call) -> SocketAddr {
+    match c.ip {
+        IpAddr::V4(a) => SocketAddr::V4(SocketAddrV4::new(a, c.port)),
+        IpAddr::V6(a) => SocketAddr::V6(SocketAddrV6::new(a, c.port, 0, 0)),
+    }
+}
+
+/// How the probe prints an address (inet_ntop).
+fn ntop(a: SocketAddr) -> String {
+    a.ip().to_string()
+}
+
+/// The source Linux picks for a loopback destination when the socket is not bound.
+fn default_source(dest: SocketAddr) -> SocketAddr {
+    match dest {
+        SocketAddr::V4(_) => "127.0.0.1:0".parse().unwrap(),
+        SocketAddr::V6(a) if a.ip().to_ipv4_mapped().is_some() => SocketAddr::V6(
+            SocketAddrV6::new(Ipv4Addr::LOCALHOST.to_ipv6_mapped(), 0, 0, 0),
+        ),
+        SocketAddr::V6(_) => SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 0, 0, 0)),
+    }
+}
+
+/// The line the probe prints, from a layer's decisions: `bind` gives the bound address or an
+/// errno, `connect` the destination and source (or an errno), `reported` what a result reports.
+fn line(
+    c: &Call,
+    bind: impl Fn(SocketAddr) -> Result<SocketAddr, i32>,
+    connect: impl Fn(SocketAddr) -> Result<(SocketAddr, Option<SocketAddr>), i32>,
+    reported: impl Fn(SocketAddr) -> SocketAddr,
+) -> String {
+    let head = format!("{} {} {}", c.op, c.ip, c.port);
+    let a = addr(c);
+    let body = if c.op.starts_with("bind") {
+        match bind(a) {
+            Ok(real) => format!("ok real={} reported={}", ntop(real), ntop(reported(real))),
+            Err(e) => format!("err {e}"),
+        }
+    } else {
+        match connect(a) {
+            // The reply comes from where the datagram went.
+            Ok((dest, _)) if c.op == "udp4" => format!("ok from={}", ntop(reported(dest))),
+            Ok((dest, source)) => {
+                let local = source.unwrap_or_else(|| default_source(dest));
+                format!(
+                    "ok peer={} peer_reported={} local={} local_reported={}",
+                    ntop(dest),
+                    ntop(reported(dest)),
+                    ntop(local),
+                    ntop(reported(local))
+                )
+            }
+            Err(e) => format!("err {e}"),
+        }
+    };
+    format!("{head} {body}")
+}
+
+fn rewriter_lines(rw: &Rewriter, calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .map(|c| {
+            line(
+                c,
+                |a| {
+                    let stack = if a.is_ipv6() {
+                        Stack::Dual
+                    } else {
+                        Stack::Single
+                    };
+                    rw.bind_on(a, stack).map_err(|r| r.errno())
+                },
+                |a| {
+                    let r = if c.op == "udp4" {
+                        rw.send_to(a)
+                    } else {
+                        rw.connect(a)
+                    };
+                    r.map(|k| (k.dest, k.source)).map_err(|r| r.errno())
+                },
+                |a| rw.reported(a),
+            )
+        })
+        .collect()
+}
+
+/// Linux `sockaddr_in`/`sockaddr_in6` bytes.
+fn to_bytes(a: SocketAddr) -> Vec<u8> {
+    match a {
+        SocketAddr::V4(a) => {
+            let mut b = vec![0u8; 16];
+            b[..2].copy_from_slice(&2u16.to_ne_bytes());
+            b[2..4].copy_from_slice(&a.port().to_be_bytes());
+            b[4..8].copy_from_slice(&a.ip().octets());
+            b
+        }
+        SocketAddr::V6(a) => {
+            let mut b = vec![0u8; 28];
+            b[..2].copy_from_slice(&10u16.to_ne_bytes());
+            b[2..4].copy_from_slice(&a.port().to_be_bytes());
+            b[8..24].copy_from_slice(&a.ip().octets());
+            b
+        }
+    }
+}
+
+fn from_bytes(b: &[u8]) -> SocketAddr {
+    let port = u16::from_be_bytes([b[2], b[3]]);
+    match u16::from_ne_bytes([b[0], b[1]]) {
+        2 => SocketAddr::V4(SocketAddrV4::new(
+            Ipv4Addr::new(b[4], b[5], b[6], b[7]),
+            port,
+        )),
+        _ => {
+            let ip: [u8; 16] = b[8..24].try_into().unwrap();
+            SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(ip), port, 0, 0))
+        }
+    }
+}
+
+fn errno_of(status: capi::ipvirt_status) -> i32 {
+    let mut posix = 0i32;
+    let mut win = 0i32;
+    // SAFETY: both outputs are valid i32s.
+    let s = unsafe { capi::ipvirt_status_errno(status as u32, &mut posix, &mut win) };
+    assert_eq!(s as u32, 0, "{status:?} has an errno");
+    posix
+}
+
+/// The C ABI's answers, through the exported functions as a C hook calls them.
+fn capi_lines(policy: &str, image: &str, calls: &[Call]) -> Vec<String> {
+    let layout = capi::ipvirt_layout::IPVIRT_LAYOUT_LINUX as u32;
+    let mut engine = std::ptr::null_mut();
+    let mut plan = std::mem::MaybeUninit::<capi::ipvirt_plan>::zeroed();
+    let mut rw = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the length passed; outputs are written by the callee.
+    unsafe {
+        let s = capi::ipvirt_engine_new(
+            policy.as_ptr(),
+            policy.len(),
+            std::ptr::null(),
+            0,
+            &mut engine,
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null_mut(),
+        );
+        assert_eq!(s as u32, 0);
+        let s = capi::ipvirt_engine_process(engine, image.as_ptr(), image.len(), plan.as_mut_ptr());
+        assert_eq!(s as u32, 0);
+        let s = capi::ipvirt_rewriter_new(
+            engine,
+            SESSION,
+            0,
+            plan.as_ptr(),
+            std::ptr::null(),
+            0,
+            &mut rw,
+        );
+        assert_eq!(s as u32, 0);
+    }
+    let rw = rw as *const capi::ipvirt_rewriter;
+    let reported = |a: SocketAddr| {
+        let mut b = to_bytes(a);
+        let mut changed = 0u32;
+        // SAFETY: b is valid for its length; changed is a valid u32.
+        let s = unsafe {
+            capi::ipvirt_rewriter_reported(rw, b.as_mut_ptr(), b.len(), layout, &mut changed)
+        };
+        assert_eq!(s as u32, 0);
+        from_bytes(&b)
+    };
+    let out = calls
+        .iter()
+        .map(|c| {
+            line(
+                c,
+                |a| {
+                    let mut b = to_bytes(a);
+                    let mut changed = 0u32;
+                    let dual = u32::from(a.is_ipv6());
+                    // SAFETY: b is valid for its length; changed is a valid u32.
+                    let s = unsafe {
+                        capi::ipvirt_rewriter_bind(
+                            rw,
+                            b.as_mut_ptr(),
+                            b.len(),
+                            layout,
+                            dual,
+                            &mut changed,
+                        )
+                    };
+                    if s as u32 == 0 {
+                        Ok(from_bytes(&b))
+                    } else {
+                        Err(errno_of(s))
+                    }
+                },
+                |a| {
+                    let mut b = to_bytes(a);
+                    let mut src = [0u8; 28];
+                    let mut written = 0usize;
+                    let mut changed = 0u32;
+                    // SAFETY: every buffer is valid for its length; the outputs are valid.
+                    let s = unsafe {
+                        let f = if c.op == "udp4" {
+                            capi::ipvirt_rewriter_sendto
+                        } else {
+                            capi::ipvirt_rewriter_connect
+                        };
+                        f(
+                            rw,
+                            b.as_mut_ptr(),
+                            b.len(),
+                            layout,
+                            src.as_mut_ptr(),
+                            src.len(),
+                            &mut written,
+                            &mut changed,
+                        )
+                    };
+                    if s as u32 != 0 {
+                        return Err(errno_of(s));
+                    }
+                    Ok((
+                        from_bytes(&b),
+                        (written > 0).then(|| from_bytes(&src[..written])),
+                    ))
+                },
+                reported,
+            )
+        })
+        .collect();
+    // SAFETY: both were made above and are freed once.
+    unsafe {
+        capi::ipvirt_rewriter_free(rw as *mut _);
+        capi::ipvirt_engine_free(engine);
+    }
+    out
+}
+
+fn build_probe(dir: &Path, name: &str, static_: bool) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let out = dir.join(name);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/probe.c");
+    let mut c = Command::new("gcc");
+    if static_ {
+        c.arg("-static");
+    }
+    let o = c
+        .args(["-O1", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+fn probe_args(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .flat_map(|c| [c.op.to_string(), c.ip.to_string(), c.port.to_string()])
+        .collect()
+}
+
+fn lines(o: std::process::Output) -> Vec<String> {
+    assert!(o.status.success(), "{o:?}");
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn rewriter_c_abi_preload_and_kernel_layers_agree() {
+    require!("gcc");
+    let (p, x1, x2, u) = (free_port(), free_port(), free_port(), free_port());
+    let b: Vec<u16> = (0..7).map(|_| free_port()).collect();
+    let policy = policy_text(x1, x2);
+    let lo = |s: &str| s.parse::<IpAddr>().unwrap();
+    let call = |op, ip: &str, port| Call {
+        op,
+        ip: lo(ip),
+        port,
+    };
+    let calls = vec![
+        call("bind4", "127.0.0.1", b[0]),
+        call("bind4", "127.0.0.1", x1),
+        call("bind4", "127.0.0.9", b[1]),
+        call("bind4", "127.0.0.8", b[2]),
+        call("bind4", "0.0.0.0", b[3]),
+        call("bind6", "::1", b[4]),
+        call("bind6", "::ffff:127.0.0.1", b[5]),
+        call("bind6", "::", b[6]),
+        call("connect4", "127.0.0.1", p),
+        call("connect4", "127.0.0.9", p),
+        call("connect4", "127.0.0.8", p),
+        call("connect4", "127.0.0.1", x2),
+        call("connect6", "::1", p),
+        call("connect6", "::ffff:127.0.0.1", p),
+        call("udp4", "127.0.0.1", u),
+    ];
+    // Servers where the calls may land, outside any session.
+    let _tcp: Vec<TcpListener> = ["127.0.0.1", "127.0.0.8", "127.0.0.9"]
+        .iter()
+        .map(|ip| TcpListener::bind((*ip, p)).unwrap())
+        .chain(std::iter::once(
+            TcpListener::bind(("127.0.0.1", x2)).unwrap(),
+        ))
+        .collect();
+    let _v6 = TcpListener::bind(("::1", p)).unwrap();
+    for ip in ["127.0.0.1", "127.0.0.8"] {
+        let s = UdpSocket::bind((ip, u)).unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while let Ok((_, from)) = s.recv_from(&mut buf) {
+                let _ = s.send_to(b"echo", from);
+            }
+        });
+    }
+
+    let dir = std::env::temp_dir().join(format!("ipvirt-layers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy_path = dir.join("policy.toml");
+    std::fs::write(&policy_path, &policy).unwrap();
+    let engine = Policy::from_toml(&policy)
+        .unwrap()
+        .compile(Host::default())
+        .unwrap();
+    let args = probe_args(&calls);
+
+    for image in ["probe", "other"] {
+        let rw = engine.rewriter(
+            Session::remote(SessionId::new(SESSION)),
+            &engine.process(image),
+            None,
+        );
+        let want = rewriter_lines(&rw, &calls);
+        eprintln!("{image}:\n{}", want.join("\n"));
+        assert_eq!(
+            capi_lines(&policy, image, &calls),
+            want,
+            "C ABI vs Rewriter ({image})"
+        );
+
+        let lib = preload_lib();
+        let exe = build_probe(&dir.join("dynamic"), image, false);
+        let got = lines(
+            in_session(&lib, &policy_path, SESSION, exe.to_str().unwrap())
+                .args(&args)
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(got, want, "LD_PRELOAD layer vs Rewriter ({image})");
+
+        match kernel_unavailable() {
+            // With the per-task cache (the probe's repeated calls are answered from it) and
+            // without it (every call does the full lookups).
+            None => {
+                let exe = build_probe(&dir.join("static"), image, true);
+                for cache in ["on", "off"] {
+                    let root = format!("ipvirt-test-{}-agree", std::process::id());
+                    let out = Command::new(env!("CARGO_BIN_EXE_ipvirt"))
+                        .args([
+                            "run",
+                            "--layer",
+                            "kernel",
+                            "--kernel-root",
+                            &root,
+                            "--id",
+                            &SESSION.to_string(),
+                        ])
+                        .arg("--policy")
+                        .arg(&policy_path)
+                        .arg("--lease-book")
+                        .arg(dir.join("leases.json"))
+                        .arg("--")
+                        .arg(&exe)
+                        .args(&args)
+                        .env("IPVIRT_KERNEL_TASK_CACHE", cache)
+                        .output()
+                        .unwrap();
+                    let stats = Command::new(env!("CARGO_BIN_EXE_ipvirt"))
+                        .args(["kernel", "stats", "--root", &root])
+                        .output()
+                        .unwrap();
+                    let _ = Command::new(env!("CARGO_BIN_EXE_ipvirt"))
+                        .args(["kernel", "detach", "--root", &root])
+                        .output();
+                    let stats = String::from_utf8_lossy(&stats.stdout).into_owned();
+                    assert!(
+                        stats.contains(&format!("per-task cache {cache}")),
+                        "{stats}"
+                    );
+                    assert_eq!(
+                        lines(out),
+                        want,
+                        "kernel layer (per-task cache {cache}) vs Rewriter ({image})"
+                    );
+                }
+            }
+            Some(why) => eprintln!("skipped the kernel layer: {why}"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,320 @@
+//! A Winsock hook DLL that gives the processes of a session their own loopback address and virtual
+//! IP, by doing what `ipvirt` says in front of the socket calls. The Windows counterpart of the
+//! `LD_PRELOAD` layer (`examples/preload/`); on other targets it builds to an empty library.
+//!
+//! ```text
+//! cargo build --target x86_64-pc-windows-gnu --example ipvirt_winhook --example winsession
+//! winsession.exe --id 7 --policy C:\ipvirt\policy.toml -- C:\Apps\crm.exe
+//! ```
+//!
+//! The launcher (`examples/windows/launcher/`) starts the program suspended, loads this DLL into
+//! it, calls its export `ipvirt_init` on a thread of its own, and only then lets the program run.
+//! Nothing happens under the loader lock: the DLL has no `DllMain` work; `ipvirt_init` reads the
+//! configuration and installs the detours.
+//!
+//! ## Configuration (read once, by `ipvirt_init`)
+//!
+//! | source | meaning |
+//! |---|---|
+//! | the process's Windows session (`ProcessIdToSessionId`) | the session id |
+//! | `WTSGetActiveConsoleSessionId()` | the console session: never virtualized |
+//! | `HKLM\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services\TSAppSrv\VirtualIP`, `HKLM\SYSTEM\CurrentControlSet\Control\Terminal Server\TSAppSrv\VirtualIP`, `HKLM\SOFTWARE\Wow6432Node\Citrix\VIP` | the registry settings of SPEC §3, mapped by `ipvirt::Policy::from_reg` (`ipvirt_host::registry`) |
+//! | `IPVIRT_POLICY` | a TOML policy file: virtual loopback, the VIP pool, and any setting the registry does not hold (registry values win) |
+//! | the program's path (`GetModuleFileNameW`) | matched against the program lists (name or full path) |
+//! | `IPVIRT_VIP` | the session's VIP, leased by the launcher (none: the policy's `on_lease_failure` applies) |
+//! | `IPVIRT_SERVER_ADDRS` | the server's own addresses, comma-separated (default: the host's non-loopback unicast addresses, `GetAdaptersAddresses`, read only when the policy enables virtual IPs) |
+//! | `IPVIRT_SESSION` | **launcher and test facility**: the session id to use instead of the process's own. Wine runs every program in one Windows session, so the tests give each launch its own id this way; on a real server the launcher leaves it unset |
+//! | `IPVIRT_SESSION_KIND` | `console` or `remote`: overrides the console-session check (tests) |
+//! | `IPVIRT_DEBUG` | `1`: print each rewrite and its reason to stderr |
+//!
+//! A configuration that is present but wrong makes `ipvirt_init` fail with a message on stderr;
+//! the launcher then does not run the program (fail closed: a session must not silently share
+//! `127.0.0.1`).
+//!
+//! ## What is intercepted
+//!
+//! Inline detours (the `retour` crate) of the ws2_32 exports `bind`, `connect`, `WSAConnect`,
+//! `sendto`, `WSASendTo` (destinations, and the implicit source bind of an unbound socket),
+//! `getsockname`, `getpeername`, `accept`, `WSAAccept`, `recvfrom`, `WSARecvFrom` (addresses handed
+//! back), `getaddrinfo`, `GetAddrInfoW`, `gethostbyname` (results), and `WSAIoctl`, which hands out
+//! wrappers of `ConnectEx` and `GetAcceptExSockaddrs` (`AcceptEx`'s addresses are read through the
+//! latter). The function's own code is patched, so calls through `GetProcAddress` are caught as
+//! well as imported ones. Wine's and Windows' ws2_32 call their own exports (`WSAConnect` calls
+//! `connect`, `GetAddrInfoW` calls `getaddrinfo`): a per-thread depth counter lets only the
+//! outermost hook rewrite. Refusals fail the call with `SOCKET_ERROR` and the Winsock code of
+//! `ipvirt::Refusal::wsa_error` (`WSAEADDRNOTAVAIL`, `WSAECONNREFUSED`, `WSAEACCES`).
+//!
+//! ## Limits
+//!
+//! - Only the launched process is hooked: programs it starts run without the layer.
+//! - An overlapped `WSARecvFrom` that is still pending when the call returns gets its sender's
+//!   address from the system later, unrewritten; the condition function of `WSAAccept` sees the
+//!   address as the system has it; `AcceptEx`/`ConnectEx` exported by `mswsock.dll` and called
+//!   directly (not obtained through `WSAIoctl`) are not wrapped.
+//! - Under Wine 8.0, a UDP bind to `127.0.0.8` is widened to `0.0.0.0` by wineserver
+//!   (`server/sock.c`, `bind_to_interface`; fixed upstream): the hook does its part, the host
+//!   does not. TCP is unaffected.
+//!
+//! ## Files
+//!
+//! `sys.rs`: the real functions (trampolines), installing the detours, the depth guard, the Winsock
+//! error; `config.rs` the configuration (the registry keys through `ipvirt_host::registry`); `addrs.rs` copying
+//! addresses and what the families share; `calls/` the hooks, one file per call family. Every
+//! address goes through ipvirt's sockaddr layer with `ipvirt::SockaddrLayout::WINDOWS`.
+
+// An FFI shim: the hooks are unsafe by nature.
+#![allow(unsafe_code)]
+
+#[cfg(windows)]
+#[macro_use]
+mod sys;
+#[cfg(windows)]
+mod addrs;
+#[cfg(windows)]
+mod calls;
+#[cfg(windows)]
+mod config;
+#[cfg(windows)]
+use ipvirt_host::registry;
+#[cfg(all(windows, test))]
+mod tests;
+
+#[cfg(windows)]
+pub(crate) use {addrs::*, config::*, sys::*};
+
+#[cfg(windows)]
+pub(crate) use std::{
+    ffi::{CStr, c_void},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    ptr,
+    sync::atomic::{AtomicUsize, Ordering},
+};
+
+#[cfg(windows)]
+pub(crate) use ipvirt::{
+    Call, Host, Policy, RawError, RawOutcome, Refusal, Rewriter, Session, SessionId, SessionKind,
+    SockaddrLayout, Stack, Vip, read_sockaddr, write_sockaddr,
+};
+#[cfg(windows)]
+pub(crate) use windows_sys::Win32::Networking::WinSock::{
+    INVALID_SOCKET, IPPROTO_IPV6, IPV6_V6ONLY, SO_TYPE, SOCK_DGRAM, SOCKET_ERROR, SOL_SOCKET,
+    WSAEINVAL, getsockopt,
+};
+
+/// A Winsock `SOCKET`.
+#[cfg(windows)]
+pub(crate) type Socket = usize;
+
+#[cfg(windows)]
+pub(crate) const LAYOUT: SockaddrLayout = SockaddrLayout::WINDOWS;
+#[cfg(windows)]
+pub(crate) const STORAGE: usize = ipvirt::SOCKADDR_STORAGE_LEN;
+
+/// `bind`, `connect`.
+#[cfg(windows)]
+pub(crate) type AddrInFn = unsafe extern "system" fn(Socket, *const u8, i32) -> i32;
+/// `getsockname`, `getpeername`.
+#[cfg(windows)]
+pub(crate) type AddrOutFn = unsafe extern "system" fn(Socket, *mut u8, *mut i32) -> i32;
+#[cfg(windows)]
+pub(crate) type AcceptFn = unsafe extern "system" fn(Socket, *mut u8, *mut i32) -> Socket;
+#[cfg(windows)]
+pub(crate) type WsaAcceptFn =
+    unsafe extern "system" fn(Socket, *mut u8, *mut i32, *const c_void, usize) -> Socket;
+#[cfg(windows)]
+pub(crate) type WsaConnectFn = unsafe extern "system" fn(
+    Socket,
+    *const u8,
+    i32,
+    *const c_void,
+    *mut c_void,
+    *const c_void,
+    *const c_void,
+) -> i32;
+#[cfg(windows)]
+pub(crate) type SendToFn =
+    unsafe extern "system" fn(Socket, *const u8, i32, i32, *const u8, i32) -> i32;
+#[cfg(windows)]
+pub(crate) type WsaSendToFn = unsafe extern "system" fn(
+    Socket,
+    *const c_void,
+    u32,
+    *mut u32,
+    u32,
+    *const u8,
+    i32,
+    *mut c_void,
+    *const c_void,
+) -> i32;
+#[cfg(windows)]
+pub(crate) type RecvFromFn =
+    unsafe extern "system" fn(Socket, *mut u8, i32, i32, *mut u8, *mut i32) -> i32;
+#[cfg(windows)]
+pub(crate) type WsaRecvFromFn = unsafe extern "system" fn(
+    Socket,
+    *const c_void,
+    u32,
+    *mut u32,
+    *mut u32,
+    *mut u8,
+    *mut i32,
+    *mut c_void,
+    *const c_void,
+) -> i32;
+#[cfg(windows)]
+pub(crate) type GetAddrInfoFn = unsafe extern "system" fn(
+    *const u8,
+    *const u8,
+    *const c_void,
+    *mut *mut windows_sys::Win32::Networking::WinSock::ADDRINFOA,
+) -> i32;
+#[cfg(windows)]
+pub(crate) type GetAddrInfoWFn = unsafe extern "system" fn(
+    *const u16,
+    *const u16,
+    *const c_void,
+    *mut *mut windows_sys::Win32::Networking::WinSock::ADDRINFOA,
+) -> i32;
+#[cfg(windows)]
+pub(crate) type GetHostByNameFn =
+    unsafe extern "system" fn(*const u8) -> *mut windows_sys::Win32::Networking::WinSock::HOSTENT;
+#[cfg(windows)]
+pub(crate) type WsaIoctlFn = unsafe extern "system" fn(
+    Socket,
+    u32,
+    *const c_void,
+    u32,
+    *mut c_void,
+    u32,
+    *mut u32,
+    *mut c_void,
+    *const c_void,
+) -> i32;
+
+/// The hooks, by function: what [`sys::install`] detours.
+#[cfg(windows)]
+fn hooks() -> [(F, &'static CStr, usize); COUNT] {
+    use calls::{connect, datagram, ext, names, resolve};
+    [
+        (F::Bind, c"bind", connect::bind as AddrInFn as usize),
+        (
+            F::Connect,
+            c"connect",
+            connect::connect as AddrInFn as usize,
+        ),
+        (
+            F::WsaConnect,
+            c"WSAConnect",
+            connect::wsa_connect as WsaConnectFn as usize,
+        ),
+        (F::SendTo, c"sendto", datagram::sendto as SendToFn as usize),
+        (
+            F::WsaSendTo,
+            c"WSASendTo",
+            datagram::wsa_send_to as WsaSendToFn as usize,
+        ),
+        (
+            F::GetSockName,
+            c"getsockname",
+            names::getsockname as AddrOutFn as usize,
+        ),
+        (
+            F::GetPeerName,
+            c"getpeername",
+            names::getpeername as AddrOutFn as usize,
+        ),
+        (F::Accept, c"accept", names::accept as AcceptFn as usize),
+        (
+            F::WsaAccept,
+            c"WSAAccept",
+            names::wsa_accept as WsaAcceptFn as usize,
+        ),
+        (
+            F::RecvFrom,
+            c"recvfrom",
+            datagram::recvfrom as RecvFromFn as usize,
+        ),
+        (
+            F::WsaRecvFrom,
+            c"WSARecvFrom",
+            datagram::wsa_recv_from as WsaRecvFromFn as usize,
+        ),
+        (
+            F::GetAddrInfo,
+            c"getaddrinfo",
+            resolve::getaddrinfo as GetAddrInfoFn as usize,
+        ),
+        (
+            F::GetAddrInfoW,
+            c"GetAddrInfoW",
+            resolve::get_addr_info_w as GetAddrInfoWFn as usize,
+        ),
+        (
+            F::GetHostByName,
+            c"gethostbyname",
+            resolve::gethostbyname as GetHostByNameFn as usize,
+        ),
+        (
+            F::WsaIoctl,
+            c"WSAIoctl",
+            ext::wsa_ioctl as WsaIoctlFn as usize,
+        ),
+    ]
+}
+
+/// What `ipvirt_init` returns: 0 the layer is on or has nothing to do in this process; 1 the
+/// configuration is wrong; 2 a detour could not be installed; 3 it was called twice.
+#[cfg(windows)]
+pub(crate) fn init() -> u32 {
+    if STATE.get().is_some() {
+        return 3;
+    }
+    // A panic must not unwind into the thread that called us: it counts as a failure.
+    let built = std::panic::catch_unwind(build);
+    let st = match built {
+        Ok(Ok(Some(st))) => st,
+        Ok(Ok(None)) => return 0,
+        Ok(Err(msg)) => {
+            say(&format!("ipvirt: {msg}"));
+            return 1;
+        }
+        Err(_) => {
+            say("ipvirt: reading the configuration failed unexpectedly");
+            return 1;
+        }
+    };
+    if STATE.set(st).is_err() {
+        return 3;
+    }
+    match std::panic::catch_unwind(|| install(&hooks())) {
+        Ok(Ok(missed)) if missed.is_empty() => 0,
+        Ok(Ok(missed)) => {
+            say(&format!("ipvirt: could not detour {}", missed.join(", ")));
+            2
+        }
+        Ok(Err(msg)) => {
+            say(&format!("ipvirt: {msg}"));
+            2
+        }
+        Err(_) => {
+            say("ipvirt: installing the detours failed unexpectedly");
+            2
+        }
+    }
+}
+
+/// Reads the configuration and installs the detours; called once, by the launcher, on a thread
+/// of its own after the DLL is loaded (never from `DllMain`: nothing runs under the loader lock).
+///
+/// Returns 0 when the layer is on or has nothing to do in this process, 1 when the configuration
+/// is wrong, 2 when a detour could not be installed, 3 when called twice. Messages go to stderr.
+///
+/// # Safety
+///
+/// Call it once, before the program runs (the launcher calls it on a suspended process):
+/// installing the detours patches ws2_32's code, which must not be running at that moment.
+#[cfg(windows)]
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn ipvirt_init(_param: *mut c_void) -> u32 {
+    init()
+}
