@@ -11,9 +11,10 @@ use crate::advisor::AdvisorError;
 use crate::engine::CompileError;
 use crate::policy::{PolicyError, RegError};
 use crate::pool::{LeaseError, PoolError};
-use crate::rewrite::{RawError, Refusal, TableError};
+use crate::rewrite::{RawError, TableError};
 use crate::session::{ParseSessionError, SessionError};
 use crate::sockaddr::SockaddrError;
+use crate::verdict::Refusal;
 
 /// Any error of this crate.
 ///

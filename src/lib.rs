@@ -136,6 +136,8 @@ mod program;
 mod rewrite;
 mod session;
 mod sockaddr;
+pub mod table;
+mod verdict;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
@@ -145,7 +147,6 @@ mod readme {}
 pub use addr::{ParsePoolEntryError, ParseVipError, PoolEntry, Vip, VipError};
 #[cfg(feature = "std")]
 pub use advisor::AdvisorError;
-pub use engine::table;
 pub use engine::{CompileError, Decision, Engine, ProcessExplanation, ProcessPlan, Reason};
 pub use error::Error;
 pub use host::Host;
@@ -161,11 +162,11 @@ pub use pool::dhcp;
 pub use pool::{AddressSource, LeaseError, PoolError, PoolSnapshot, RestoreWarning, StaticPool};
 pub use program::{ProgramList, fold_program_name};
 pub use rewrite::{
-    Call, Connect, Explanation, Outcome, Raw, RawConnect, RawError, RawOutcome, Refusal, Rewriter,
-    Rule, Stack, TableError,
+    Call, Explanation, Outcome, Raw, RawConnect, RawError, RawOutcome, Rewriter, Rule, TableError,
 };
 pub use session::{ParseSessionError, Session, SessionError, SessionId, SessionKind};
 pub use sockaddr::{
     FamilyHeader, SOCKADDR_IN_LEN, SOCKADDR_IN6_LEN, SOCKADDR_STORAGE_LEN, SockaddrError,
     SockaddrLayout, read_sockaddr, write_sockaddr,
 };
+pub use verdict::{Connect, Refusal, Stack};

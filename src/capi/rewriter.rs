@@ -7,8 +7,9 @@ use super::engine::{ipvirt_engine, ipvirt_plan};
 use super::ptr::{bytes_mut, check_disjoint, guard, region, session_of, vip_of};
 use super::status::ipvirt_status::{self, *};
 use super::status::{refusal_status, sockaddr_status};
-use crate::rewrite::{RawError, RawOutcome, Rewriter, Stack};
+use crate::rewrite::{RawError, RawOutcome, Rewriter};
 use crate::sockaddr::SockaddrLayout;
+use crate::verdict::Stack;
 
 /// Socket-address layouts (see [`SockaddrLayout`]).
 #[repr(u32)]

@@ -3,8 +3,8 @@
 use std::ffi::c_char;
 
 use super::ptr::{check_disjoint, check_len, guard, region, write_message};
-use crate::rewrite::Refusal;
 use crate::sockaddr::SockaddrError;
+use crate::verdict::Refusal;
 
 /// Status codes. The numeric values are frozen.
 #[repr(u32)]

@@ -7,8 +7,8 @@ use super::engine::{ipvirt_engine, ipvirt_plan};
 use super::ptr::{check_disjoint, guard, region, session_of, vip_of};
 use super::rewriter::ipvirt_rewriter;
 use super::status::ipvirt_status::{self, *};
-use crate::engine::table::{PolicyTable, ProgramEntry, SessionEntry};
 use crate::rewrite::Rewriter;
+use crate::table::{PolicyTable, ProgramEntry, SessionEntry};
 
 /// The policy table (see [`PolicyTable`]): `struct ipvirt_policy_table` in the header.
 pub type ipvirt_policy_table = PolicyTable;

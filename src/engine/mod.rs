@@ -28,9 +28,7 @@ use crate::policy::{Ipv6Loopback, LeaseFailure, Policy, VipMode, VipSource};
 use crate::program::{ProgramList, fold_program_name};
 use crate::session::{Session, SessionId};
 
-pub mod table;
-
-use table::{
+use crate::table::{
     MAX_SERVERS, POLICY_IPV6_MAP, POLICY_ISOLATE, PROGRAM_LOOPBACK, PROGRAM_PREFER_LOOPBACK,
     PROGRAM_VIRTUAL_IP, PolicyTable, ProgramEntry, SESSION_NO_CONNECTIVITY, SESSION_NO_LOOPBACK,
     SESSION_VIRTUALIZED, SessionEntry,

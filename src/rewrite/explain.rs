@@ -3,7 +3,7 @@
 use core::fmt;
 use core::net::{IpAddr, SocketAddr};
 
-use super::{Connect, Refusal};
+use crate::verdict::{Connect, Refusal};
 
 /// Which intercepted call [`Rewriter::explain`](crate::Rewriter::explain) explains.
 ///

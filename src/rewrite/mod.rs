@@ -56,62 +56,24 @@
 //! `127.0.0.1` with every other session.
 
 use alloc::sync::Arc;
-use core::net::{Ipv4Addr, SocketAddr};
+use core::net::Ipv4Addr;
 
 use crate::addr::Vip;
-use crate::engine::table::{
+use crate::engine::{Engine, ProcessPlan};
+use crate::session::{Session, SessionId};
+use crate::table::{
     MAX_SERVERS, POLICY_IPV6_MAP, POLICY_ISOLATE, PROGRAM_LOOPBACK, PROGRAM_PREFER_LOOPBACK,
     PROGRAM_VIRTUAL_IP, PolicyTable, ProgramEntry, SESSION_NO_CONNECTIVITY, SESSION_NO_LOOPBACK,
     SessionEntry,
 };
-use crate::engine::{Engine, ProcessPlan};
-use crate::session::{Session, SessionId};
 
 mod explain;
 mod net;
 pub(crate) mod raw;
-mod refusal;
 pub(crate) mod rules;
 
 pub use explain::{Call, Explanation, Outcome, Rule};
 pub use raw::{Raw, RawConnect, RawError, RawOutcome};
-pub use refusal::Refusal;
-
-/// What a `connect`, `WSAConnect`, `sendto` or `WSASendTo` should do instead.
-///
-/// ```
-/// use ipvirt::Connect;
-///
-/// let c = Connect { dest: "127.0.0.8:9000".parse()?, source: Some("127.0.0.8:0".parse()?) };
-/// assert_eq!(c.dest.port(), 9000);
-/// # Ok::<(), std::net::AddrParseError>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Connect {
-    /// The destination to connect or send to.
-    pub dest: SocketAddr,
-    /// When the socket is not bound yet: bind it to this address first (always port 0, so the
-    /// kernel picks the port). `None`: leave the source to the kernel. A socket that is already
-    /// bound ignores it.
-    pub source: Option<SocketAddr>,
-}
-
-/// Whether an `AF_INET6` socket also carries IPv4 (`IPV6_V6ONLY` off). Only the hooking layer knows;
-/// it decides what `::` means for a bind.
-///
-/// ```
-/// use ipvirt::Stack;
-///
-/// assert_ne!(Stack::Single, Stack::Dual);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Stack {
-    /// An `AF_INET` socket, or an `AF_INET6` socket with `IPV6_V6ONLY` on (the Windows default).
-    #[default]
-    Single,
-    /// An `AF_INET6` socket with `IPV6_V6ONLY` off (the Linux default): `::` accepts IPv4 too.
-    Dual,
-}
 
 /// The session's VIP state as the rewriter sees it (VIP bits when it has one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

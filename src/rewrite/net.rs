@@ -6,7 +6,8 @@
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use super::rules::{Ip, ReportedCore};
-use super::{Call, Connect, Explanation, Outcome, Refusal, Rewriter, Rule, Stack};
+use super::{Call, Explanation, Outcome, Rewriter, Rule};
+use crate::verdict::{Connect, Refusal, Stack};
 
 /// `addr` with its IP replaced by `ip`, keeping the family (IPv4-mapped for IPv6), port, flow info
 /// and scope id.

@@ -9,11 +9,12 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 
+use super::Rewriter;
 use super::rules::{Ip, ReportedCore};
-use super::{Refusal, Rewriter, Stack};
 use crate::sockaddr::{
     Kind, SOCKADDR_IN_LEN, SOCKADDR_IN6_LEN, SockaddrError, SockaddrLayout, array, kind, put,
 };
+use crate::verdict::{Refusal, Stack};
 
 /// The calls of a [`Rewriter`] on raw `sockaddr` bytes of one [`SockaddrLayout`].
 ///

@@ -10,8 +10,9 @@
 
 use core::net::{IpAddr, Ipv4Addr};
 
-use super::{Refusal, Rewriter, Rule, Stack, VipState};
+use super::{Rewriter, Rule, VipState};
 use crate::session::SessionId;
+use crate::verdict::{Refusal, Stack};
 
 /// An address as the rules see it: the IPv4 address (of an IPv4 or IPv4-mapped IPv6 address) as an
 /// integer, or which kind of IPv6 address it is.

@@ -1,4 +1,8 @@
-//! [`Refusal`]: the answer "this call must fail", with its one error-code table.
+//! What every layer returns for a call: [`Connect`] (where a connect or send goes, and from where),
+//! [`Stack`] (what an `AF_INET6` socket carries), and [`Refusal`] (the answer "this call must
+//! fail", with its one error-code table). A leaf: it imports only [`SessionId`].
+
+use core::net::SocketAddr;
 
 use crate::session::SessionId;
 
@@ -104,4 +108,40 @@ impl Refusal {
             Refusal::NoConnectivity | Refusal::NoLoopback => std::io::ErrorKind::AddrNotAvailable,
         }
     }
+}
+
+/// What a `connect`, `WSAConnect`, `sendto` or `WSASendTo` should do instead.
+///
+/// ```
+/// use ipvirt::Connect;
+///
+/// let c = Connect { dest: "127.0.0.8:9000".parse()?, source: Some("127.0.0.8:0".parse()?) };
+/// assert_eq!(c.dest.port(), 9000);
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Connect {
+    /// The destination to connect or send to.
+    pub dest: SocketAddr,
+    /// When the socket is not bound yet: bind it to this address first (always port 0, so the
+    /// kernel picks the port). `None`: leave the source to the kernel. A socket that is already
+    /// bound ignores it.
+    pub source: Option<SocketAddr>,
+}
+
+/// Whether an `AF_INET6` socket also carries IPv4 (`IPV6_V6ONLY` off). Only the hooking layer knows;
+/// it decides what `::` means for a bind.
+///
+/// ```
+/// use ipvirt::Stack;
+///
+/// assert_ne!(Stack::Single, Stack::Dual);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Stack {
+    /// An `AF_INET` socket, or an `AF_INET6` socket with `IPV6_V6ONLY` on (the Windows default).
+    #[default]
+    Single,
+    /// An `AF_INET6` socket with `IPV6_V6ONLY` off (the Linux default): `::` accepts IPv4 too.
+    Dual,
 }
