@@ -73,7 +73,7 @@
 //!
 //! - Sessions: [`SessionId`] (the loopback mapping both ways), [`Session`], [`SessionKind`].
 //! - The policy: [`Policy`] and its sections [`VirtualLoopback`], [`VirtualIp`],
-//!   [`PreferLoopback`]; [`Policy::from_toml`], [`Policy::from_reg`] ([`RegImport`],
+//!   [`PreferLoopback`], [`Sessions`] (the Linux service's `[sessions]`); [`Policy::from_toml`], [`Policy::from_reg`] ([`RegImport`],
 //!   [`Origin`]), serde; [`Policy::validate`] → [`Diagnostic`]s ([`Severity`],
 //!   [`DiagnosticCode`]).
 //! - Process matching: [`ProgramList`], [`fold_program_name`].
@@ -151,9 +151,9 @@ pub use engine::{CompileError, Decision, Engine, ProcessExplanation, ProcessPlan
 pub use error::Error;
 pub use host::Host;
 pub use policy::{
-    DhcpSettings, Diagnostic, DiagnosticCode, Ipv6Loopback, LeaseFailure, Origin, Platform, Policy,
-    PolicyError, PreferLoopback, RegError, RegImport, Severity, VipMode, VipOrigins, VipSource,
-    VirtualIp, VirtualLoopback,
+    ConsoleTty, DhcpSettings, Diagnostic, DiagnosticCode, Identity, Ipv6Loopback, LeaseFailure,
+    Origin, Platform, Policy, PolicyError, PreferLoopback, RegError, RegImport, SessionLayer,
+    Sessions, Severity, VipMode, VipOrigins, VipSource, VirtualIp, VirtualLoopback,
 };
 #[cfg(feature = "std")]
 pub use pool::SharedPool;

@@ -33,6 +33,12 @@
 //! [prefer_loopback]                     # HKLM\SOFTWARE\Wow6432Node\Citrix\VIP
 //! enabled = true                        # PreferLoopback
 //! processes = ["crm.exe"]               # PreferLoopbackProcesses
+//!
+//! [sessions]                            # the ipvirt service on Linux (SPEC §11)
+//! identity = "session"                  # "session" | "user"
+//! layer = "kernel"                      # "kernel" | "preload"
+//! console_services = ["login"]          # PAM services whose logins are console
+//! console_ttys = ["tty*"]               # ttys whose logins are console
 //! ```
 //!
 //! Reading checks syntax and types only: unknown keys, wrong types and malformed addresses are
@@ -50,11 +56,13 @@ use serde::{Deserialize, Serialize};
 use crate::addr::PoolEntry;
 
 mod registry;
+mod sessions;
 #[cfg(feature = "std")]
 mod toml_file;
 mod validate;
 
 pub use registry::{Origin, RegError, RegImport, VipOrigins};
+pub use sessions::{ConsoleTty, Identity, SessionLayer, Sessions};
 pub use validate::{Diagnostic, DiagnosticCode, Severity};
 
 /// Every setting of both features and of preferred loopback.
@@ -93,6 +101,9 @@ pub struct Policy {
     pub virtual_ip: VirtualIp,
     /// Citrix preferred loopback.
     pub prefer_loopback: PreferLoopback,
+    /// How the `ipvirt` service makes every login of a Linux server a session (SPEC §11; an
+    /// ipvirt extension: no registry value holds it).
+    pub sessions: Sessions,
 }
 
 /// Citrix virtual loopback: the three Citrix policy settings plus this crate's extensions.
@@ -505,6 +516,14 @@ pub enum PolicyError {
     )]
     UnknownPlatform {
         /// The name that was given.
+        value: String,
+    },
+    /// A `sessions.console_ttys` entry with a `*` anywhere but at its end, or empty.
+    #[error(
+        "sessions.console_ttys entry {value:?}: an entry is a tty name, or a prefix followed by one `*` at its end"
+    )]
+    ConsoleTty {
+        /// The entry.
         value: String,
     },
     /// The policy could not be written as TOML (only possible if a field cannot be represented).
