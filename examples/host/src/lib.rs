@@ -4,6 +4,8 @@
 //! decides and never touches a file, a socket or a clock):
 //!
 //! - [`StateFile`]: JSON state replaced atomically, locked apart from the data (SPEC §10).
+//! - [`control`]: the `ipvirt` service's control protocol (requests, answers, bounded framing,
+//!   the client call), shared by the service, its PAM module and the `ipvirt` command.
 //! - [`policy_file`]: reading a policy file as every product must (bounded, regular files only,
 //!   TOML or a `regedit` export).
 //! - [`lease_book`]: the one book of every VIP lease on a host, shared by every launcher and the
@@ -17,6 +19,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod control;
 #[cfg(all(target_os = "linux", feature = "dhcp"))]
 pub mod dhcp_driver;
 #[cfg(any(target_os = "linux", windows))]

@@ -30,7 +30,10 @@
 #![cfg(target_os = "linux")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod foreign;
 pub mod sys;
+
+pub use foreign::{cgroup_alive, cgroup_id_of};
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -440,8 +443,19 @@ impl Layer {
         let maps = open_maps(&progs[0].0)?;
         let layer = Layer { root, maps, notes };
         layer.reclaim()?;
-        layer.install(tables)?;
+        layer.install(tables, false)?;
         Ok(layer)
+    }
+
+    /// Makes the maps hold `tables` even while sessions run under others: the `ipvirt` service
+    /// re-reading its policy (its running sessions follow the new rules at their next call; their
+    /// entries, with their addresses, stay). The caller holds [`lock`].
+    ///
+    /// # Errors
+    ///
+    /// The maps cannot be read or written.
+    pub fn replace_tables(&self, tables: &Tables) -> Result<(), String> {
+        self.install(tables, true)
     }
 
     /// Opens the layer if it is attached at `<cgroup2>/<root_name>`; `None` when it is not.
@@ -500,7 +514,7 @@ impl Layer {
         Ok(out)
     }
 
-    fn install(&self, t: &Tables) -> Result<(), String> {
+    fn install(&self, t: &Tables, replace_live: bool) -> Result<(), String> {
         let zero = 0u32.to_ne_bytes();
         let mut current = vec![0u8; size_of::<PolicyTable>()];
         let have = self
@@ -524,7 +538,8 @@ impl Layer {
             return Ok(());
         }
         let live = self.sessions()?;
-        if !live.is_empty() && current_config[4..8] == CONFIG_VERSION.to_ne_bytes() {
+        if !replace_live && !live.is_empty() && current_config[4..8] == CONFIG_VERSION.to_ne_bytes()
+        {
             let ids: Vec<String> = live.iter().map(|(_, e, _)| e.session.to_string()).collect();
             return Err(format!(
                 "the kernel layer at {} runs sessions {} under another policy; end them, or give \
@@ -668,7 +683,10 @@ impl Layer {
             .collect();
         for k in self.maps.sessions.keys(8).map_err(|e| e.to_string())? {
             let id = u64::from_ne_bytes(k.as_slice().try_into().unwrap_or([0; 8]));
-            if !live.contains(&id) && self.maps.sessions.delete(&k).unwrap_or(false) {
+            // An entry of a cgroup outside the root (a registered logind scope) stays while the
+            // kernel says its cgroup exists, or cannot tell.
+            let gone = !live.contains(&id) && cgroup_alive(id) == Some(false);
+            if gone && self.maps.sessions.delete(&k).unwrap_or(false) {
                 self.bump_generation()?;
             }
         }
@@ -733,6 +751,25 @@ impl Layer {
             return Err(format!(
                 "not detaching: processes still run in {}; end them first",
                 busy.join(", ")
+            ));
+        }
+        // Sessions registered in cgroups outside the root (the service's logind scopes): their
+        // programs are the same, and their processes would lose their addresses.
+        let root_ids: Vec<u64> = self
+            .session_dirs()?
+            .iter()
+            .filter_map(|(d, _)| cgroup_id(d).ok())
+            .collect();
+        let foreign: Vec<String> = self
+            .entries()?
+            .into_iter()
+            .filter(|(id, _)| !root_ids.contains(id) && cgroup_alive(*id) != Some(false))
+            .map(|(id, e)| format!("session {} (cgroup {id})", e.session))
+            .collect();
+        if !foreign.is_empty() {
+            return Err(format!(
+                "not detaching: the ipvirt service has registered {} in cgroups of their own; stop the service first",
+                foreign.join(", ")
             ));
         }
         let root_fd = open_dir(&self.root)?;
