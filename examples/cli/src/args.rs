@@ -32,8 +32,13 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run a command as a session, under the LD_PRELOAD or the kernel layer.
     Run(RunArgs),
-    /// List the live sessions and leases.
+    /// List the live sessions and leases (the service's, when it runs).
     Status(StatusArgs),
+    /// Run the service that makes every login a session (in the foreground; systemd runs it as
+    /// ipvirt.service).
+    Daemon(DaemonArgs),
+    /// Make the running service re-read its policy (as SIGHUP does).
+    Reload(ReloadArgs),
     /// Explain a policy: which features apply to a session's processes, why, and what each kind
     /// of socket call becomes.
     Explain(ExplainArgs),
@@ -62,7 +67,9 @@ pub(crate) enum Layer {
     after_help = "The session's VIP is leased from the policy's pool, or from DHCP with \
 virtual_ip.source = \"dhcp\", and given up when the session's processes are gone. Leases are \
 kept in one lease book per host: /var/lib/ipvirt/leases.json for root, \
-$XDG_STATE_HOME/ipvirt/leases.json (~/.local/state/ipvirt/) for other users.",
+$XDG_STATE_HOME/ipvirt/leases.json (~/.local/state/ipvirt/) for other users. As root, when the \
+ipvirt service runs, it makes the session instead: its policy, layer and lease book apply, and \
+the command replaces this process in the session's cgroup.",
     override_usage = "ipvirt run --id ID --policy FILE [OPTIONS] -- COMMAND [ARGS]..."
 )]
 pub(crate) struct RunArgs {
@@ -95,6 +102,10 @@ pub(crate) struct RunArgs {
     /// The kernel layer's root cgroup, below the cgroup2 mount (one policy per root).
     #[arg(long, value_name = "NAME", default_value = "ipvirt", value_parser = cgroup_name)]
     pub(crate) kernel_root: String,
+    /// The service's control socket: as root, when a service listens there, it makes the
+    /// session (its policy, layer and lease book apply).
+    #[arg(long, value_name = "PATH", env = "IPVIRT_CONTROL", default_value = ipvirt_host::control::DEFAULT_SOCKET)]
+    pub(crate) socket: PathBuf,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub(crate) command: Vec<OsString>,
@@ -116,6 +127,64 @@ pub(crate) struct StatusArgs {
     /// The kernel layer's root cgroup.
     #[arg(long, value_name = "NAME", default_value = "ipvirt", value_parser = cgroup_name)]
     pub(crate) kernel_root: String,
+    /// The service's control socket.
+    #[arg(long, value_name = "PATH", env = "IPVIRT_CONTROL", default_value = ipvirt_host::control::DEFAULT_SOCKET)]
+    pub(crate) socket: PathBuf,
+}
+
+/// `ipvirt daemon`.
+#[derive(Debug, Args)]
+#[command(after_help = "The service owns the host's sessions: the policy, the kernel layer's \
+attachment, every lease (the static pool and one DHCP client for all sessions), the session \
+numbers, and the clean-up when a session's last process ends. The PAM module pam_ipvirt.so asks \
+it to make each login a session. SIGHUP re-reads the policy; SIGTERM or SIGINT stop the service \
+(sessions keep running and are found again at the next start).")]
+pub(crate) struct DaemonArgs {
+    /// The policy.
+    #[arg(long, value_name = "FILE", default_value = "/etc/ipvirt/policy.toml")]
+    pub(crate) policy: PathBuf,
+    /// Where the service keeps its state (made with mode 0700, root's).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/ipvirt")]
+    pub(crate) state_dir: PathBuf,
+    /// The control socket (its directory is made root's, mode 0755).
+    #[arg(long, value_name = "PATH", default_value = ipvirt_host::control::DEFAULT_SOCKET)]
+    pub(crate) socket: PathBuf,
+    /// The kernel layer's root cgroup, below the cgroup2 mount, and where sessions without a
+    /// session manager get their cgroups (NAME/session-N).
+    #[arg(long, value_name = "NAME", default_value = "ipvirt", value_parser = cgroup_name)]
+    pub(crate) kernel_root: String,
+    /// The LD_PRELOAD library, for sessions.layer = "preload" (default: as `ipvirt run`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) preload: Option<PathBuf>,
+    /// How long a login waits for its DHCP lease before it proceeds without a VIP.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds, allow_negative_numbers = true)]
+    pub(crate) dhcp_wait: Duration,
+    /// One of the server's own addresses, never leased (repeatable).
+    #[arg(long = "server-addr", value_name = "IP")]
+    pub(crate) servers: Vec<IpAddr>,
+    /// Log to syslog (/dev/log) as well as to stderr (default: when /dev/log exists and the
+    /// service does not run under systemd, whose journal keeps stderr).
+    #[arg(long, value_enum, default_value_t = LogTo::Auto)]
+    pub(crate) log: LogTo,
+}
+
+/// Where the service logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogTo {
+    /// stderr, and syslog unless systemd's journal reads stderr.
+    Auto,
+    /// stderr only.
+    Stderr,
+    /// stderr and syslog.
+    Syslog,
+}
+
+/// `ipvirt reload`.
+#[derive(Debug, Args)]
+pub(crate) struct ReloadArgs {
+    /// The service's control socket.
+    #[arg(long, value_name = "PATH", env = "IPVIRT_CONTROL", default_value = ipvirt_host::control::DEFAULT_SOCKET)]
+    pub(crate) socket: PathBuf,
 }
 
 /// `ipvirt explain`.

@@ -2,6 +2,8 @@
 //!
 //! - `run`: a command as a session, under the `LD_PRELOAD` layer (crate `ipvirt-preload`) or the
 //!   kernel layer (crate `ipvirt-kernel`), its VIP leased through the host's one lease book.
+//! - `daemon`, `reload`: the service that makes every login of a Linux server a session, and
+//!   the PAM module's counterpart (`service/`).
 //! - `status`, `kernel stats|detach`: what runs, and the kernel layer's upkeep.
 //! - `explain`, `validate`, `advise`: the library's decisions in words, a policy's diagnostics,
 //!   and a policy proposed from socket tables.
@@ -23,6 +25,8 @@ mod paths;
 mod run;
 #[cfg(target_os = "linux")]
 mod run_dhcp;
+#[cfg(target_os = "linux")]
+mod service;
 mod status;
 mod validate;
 
@@ -77,6 +81,11 @@ fn main() -> ExitCode {
         #[cfg(not(target_os = "linux"))]
         Command::Run(_) => Err("ipvirt run needs Linux (on Windows, use winsession)".into()),
         Command::Status(a) => status::status(a),
+        #[cfg(target_os = "linux")]
+        Command::Daemon(a) => service::daemon(a),
+        #[cfg(not(target_os = "linux"))]
+        Command::Daemon(_) => Err("the ipvirt service is Linux-only".into()),
+        Command::Reload(a) => status::reload(a),
         Command::Explain(a) => explain::explain(a),
         Command::Validate(a) => validate::validate(a),
         Command::Advise(a) => advise::advise(a),

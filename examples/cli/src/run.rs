@@ -44,8 +44,10 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
 
 use ipvirt::{Host, Policy, Session, SessionId, StaticPool, Vip, VipSource};
+use ipvirt_host::control::{self, ControlError, Request, Response};
 use ipvirt_host::holder::TOKEN_VAR;
 use ipvirt_host::lease_book::{Holder, LeaseBook};
 use ipvirt_host::policy_file;
@@ -92,6 +94,11 @@ struct Launch<'a> {
 }
 
 pub(crate) fn run(args: RunArgs) -> Outcome {
+    if paths::is_root() && !args.console {
+        if let Some(outcome) = through_service(&args) {
+            return outcome;
+        }
+    }
     let me = carry_token()?;
     let policy_path = std::fs::canonicalize(&args.policy)
         .map_err(|e| format!("{}: {e}", args.policy.display()))?;
@@ -246,6 +253,63 @@ pub(crate) fn run(args: RunArgs) -> Outcome {
             _ => ExitCode::FAILURE,
         },
     )
+}
+
+/// When the `ipvirt` service runs, root's sessions are its: it makes this process the session
+/// (its policy, its layer, its lease book), and the command replaces this process. `None` when
+/// no service listens (the launcher then works alone).
+fn through_service(args: &RunArgs) -> Option<Outcome> {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let user = crate::service::name_of(euid).unwrap_or_else(|| "root".into());
+    let request = Request::Open {
+        user,
+        service: Some("ipvirt-run".into()),
+        tty: None,
+        rhost: None,
+        id: Some(args.id.get()),
+    };
+    let answer = match control::call(&args.socket, &request, Duration::from_secs(30)) {
+        Err(ControlError::NotRunning { .. }) => return None,
+        Err(e) => return Some(Err(e.to_string().into())),
+        Ok(a) => a,
+    };
+    let env = match answer {
+        Response::Opened {
+            session,
+            environment,
+        } => {
+            say(&format!(
+                "session {} opened by the ipvirt service on {} (its policy and layer apply): loopback {}{}",
+                session.number,
+                args.socket.display(),
+                session.loopback,
+                session.vip.map_or(String::new(), |v| format!(", virtual IP {v}"))
+            ));
+            environment
+        }
+        Response::Console { reason } => {
+            say(&format!("the ipvirt service does not virtualize this command: {reason}"));
+            Vec::new()
+        }
+        other => {
+            return Some(Err(format!(
+                "the ipvirt service on {}: {}",
+                args.socket.display(),
+                crate::status::words(&other)
+            )
+            .into()));
+        }
+    };
+    let (program, rest) = args.command.split_first()?;
+    let mut cmd = Command::new(program);
+    cmd.args(rest).env_remove(TOKEN_VAR);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // This process is in the session's cgroup now; the command takes its place.
+    let err = std::os::unix::process::CommandExt::exec(&mut cmd);
+    Some(Err(format!("cannot run {program:?}: {err}").into()))
 }
 
 /// This launcher as a lease holder, carrying its token in its own environment.

@@ -7,17 +7,32 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::time::Duration;
+
 use ipvirt::dhcp::DhcpSnapshot;
 use ipvirt::{Host, Policy, StaticPool, VipSource};
 use ipvirt_host::StateFile;
+use ipvirt_host::control::{self, ControlError, Request, Response, SessionInfo};
 use ipvirt_host::lease_book::LeaseBook;
 use ipvirt_host::policy_file;
 
-use crate::args::StatusArgs;
+use crate::args::{ReloadArgs, StatusArgs};
 use crate::{Outcome, paths, say};
 
 pub(crate) fn status(args: StatusArgs) -> Outcome {
     let mut out = io::stdout().lock();
+    // The service's sessions, when it runs: it owns the host's leases and kernel sessions.
+    match control::call(&args.socket, &Request::List {}, Duration::from_secs(10)) {
+        Ok(Response::Sessions { sessions }) => {
+            for s in sessions {
+                write_session(&mut out, &s)?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Ok(other) => return Err(format!("the ipvirt service answered: {}", words(&other)).into()),
+        Err(ControlError::NotRunning { .. }) => {}
+        Err(e) => return Err(e.to_string().into()),
+    }
     #[cfg(target_os = "linux")]
     kernel_sessions(&mut out, &args.kernel_root)?;
     let policy = args
@@ -49,6 +64,52 @@ pub(crate) fn status(args: StatusArgs) -> Outcome {
     }
     dhcp_leases(&mut out, &dhcp_state(book.path()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One session of the service, on one line.
+fn write_session(out: &mut impl Write, s: &SessionInfo) -> std::io::Result<()> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    writeln!(
+        out,
+        "session {} user={} service={} tty={} loopback={} vip={} lease_expires_in={} processes={} logins={} cgroup={}",
+        s.number,
+        s.user,
+        s.service.as_deref().unwrap_or("-"),
+        s.tty.as_deref().unwrap_or("-"),
+        s.loopback,
+        s.vip.map_or_else(|| "-".to_owned(), |v| v.to_string()),
+        s.lease_expiry
+            .map_or_else(|| "-".to_owned(), |e| format!("{}s", e.saturating_sub(now))),
+        s.processes,
+        s.logins,
+        s.cgroups.join(",")
+    )
+}
+
+/// A response in words, for an error message.
+pub(crate) fn words(r: &Response) -> String {
+    match r {
+        Response::Refused { error } => format!("refused: {error}"),
+        Response::Failed { error } => format!("failed: {error}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// `ipvirt reload`: asks the running service to re-read its policy.
+pub(crate) fn reload(args: ReloadArgs) -> Outcome {
+    match control::call(&args.socket, &Request::Reload {}, Duration::from_secs(30)) {
+        Ok(Response::Reloaded { notes }) => {
+            let mut out = io::stdout().lock();
+            for n in notes {
+                writeln!(out, "{n}")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(other) => Err(format!("the ipvirt service answered: {}", words(&other)).into()),
+        Err(e) => Err(e.to_string().into()),
+    }
 }
 
 /// Whether `policy` leases VIPs from its static pool.

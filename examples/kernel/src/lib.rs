@@ -414,6 +414,16 @@ impl Layer {
     /// Attaches the layer at `<cgroup2>/<root_name>` (or finds it attached) and makes its maps
     /// hold `tables`. The caller holds [`lock`].
     pub fn attach(root_name: &str, tables: &Tables) -> Result<Layer, String> {
+        Layer::attach_with(root_name, tables, false)
+    }
+
+    /// As [`attach`](Self::attach), replacing the tables even while sessions run under others:
+    /// the `ipvirt` service, the one owner of the root's sessions, starting with its policy.
+    pub fn attach_replacing(root_name: &str, tables: &Tables) -> Result<Layer, String> {
+        Layer::attach_with(root_name, tables, true)
+    }
+
+    fn attach_with(root_name: &str, tables: &Tables, replace_live: bool) -> Result<Layer, String> {
         let root = cgroup2_mount()?.join(root_name);
         std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
         let root_fd = open_dir(&root)?;
@@ -443,7 +453,7 @@ impl Layer {
         let maps = open_maps(&progs[0].0)?;
         let layer = Layer { root, maps, notes };
         layer.reclaim()?;
-        layer.install(tables, false)?;
+        layer.install(tables, replace_live)?;
         Ok(layer)
     }
 
