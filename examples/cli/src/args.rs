@@ -134,11 +134,13 @@ pub(crate) struct StatusArgs {
 
 /// `ipvirt daemon`.
 #[derive(Debug, Args)]
-#[command(after_help = "The service owns the host's sessions: the policy, the kernel layer's \
+#[command(
+    after_help = "The service owns the host's sessions: the policy, the kernel layer's \
 attachment, every lease (the static pool and one DHCP client for all sessions), the session \
 numbers, and the clean-up when a session's last process ends. The PAM module pam_ipvirt.so asks \
 it to make each login a session. SIGHUP re-reads the policy; SIGTERM or SIGINT stop the service \
-(sessions keep running and are found again at the next start).")]
+(sessions keep running and are found again at the next start)."
+)]
 pub(crate) struct DaemonArgs {
     /// The policy.
     #[arg(long, value_name = "FILE", default_value = "/etc/ipvirt/policy.toml")]

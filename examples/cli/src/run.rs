@@ -94,10 +94,11 @@ struct Launch<'a> {
 }
 
 pub(crate) fn run(args: RunArgs) -> Outcome {
-    if paths::is_root() && !args.console {
-        if let Some(outcome) = through_service(&args) {
-            return outcome;
-        }
+    if paths::is_root()
+        && !args.console
+        && let Some(outcome) = through_service(&args)
+    {
+        return outcome;
     }
     let me = carry_token()?;
     let policy_path = std::fs::canonicalize(&args.policy)
@@ -284,12 +285,16 @@ fn through_service(args: &RunArgs) -> Option<Outcome> {
                 session.number,
                 args.socket.display(),
                 session.loopback,
-                session.vip.map_or(String::new(), |v| format!(", virtual IP {v}"))
+                session
+                    .vip
+                    .map_or(String::new(), |v| format!(", virtual IP {v}"))
             ));
             environment
         }
         Response::Console { reason } => {
-            say(&format!("the ipvirt service does not virtualize this command: {reason}"));
+            say(&format!(
+                "the ipvirt service does not virtualize this command: {reason}"
+            ));
             Vec::new()
         }
         other => {

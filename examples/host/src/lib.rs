@@ -19,6 +19,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(unix)]
 pub mod control;
 #[cfg(all(target_os = "linux", feature = "dhcp"))]
 pub mod dhcp_driver;

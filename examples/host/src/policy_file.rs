@@ -133,7 +133,16 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, PolicyFileError> {
         use std::os::unix::fs::OpenOptionsExt;
         options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
     }
-    let file = options.open(path).map_err(io)?;
+    let file = match options.open(path) {
+        Ok(f) => f,
+        // Windows refuses to open a directory as a file: say what it is.
+        Err(_) if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) => {
+            return Err(PolicyFileError::NotAFile {
+                path: path.to_path_buf(),
+            });
+        }
+        Err(e) => return Err(io(e)),
+    };
     let meta = file.metadata().map_err(io)?;
     if !meta.is_file() {
         return Err(PolicyFileError::NotAFile {

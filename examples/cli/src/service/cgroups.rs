@@ -164,9 +164,8 @@ impl Watcher {
         let c = CString::new(events.as_os_str().as_bytes())
             .map_err(|_| format!("{}: a NUL in the path", events.display()))?;
         // SAFETY: a valid inotify descriptor and a NUL-terminated path.
-        let wd = unsafe {
-            libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), libc::IN_MODIFY)
-        };
+        let wd =
+            unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), libc::IN_MODIFY) };
         if wd < 0 {
             return Err(format!(
                 "watching {}: {}",
@@ -204,13 +203,7 @@ impl Watcher {
         let mut buf = [0u8; 4096];
         let n = loop {
             // SAFETY: buf is valid for its length.
-            let n = unsafe {
-                libc::read(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                )
-            };
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if n >= 0 {
                 break n as usize;
             }
@@ -237,10 +230,10 @@ impl Watcher {
             } else {
                 watches.get(&wd).cloned()
             };
-            if let Some(dir) = dir {
-                if !out.contains(&dir) {
-                    out.push(dir);
-                }
+            if let Some(dir) = dir
+                && !out.contains(&dir)
+            {
+                out.push(dir);
             }
             at += head + len;
         }

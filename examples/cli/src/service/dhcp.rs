@@ -10,8 +10,8 @@
 
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -236,7 +236,10 @@ fn run(mut driver: DhcpDriver, book: &LeaseBook, rx: &Receiver<Command>, log: &L
                         still.push(p);
                     }
                     Err(e) => {
-                        log.error(&format!("session {}: {e}; the lease is not used", p.session));
+                        log.error(&format!(
+                            "session {}: {e}; the lease is not used",
+                            p.session
+                        ));
                         let _ = driver.release(p.session);
                         let _ = p.reply.send(None);
                     }

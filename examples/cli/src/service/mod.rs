@@ -56,7 +56,11 @@ fn private_dir(dir: &Path) -> Result<(), String> {
         return Err(format!(
             "{}: the service's state directory must be a directory of root's that no one else can read or write (mode 0700); it is {}owned by uid {} with mode {:o}",
             dir.display(),
-            if meta.is_dir() { "" } else { "not a directory, " },
+            if meta.is_dir() {
+                ""
+            } else {
+                "not a directory, "
+            },
             meta.uid(),
             meta.mode() & 0o7777
         ));
@@ -142,18 +146,20 @@ pub(crate) fn daemon(args: DaemonArgs) -> Outcome {
         let (service, log) = (Arc::clone(&service), Arc::clone(&log));
         std::thread::Builder::new()
             .name("ipvirt-watch".into())
-            .spawn(move || loop {
-                match watcher.next() {
-                    Ok(dirs) => {
-                        if let Ok(mut s) = service.lock() {
-                            for d in dirs {
-                                s.reap(&d);
+            .spawn(move || {
+                loop {
+                    match watcher.next() {
+                        Ok(dirs) => {
+                            if let Ok(mut s) = service.lock() {
+                                for d in dirs {
+                                    s.reap(&d);
+                                }
                             }
                         }
-                    }
-                    Err(e) => {
-                        log.error(&e);
-                        return;
+                        Err(e) => {
+                            log.error(&e);
+                            return;
+                        }
                     }
                 }
             })

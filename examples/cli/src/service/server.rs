@@ -47,7 +47,11 @@ pub(crate) fn listen(path: &Path) -> Result<UnixListener, String> {
         return Err(format!(
             "{}: the control socket's directory must be a directory owned by uid {me} that no one else can write (it is {}, owner {}, mode {:o})",
             dir.display(),
-            if meta.is_dir() { "a directory" } else { "not a directory" },
+            if meta.is_dir() {
+                "a directory"
+            } else {
+                "not a directory"
+            },
             meta.uid(),
             meta.mode() & 0o7777
         ));
@@ -148,7 +152,7 @@ fn handle(mut stream: UnixStream, service: &Mutex<Service>, log: &Log) {
     let _ = stream.set_write_timeout(Some(WRITE_DEADLINE));
     let answer = match answer(&mut stream, service) {
         Ok(r) => r,
-        Err(r) => r,
+        Err(r) => *r,
     };
     if let Response::Refused { error } = &answer {
         log.warn(&format!("control: refused: {error}"));
@@ -156,8 +160,8 @@ fn handle(mut stream: UnixStream, service: &Mutex<Service>, log: &Log) {
     let _ = control::write_response(&mut stream, &answer);
 }
 
-fn answer(stream: &mut UnixStream, service: &Mutex<Service>) -> Result<Response, Response> {
-    let refuse = |error: String| Response::Refused { error };
+fn answer(stream: &mut UnixStream, service: &Mutex<Service>) -> Result<Response, Box<Response>> {
+    let refuse = |error: String| Box::new(Response::Refused { error });
     let peer = peer_of(stream).map_err(|e| refuse(format!("no peer credentials: {e}")))?;
     let line = control::read_line(stream, MAX_REQUEST, Instant::now() + READ_DEADLINE).map_err(
         |e| match e {
@@ -168,11 +172,9 @@ fn answer(stream: &mut UnixStream, service: &Mutex<Service>) -> Result<Response,
     let request: Request = serde_json::from_slice(&line)
         .map_err(|e| refuse(format!("uid {}: not a request: {e}", peer.uid)))?;
     let first = {
-        let mut s = service
-            .lock()
-            .map_err(|_| Response::Failed {
-                error: "the service's state is poisoned".into(),
-            })?;
+        let mut s = service.lock().map_err(|_| Response::Failed {
+            error: "the service's state is poisoned".into(),
+        })?;
         s.handle(peer, request)
     };
     match first {
@@ -183,8 +185,10 @@ fn answer(stream: &mut UnixStream, service: &Mutex<Service>) -> Result<Response,
                 .dhcp
                 .as_ref()
                 .and_then(|(d, id, holders, deadline)| d.lease(*id, holders.clone(), *deadline));
-            let mut s = service.lock().map_err(|_| Response::Failed {
-                error: "the service's state is poisoned".into(),
+            let mut s = service.lock().map_err(|_| {
+                Box::new(Response::Failed {
+                    error: "the service's state is poisoned".into(),
+                })
             })?;
             Ok(s.finish_open(*opening, lease))
         }

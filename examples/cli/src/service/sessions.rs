@@ -122,7 +122,8 @@ pub(crate) fn name_of(uid: u32) -> Option<String> {
     let mut buf = vec![0u8; 16 << 10];
     let mut out: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: every pointer is valid for the call; buf outlives it.
-    let r = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut out) };
+    let r =
+        unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut out) };
     if r != 0 || out.is_null() || pwd.pw_name.is_null() {
         return None;
     }
@@ -212,10 +213,8 @@ impl Service {
             match &self.kernel {
                 Some(layer) => layer.replace_tables(&tables)?,
                 None => {
-                    let mut layer = ipvirt_kernel::Layer::attach_replacing(
-                        &self.config.kernel_root,
-                        &tables,
-                    )?;
+                    let mut layer =
+                        ipvirt_kernel::Layer::attach_replacing(&self.config.kernel_root, &tables)?;
                     layer.take_notes().iter().for_each(|n| self.log.warn(n));
                     self.kernel = Some(layer);
                 }
@@ -243,7 +242,9 @@ impl Service {
             .state
             .read()
             .map_err(|e| format!("{e} (move it away to start without the sessions it lists)"))?;
-        if let Ok((leases, _)) = self.book.status(self.uses_pool().then(|| self.pool()).transpose()?)
+        if let Ok((leases, _)) = self
+            .book
+            .status(self.uses_pool().then(|| self.pool()).transpose()?)
         {
             self.foreign = leases.iter().map(|l| l.session.get()).collect();
         }
@@ -287,9 +288,15 @@ impl Service {
                     self.log.error(&format!("session {}: {e}", s.number));
                 }
             }
-            if let Some(d) = self.dhcp.clone().filter(|_| s.vip_source == Some(Source::Dhcp)) {
-                let holders: Vec<Holder> =
-                    alive.iter().map(|c| Holder::Cgroup(c.path.clone())).collect();
+            if let Some(d) = self
+                .dhcp
+                .clone()
+                .filter(|_| s.vip_source == Some(Source::Dhcp))
+            {
+                let holders: Vec<Holder> = alive
+                    .iter()
+                    .map(|c| Holder::Cgroup(c.path.clone()))
+                    .collect();
                 match d.lease(
                     SessionId::new(s.number),
                     holders,
@@ -310,10 +317,8 @@ impl Service {
             if let Some(live) = self.sessions.get_mut(&s.number) {
                 live.cgroups = alive;
             }
-            self.log.info(&format!(
-                "session {} of {} found again",
-                s.number, s.user
-            ));
+            self.log
+                .info(&format!("session {} of {} found again", s.number, s.user));
         }
         self.save()
     }
@@ -542,14 +547,14 @@ impl Service {
         let number = o.number;
         let undo_lease = |s: &Self| {
             if let Some((_, source)) = vip {
-                s.drop_lease(number, source, &[o.target.clone()]);
+                s.drop_lease(number, source, std::slice::from_ref(&o.target));
             }
         };
-        if o.owned {
-            if let Err(e) = self.cgroups.make_own(number) {
-                undo_lease(self);
-                return Response::Failed { error: e };
-            }
+        if o.owned
+            && let Err(e) = self.cgroups.make_own(number)
+        {
+            undo_lease(self);
+            return Response::Failed { error: e };
         }
         let id = match ipvirt_kernel::cgroup_id_of(&o.target) {
             Ok(id) => id,
@@ -584,12 +589,12 @@ impl Service {
                 error: format!("session {number}: {e}"),
             };
         }
-        if o.owned {
-            if let Err(e) = Cgroups::move_into(&o.target, o.peer.pid) {
-                self.unregister(&cgroup);
-                undo_lease(self);
-                return Response::Failed { error: e };
-            }
+        if o.owned
+            && let Err(e) = Cgroups::move_into(&o.target, o.peer.pid)
+        {
+            self.unregister(&cgroup);
+            undo_lease(self);
+            return Response::Failed { error: e };
         }
         if let Err(e) = self.watcher.watch(&o.target) {
             self.log.warn(&e);
@@ -650,15 +655,14 @@ impl Service {
                 live.cgroups.push(c);
             }
         }
-        if owned {
-            if let Err(e) = Cgroups::move_into(&dir, peer.pid) {
-                return Response::Failed { error: e };
-            }
+        if owned && let Err(e) = Cgroups::move_into(&dir, peer.pid) {
+            return Response::Failed { error: e };
         }
         if let Some(live) = self.sessions.get_mut(&number) {
             live.logins += 1;
         }
-        self.log.info(&format!("session {number}: another login of {}", s.user));
+        self.log
+            .info(&format!("session {number}: another login of {}", s.user));
         if let Err(e) = self.save() {
             self.log.error(&format!("saving the sessions: {e}"));
         }
@@ -682,7 +686,12 @@ impl Service {
                 self.config.policy_path.display().to_string(),
             ));
             if !self.config.servers.is_empty() {
-                let list: Vec<String> = self.config.servers.iter().map(ToString::to_string).collect();
+                let list: Vec<String> = self
+                    .config
+                    .servers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
                 env.push(("IPVIRT_SERVER_ADDRS".into(), list.join(",")));
             }
         }
@@ -710,7 +719,11 @@ impl Service {
             lease_expiry,
             processes: s.cgroups.iter().map(|c| Cgroups::processes(&c.path)).sum(),
             logins: s.logins as usize,
-            cgroups: s.cgroups.iter().map(|c| self.cgroups.relative(&c.path)).collect(),
+            cgroups: s
+                .cgroups
+                .iter()
+                .map(|c| self.cgroups.relative(&c.path))
+                .collect(),
             started: s.started,
         })
     }
@@ -729,7 +742,8 @@ impl Service {
         };
         s.logins = s.logins.saturating_sub(1);
         let user = s.user.clone();
-        self.log.info(&format!("session {number}: a login of {user} closed"));
+        self.log
+            .info(&format!("session {number}: a login of {user} closed"));
         // Processes the login left behind (daemons, nohup) stay in the session and keep its
         // addresses; it ends with the last of them.
         let ended = self.reap_session(number);
@@ -758,7 +772,8 @@ impl Service {
         let loaded = match policy_file::load(&self.config.policy_path) {
             Ok(l) => l,
             Err(e) => {
-                self.log.error(&format!("reload: {e}; the policy in force stays"));
+                self.log
+                    .error(&format!("reload: {e}; the policy in force stays"));
                 return Response::Failed {
                     error: format!("{e}; the policy in force stays"),
                 };
@@ -780,7 +795,8 @@ impl Service {
         if let Err(e) = self.apply_policy() {
             self.policy = old;
             self.engine = old_engine;
-            self.log.error(&format!("reload: {e}; the policy in force stays"));
+            self.log
+                .error(&format!("reload: {e}; the policy in force stays"));
             return Response::Failed {
                 error: format!("{e}; the policy in force stays"),
             };
@@ -790,7 +806,8 @@ impl Service {
         for s in &sessions {
             for c in &s.cgroups {
                 if let Err(e) = self.register(s, c) {
-                    self.log.error(&format!("reload: session {}: {e}", s.number));
+                    self.log
+                        .error(&format!("reload: session {}: {e}", s.number));
                 }
             }
         }
@@ -824,10 +841,8 @@ impl Service {
         for n in numbers {
             changed |= self.reap_session(n);
         }
-        if changed {
-            if let Err(e) = self.save() {
-                self.log.error(&format!("saving the sessions: {e}"));
-            }
+        if changed && let Err(e) = self.save() {
+            self.log.error(&format!("saving the sessions: {e}"));
         }
     }
 
@@ -880,7 +895,8 @@ impl Service {
     fn drop_lease(&self, number: u32, source: Source, cgroups: &[PathBuf]) {
         match source {
             Source::Static => {
-                let holders: Vec<Holder> = cgroups.iter().map(|p| Holder::Cgroup(p.clone())).collect();
+                let holders: Vec<Holder> =
+                    cgroups.iter().map(|p| Holder::Cgroup(p.clone())).collect();
                 match self
                     .pool()
                     .and_then(|p| {
