@@ -51,9 +51,11 @@ fn interface(policy: &Policy) -> Result<String, String> {
     }
 }
 
-/// The clock: the wall clock, or (for tests of renewal) one that runs `IPVIRT_TEST_DHCP_CLOCK_SCALE`
-/// times faster from now on.
-fn clock() -> Result<Option<dhcp::Clock>, String> {
+/// The clock: the wall clock, or (for tests of renewal) one that runs
+/// `IPVIRT_TEST_DHCP_CLOCK_SCALE` times faster than the wall clock from an origin:
+/// `IPVIRT_TEST_DHCP_CLOCK_ORIGIN` (seconds since the UNIX epoch; several processes given the same
+/// one share one fast timeline, as a restarted service must), or now.
+pub(crate) fn clock() -> Result<Option<dhcp::Clock>, String> {
     let Some(v) = std::env::var_os("IPVIRT_TEST_DHCP_CLOCK_SCALE") else {
         return Ok(None);
     };
@@ -64,11 +66,22 @@ fn clock() -> Result<Option<dhcp::Clock>, String> {
         .ok_or_else(|| {
             format!("IPVIRT_TEST_DHCP_CLOCK_SCALE = {v:?} is not a whole number >= 1")
         })?;
-    let start = Instant::now();
-    let epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Ok(Some(Arc::new(move || epoch + start.elapsed() * scale)))
+    let wall = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+    };
+    let origin = match std::env::var_os("IPVIRT_TEST_DHCP_CLOCK_ORIGIN") {
+        Some(o) => {
+            Duration::from_secs(o.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+                format!("IPVIRT_TEST_DHCP_CLOCK_ORIGIN = {o:?} is not a number of seconds")
+            })?)
+        }
+        None => wall(),
+    };
+    Ok(Some(Arc::new(move || {
+        origin + wall().saturating_sub(origin) * scale
+    })))
 }
 
 impl Client {

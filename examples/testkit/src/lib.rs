@@ -174,3 +174,17 @@ macro_rules! require_root {
         }
     };
 }
+
+/// Waits until `cond` holds, failing the test with `what` after `deadline` from now.
+pub fn wait_until(what: &str, deadline: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + deadline;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+pub mod logins;

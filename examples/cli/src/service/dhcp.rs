@@ -76,13 +76,16 @@ impl Dhcp {
             .client_id_prefix
             .clone()
             .unwrap_or_else(dhcp_driver::default_client_id_prefix);
-        let driver = DhcpDriver::open(
+        let mut driver = DhcpDriver::open(
             &interface,
             DhcpConfig::new(prefix.into_bytes(), [0; 6]),
             Some(StateFile::new(state)),
             policy.virtual_ip.dhcp.configure_addresses,
         )
         .map_err(|e| e.to_string())?;
+        if let Some(c) = crate::run_dhcp::clock()? {
+            driver.set_clock(c);
+        }
         let (tx, rx) = channel();
         let book = LeaseBook::new(book);
         let thread = std::thread::Builder::new()

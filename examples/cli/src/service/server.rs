@@ -5,6 +5,7 @@
 //! reads, one worker thread per connection up to a limit, so a slow, hostile or huge client never
 //! stalls the service or harms it.
 
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
@@ -24,7 +25,10 @@ const READ_DEADLINE: Duration = Duration::from_secs(2);
 /// How long the service waits for a client to take its answer.
 const WRITE_DEADLINE: Duration = Duration::from_secs(2);
 /// Connections handled at once; more are answered "busy" at once and closed.
-const MAX_WORKERS: usize = 64;
+const MAX_WORKERS: usize = 256;
+/// Connections of one user other than root handled at once: a user who floods the socket with
+/// silent connections holds a few workers for a few seconds, never root's logins.
+const MAX_PER_USER: usize = 8;
 
 /// Makes the socket's directory (root's, 0755: users may connect, only root may create), removes
 /// a stale socket, binds, and opens the socket to every user (what each may do is the service's
@@ -111,6 +115,7 @@ fn peer_of(stream: &UnixStream) -> io::Result<Peer> {
 /// Accepts connections until the listener fails; each is handled on a worker thread.
 pub(crate) fn serve(listener: UnixListener, service: Arc<Mutex<Service>>, log: Arc<Log>) {
     let busy = Arc::new(AtomicUsize::new(0));
+    let per_user: Arc<Mutex<HashMap<u32, usize>>> = Arc::new(Mutex::new(HashMap::new()));
     for stream in listener.incoming() {
         let mut stream = match stream {
             Ok(s) => s,
@@ -122,27 +127,52 @@ pub(crate) fn serve(listener: UnixListener, service: Arc<Mutex<Service>>, log: A
                 continue;
             }
         };
-        if busy.fetch_add(1, Ordering::SeqCst) >= MAX_WORKERS {
-            busy.fetch_sub(1, Ordering::SeqCst);
+        let uid = peer_of(&stream).map_or(u32::MAX, |p| p.uid);
+        let over_user = uid != 0
+            && per_user.lock().is_ok_and(|mut m| {
+                let n = m.entry(uid).or_insert(0);
+                *n += 1;
+                *n > MAX_PER_USER
+            });
+        let over_all = busy.fetch_add(1, Ordering::SeqCst) >= MAX_WORKERS;
+        let release = {
+            let (busy, per_user) = (Arc::clone(&busy), Arc::clone(&per_user));
+            move || {
+                busy.fetch_sub(1, Ordering::SeqCst);
+                if uid != 0
+                    && let Ok(mut m) = per_user.lock()
+                    && let Some(n) = m.get_mut(&uid)
+                {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        m.remove(&uid);
+                    }
+                }
+            }
+        };
+        if over_user || over_all {
+            release();
             let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
             let _ = control::write_response(
                 &mut stream,
                 &Response::Refused {
-                    error: format!("busy: {MAX_WORKERS} requests are being handled; try again"),
+                    error: if over_user {
+                        format!("busy: uid {uid} has {MAX_PER_USER} requests in progress")
+                    } else {
+                        format!("busy: {MAX_WORKERS} requests are being handled; try again")
+                    },
                 },
             );
             continue;
         }
-        let (worker_service, worker_log, worker_busy) =
-            (Arc::clone(&service), Arc::clone(&log), Arc::clone(&busy));
+        let (worker_service, worker_log) = (Arc::clone(&service), Arc::clone(&log));
         let spawned = std::thread::Builder::new()
             .name("ipvirt-control".into())
             .spawn(move || {
                 handle(stream, &worker_service, &worker_log);
-                worker_busy.fetch_sub(1, Ordering::SeqCst);
+                release();
             });
         if let Err(e) = spawned {
-            busy.fetch_sub(1, Ordering::SeqCst);
             log.error(&format!("a control connection: no thread for it: {e}"));
         }
     }
