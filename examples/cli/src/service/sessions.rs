@@ -13,16 +13,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ipvirt::{
     Engine, Host, Identity, Policy, Session, SessionId, SessionLayer, StaticPool, Vip, VipSource,
 };
-use ipvirt_host::StateFile;
 use ipvirt_host::control::{Request, Response, SessionInfo};
-use ipvirt_host::holder;
 use ipvirt_host::lease_book::{Holder, LeaseBook};
 use ipvirt_host::policy_file;
 
 use super::cgroups::{Cgroups, Watcher};
 use super::dhcp::Dhcp;
 use super::log::Log;
-use super::state::{self, Saved, SavedCgroup, SavedSession, VipSource as Source};
+use super::state::{SavedCgroup, SavedSession, Store, VipSource as Source};
 use crate::paths;
 
 /// Who is asking (the peer's credentials, from the kernel).
@@ -78,7 +76,7 @@ pub(crate) struct Service {
     host: Host,
     pub(crate) cgroups: Cgroups,
     pub(crate) watcher: Watcher,
-    state: StateFile,
+    store: Store,
     book: LeaseBook,
     sessions: BTreeMap<u32, SavedSession>,
     users: BTreeMap<u32, u32>,
@@ -152,7 +150,7 @@ impl Service {
         let cgroups = Cgroups::new(&config.kernel_root)?;
         std::fs::create_dir_all(&cgroups.root)
             .map_err(|e| format!("{}: {e}", cgroups.root.display()))?;
-        let state = StateFile::new(config.state_dir.join("sessions.json"));
+        let store = Store::new(&config.state_dir)?;
         let book = LeaseBook::new(config.state_dir.join("leases.json"));
         let mut service = Service {
             log,
@@ -160,7 +158,7 @@ impl Service {
             host,
             cgroups,
             watcher: Watcher::new()?,
-            state,
+            store,
             book,
             sessions: BTreeMap::new(),
             users: BTreeMap::new(),
@@ -238,36 +236,15 @@ impl Service {
     /// Finds the sessions of a previous run: those with a process left are watched again (and
     /// their entries and leases kept), the others end now.
     fn restore(&mut self) -> Result<(), String> {
-        let saved: Option<Saved> = self
-            .state
-            .read()
-            .map_err(|e| format!("{e} (move it away to start without the sessions it lists)"))?;
+        let (saved, users) = self.store.load()?;
+        self.users = users;
         if let Ok((leases, _)) = self
             .book
             .status(self.uses_pool().then(|| self.pool()).transpose()?)
         {
             self.foreign = leases.iter().map(|l| l.session.get()).collect();
         }
-        let Some(saved) = saved else {
-            return Ok(());
-        };
-        if saved.version != state::VERSION {
-            return Err(format!(
-                "{}: format version {}; this ipvirt reads version {}",
-                self.state.path().display(),
-                saved.version,
-                state::VERSION
-            ));
-        }
-        if saved.boot_id == holder::boot_id() {
-            self.users = saved.users;
-        } else {
-            // Another boot: no session of it runs. (The user numbers stay: they are identities.)
-            self.users = saved.users;
-            self.save()?;
-            return Ok(());
-        }
-        for s in saved.sessions {
+        for s in saved {
             self.foreign.remove(&s.number);
             self.sessions.insert(s.number, s.clone());
             let alive: Vec<SavedCgroup> = s
@@ -317,10 +294,11 @@ impl Service {
             if let Some(live) = self.sessions.get_mut(&s.number) {
                 live.cgroups = alive;
             }
+            self.persist(s.number);
             self.log
                 .info(&format!("session {} of {} found again", s.number, s.user));
         }
-        self.save()
+        Ok(())
     }
 
     /// Writes the sessions' entry for `cgroup` (and attaches the layer there when logind made it).
@@ -344,15 +322,13 @@ impl Service {
         Ok(())
     }
 
-    fn save(&self) -> Result<(), String> {
-        let lock = self.state.lock().map_err(|e| e.to_string())?;
-        let saved = Saved {
-            version: state::VERSION,
-            boot_id: holder::boot_id(),
-            sessions: self.sessions.values().cloned().collect(),
-            users: self.users.clone(),
-        };
-        lock.write(&saved).map_err(|e| e.to_string())
+    /// Writes the session's file (it changed), logging a failure: the session itself is fine.
+    fn persist(&self, number: u32) {
+        if let Some(s) = self.sessions.get(&number)
+            && let Err(e) = self.store.put(s)
+        {
+            self.log.error(&format!("saving session {number}: {e}"));
+        }
     }
 
     /// Handles a request other than the second half of an open.
@@ -617,8 +593,11 @@ impl Service {
                 .map_or(String::new(), |v| format!(", virtual IP {v}"))
         ));
         self.sessions.insert(number, session);
-        if let Err(e) = self.save() {
-            self.log.error(&format!("saving the sessions: {e}"));
+        self.persist(number);
+        if self.policy.sessions.identity == Identity::User
+            && let Err(e) = self.store.put_users(&self.users)
+        {
+            self.log.error(&format!("saving the users' numbers: {e}"));
         }
         self.opened(number)
     }
@@ -663,9 +642,7 @@ impl Service {
         }
         self.log
             .info(&format!("session {number}: another login of {}", s.user));
-        if let Err(e) = self.save() {
-            self.log.error(&format!("saving the sessions: {e}"));
-        }
+        self.persist(number);
         self.opened(number)
     }
 
@@ -747,8 +724,8 @@ impl Service {
         // Processes the login left behind (daemons, nohup) stay in the session and keep its
         // addresses; it ends with the last of them.
         let ended = self.reap_session(number);
-        if let Err(e) = self.save() {
-            self.log.error(&format!("saving the sessions: {e}"));
+        if !ended {
+            self.persist(number);
         }
         Response::Closed {
             session: number,
@@ -837,12 +814,10 @@ impl Service {
             .filter(|s| s.cgroups.iter().any(|c| c.path == dir))
             .map(|s| s.number)
             .collect();
-        let mut changed = false;
         for n in numbers {
-            changed |= self.reap_session(n);
-        }
-        if changed && let Err(e) = self.save() {
-            self.log.error(&format!("saving the sessions: {e}"));
+            if !self.reap_session(n) {
+                self.persist(n);
+            }
         }
     }
 
@@ -923,6 +898,7 @@ impl Service {
         let Some(s) = self.sessions.remove(&number) else {
             return;
         };
+        self.store.remove(number);
         for c in &s.cgroups {
             self.unregister(c);
         }
@@ -940,9 +916,6 @@ impl Service {
     /// Stops the service: the sessions keep running (their entries, cgroups and leases stay,
     /// found again at the next start).
     pub(crate) fn stop(&mut self) {
-        if let Err(e) = self.save() {
-            self.log.error(&format!("saving the sessions: {e}"));
-        }
         self.log.info(&format!(
             "stopping with {} live session(s); they keep running and are found again at the next start",
             self.sessions.len()
