@@ -24,7 +24,23 @@ use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// The `[sessions]` section (see the [module docs](self)).
+/// The `[sessions]` section: how the `ipvirt` service makes every login of a Linux server a
+/// session (SPEC §11). The core only holds and checks these settings; the service and its PAM
+/// module act on them.
+///
+/// ```toml
+/// [sessions]
+/// identity = "session"          # "session": the lowest free number per login (default);
+///                               # "user": one number per user, kept across logins
+/// layer = "kernel"              # "kernel" (cgroup-BPF, every process; default) | "preload"
+/// console_services = ["login", "gdm-password"]   # PAM services whose logins are console
+/// console_ttys = ["tty*", "console"]             # ttys whose logins are console ("*" ends a prefix)
+/// ```
+///
+/// Console sessions are never virtualized (SPEC §4, §11). The defaults count the local logins of
+/// a Linux host as console: the PAM services of `login(1)` and of the common display managers,
+/// and the virtual terminals and the system console as ttys. An SSH login (`PAM_TTY` is `ssh`), an
+/// xrdp, ThinLinc or X2Go login, or `su -l` on a pseudo-terminal is remote.
 ///
 /// ```
 /// use ipvirt::{Identity, Policy, SessionLayer};
