@@ -80,7 +80,8 @@ mod linux {
 
     impl Daemon {
         pub(crate) fn start(program: &str) -> Daemon {
-            let dir = std::env::temp_dir().join(format!("ipvirt-bench-logins-{}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("ipvirt-bench-logins-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
             let policy = dir.join("policy.toml");
@@ -323,8 +324,6 @@ mod linux {
 
 #[cfg(target_os = "linux")]
 fn benches(c: &mut Criterion) {
-    use std::time::Duration;
-
     use linux::*;
 
     if let Some(why) = unavailable() {
@@ -337,6 +336,21 @@ fn benches(c: &mut Criterion) {
     let module = ipvirt_testkit::cdylib("pam_ipvirt");
     let _pam = private_pam(&module, &daemon.socket);
     let home = home_cgroup();
+
+    let only = std::env::var("IPVIRT_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "login" {
+        login_bench(c, &home);
+    }
+    if only.is_empty() || only == "scale" {
+        scale_bench(&daemon, &home);
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn login_bench(c: &mut Criterion, home: &std::path::Path) {
+    use std::time::Duration;
+
+    use linux::*;
 
     // Interleaved rounds: the medians of each stack's per-login time.
     const ROUNDS: usize = 15;
@@ -353,7 +367,7 @@ fn benches(c: &mut Criterion) {
             login("bench-with");
         }
         with.push(t.elapsed().as_secs_f64() / PER as f64);
-        join(&home);
+        join(home);
     }
     let (a, b) = (median(&mut without), median(&mut with));
     println!(
@@ -368,16 +382,29 @@ fn benches(c: &mut Criterion) {
     );
     let mut g = c.benchmark_group("login");
     g.sample_size(20).measurement_time(Duration::from_secs(5));
-    g.bench_function("without_pam_ipvirt", |bn| bn.iter(|| login("bench-without")));
+    g.bench_function("without_pam_ipvirt", |bn| {
+        bn.iter(|| login("bench-without"))
+    });
     g.bench_function("with_pam_ipvirt", |bn| bn.iter(|| login("bench-with")));
     g.finish();
-    join(&home);
+    join(home);
+}
+
+#[cfg(target_os = "linux")]
+fn scale_bench(daemon: &linux::Daemon, home: &std::path::Path) {
+    use std::time::Duration;
+
+    use linux::*;
 
     // Scale: a listed program's bind in a session with 1, then 10 000 sessions registered.
     let wait_sessions = |n: usize| {
         let end = std::time::Instant::now() + Duration::from_secs(120);
         while daemon.sessions() != Some(n) {
-            assert!(std::time::Instant::now() < end, "the sessions did not settle at {n}");
+            assert!(
+                std::time::Instant::now() < end,
+                "the sessions did not settle at {n}: {:?}",
+                daemon.sessions()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     };
@@ -395,7 +422,7 @@ fn benches(c: &mut Criterion) {
     let measure = || {
         join(&first);
         let mut v: Vec<f64> = (0..15).map(|_| binds(2_000)).collect();
-        join(&home);
+        join(home);
         median(&mut v)
     };
     let t1 = measure();

@@ -356,15 +356,23 @@ impl Service {
         }
     }
 
-    fn lowest_free(&self) -> Option<u32> {
+    /// The lowest number no session, user or launcher has. A launcher's kernel session
+    /// (`<root>/session-N` the service did not make) is found when its number comes up, and
+    /// remembered.
+    fn lowest_free(&mut self) -> Option<u32> {
         let users: BTreeSet<u32> = self.users.values().copied().collect();
-        (1..SessionId::MAX.get()).find(|n| {
-            !self.sessions.contains_key(n)
-                && !self.reserved.contains(n)
-                && !self.foreign.contains(n)
-                && !users.contains(n)
-                && !self.cgroups.own_exists(*n)
-        })
+        loop {
+            let n = (1..SessionId::MAX.get()).find(|n| {
+                !self.sessions.contains_key(n)
+                    && !self.reserved.contains(n)
+                    && !self.foreign.contains(n)
+                    && !users.contains(n)
+            })?;
+            if !self.cgroups.own_exists(n) {
+                return Some(n);
+            }
+            self.foreign.insert(n);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

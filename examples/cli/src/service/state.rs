@@ -35,6 +35,13 @@ struct UsersFile {
 }
 
 /// The service's state files.
+///
+/// A session's file is replaced atomically (a temporary file renamed over it) but not flushed to
+/// disk: it only has to survive the service (a crash, a kill, a restart), never the machine — a
+/// session of a previous boot holds nothing, and the files of another boot are discarded. Not
+/// flushing keeps a login's cost to microseconds instead of the disk's milliseconds. The
+/// directory is the service's own (mode 0700, root's), so nobody else can place a file or a link
+/// in it.
 #[derive(Debug)]
 pub(crate) struct Store {
     sessions: PathBuf,
@@ -61,10 +68,6 @@ impl Store {
             sessions,
             users: StateFile::new(dir.join("users.json")),
         })
-    }
-
-    fn file(&self, number: u32) -> StateFile {
-        StateFile::new(self.sessions.join(format!("{number}.json")))
     }
 
     /// The sessions saved under this boot (those of another boot are removed), and the users'
@@ -108,20 +111,26 @@ impl Store {
 
     /// Writes a session's file.
     pub(crate) fn put(&self, s: &SavedSession) -> Result<(), String> {
-        let f = self.file(s.number);
-        let lock = f.lock().map_err(|e| e.to_string())?;
-        lock.write(&SessionFile {
+        let path = self.sessions.join(format!("{}.json", s.number));
+        let tmp = self.sessions.join(format!("{}.json.tmp", s.number));
+        let mut json = serde_json::to_vec(&SessionFile {
             version: VERSION,
             boot_id: holder::boot_id(),
             session: s.clone(),
         })
-        .map_err(|e| e.to_string())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+        json.push(b'\n');
+        std::fs::write(&tmp, &json)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                format!("{}: {e}", path.display())
+            })
     }
 
     /// Removes a session's file.
     pub(crate) fn remove(&self, number: u32) {
-        let f = self.file(number);
-        let _ = std::fs::remove_file(f.path());
+        let _ = std::fs::remove_file(self.sessions.join(format!("{number}.json")));
     }
 
     /// Writes the users' numbers.
