@@ -124,9 +124,9 @@ proptest! {
         for op in &ops {
             match *op {
                 Op::Start(s) => d.start(now, SessionId::new(s)),
-                Op::Release(s) => { d.release(SessionId::new(s)); }
+                Op::Release(s) => { d.release(now, SessionId::new(s)); }
                 Op::Decline(s) => { d.decline(now, SessionId::new(s)); }
-                Op::Lease(s) => { let _ = d.lease(SessionId::new(s)); }
+                Op::Lease(s) => { let _ = d.lease(now, SessionId::new(s)); }
                 Op::Clock(delta) => {
                     now = if delta < 0 {
                         now.saturating_sub(Duration::from_secs(delta.unsigned_abs()))

@@ -130,6 +130,10 @@ impl Drop for Reader {
 ///
 /// Needs `CAP_NET_RAW` (for `SO_BINDTODEVICE`), `CAP_NET_BIND_SERVICE` (port 68) and, to configure
 /// addresses, `CAP_NET_ADMIN` and the `ip` program.
+///
+/// The driver keeps time itself (its [`Clock`]), so it is not an [`AddressSource`] (whose calls
+/// take the caller's `now`): its own [`lease`](Self::lease) and [`release`](Self::release) read
+/// the clock and pass it to the machine.
 #[derive(Debug)]
 pub struct DhcpDriver {
     interface: String,
@@ -242,8 +246,8 @@ impl DhcpDriver {
         std::mem::take(&mut self.notes)
     }
 
-    /// The session's VIP, as [`AddressSource::lease`]: its address while it holds a lease, else
-    /// [`LeaseError::Pending`] or [`LeaseError::Lost`] after starting it. A session whose
+    /// The session's VIP, as [`AddressSource::lease`] at the driver's clock: its address while it
+    /// holds a lease, else [`LeaseError::Pending`] or [`LeaseError::Lost`] after starting it. A session whose
     /// unexpired lease is in the lease file takes it back (and renews it at T1).
     ///
     /// # Errors
@@ -256,7 +260,7 @@ impl DhcpDriver {
             self.managed.insert(session);
         }
         self.machine.handle_timeout(now);
-        let result = self.machine.lease(session);
+        let result = self.machine.lease(now, session);
         self.flush();
         self.apply_events();
         result
@@ -306,7 +310,7 @@ impl DhcpDriver {
     pub fn release(&mut self, session: SessionId) -> Option<Vip> {
         let now = self.now();
         self.machine.handle_timeout(now);
-        let got = self.machine.release(session);
+        let got = self.machine.release(now, session);
         self.flush();
         self.apply_events();
         got
@@ -571,22 +575,4 @@ fn hardware_addr(interface: &str) -> Result<[u8; 6], DriverError> {
             .map_err(|_| bad(format!("{path} holds {:?}, not a MAC address", text.trim())))?;
     }
     Ok(mac)
-}
-
-impl AddressSource for DhcpDriver {
-    fn lease(&mut self, session: SessionId) -> Result<Vip, LeaseError> {
-        DhcpDriver::lease(self, session)
-    }
-
-    fn release(&mut self, session: SessionId) -> Option<Vip> {
-        DhcpDriver::release(self, session)
-    }
-
-    fn address_of(&self, session: SessionId) -> Option<Vip> {
-        self.machine.address_of(session)
-    }
-
-    fn session_of(&self, addr: Ipv4Addr) -> Option<SessionId> {
-        self.machine.session_of(addr)
-    }
 }
