@@ -1,5 +1,6 @@
 //! The DHCP lease machine against a scripted server: every transition of the table in
-//! `ipvirt::dhcp`, lost packets, NAKs, a server that goes away and comes back, clock jumps.
+//! `ipvirt::dhcp`, lost packets, NAKs, a server that goes away and comes back, clock jumps, and a
+//! hostile server that offers addresses the host cannot use.
 #![cfg(feature = "dhcp")]
 
 use std::net::Ipv4Addr;
@@ -9,7 +10,7 @@ use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 use ipvirt::dhcp::{
     DatagramError, Destination, DhcpConfig, DhcpEvent, DhcpSnapshot, DhcpSource, DhcpState,
-    MessageKind, Transmit,
+    MessageKind, Transmit, Unusable,
 };
 use ipvirt::{AddressSource, LeaseError, SessionId};
 
@@ -879,4 +880,226 @@ fn lease_and_release_act_at_the_time_they_are_given() {
     assert_eq!(d.release(secs(20), S8).map(|v| v.addr()), Some(addr));
     assert_eq!(d.now(), secs(20));
     assert_eq!(decode(&one(&mut d)).secs(), 0);
+}
+
+/// A machine that knows its network (issue 23, item 6): the adapter is 10.0.0.0/24, the host's
+/// own addresses are 10.0.0.2/24 (on the adapter) and 192.168.7.5/24 (another interface).
+fn guarded() -> DhcpSource {
+    let mut c = DhcpConfig::new(b"test-".to_vec(), MAC);
+    c.adapter = Some("10.0.0.0/24".parse().unwrap());
+    c.host_addresses = vec![
+        "10.0.0.2/24".parse().unwrap(),
+        "192.168.7.5/24".parse().unwrap(),
+    ];
+    DhcpSource::new(c)
+}
+
+/// What a hostile (or misconfigured) server hands out, and why none of it is a VIP.
+fn unusable_kinds() -> Vec<(Ipv4Addr, Unusable)> {
+    let net = |s: &str| s.parse::<ipnet::Ipv4Net>().unwrap();
+    vec![
+        (
+            Ipv4Addr::new(10, 0, 0, 0),
+            Unusable::Network {
+                network: net("10.0.0.0/24"),
+            },
+        ),
+        (
+            Ipv4Addr::new(10, 0, 0, 255),
+            Unusable::Broadcast {
+                network: net("10.0.0.0/24"),
+            },
+        ),
+        (SERVER, Unusable::ServerAddress),
+        (
+            Ipv4Addr::new(10, 0, 0, 2),
+            Unusable::HostAddress {
+                interface: net("10.0.0.2/24"),
+            },
+        ),
+        (
+            Ipv4Addr::new(192, 168, 7, 5),
+            Unusable::HostAddress {
+                interface: net("192.168.7.5/24"),
+            },
+        ),
+        (
+            Ipv4Addr::new(192, 168, 7, 255),
+            Unusable::Broadcast {
+                network: net("192.168.7.0/24"),
+            },
+        ),
+        (
+            Ipv4Addr::new(10, 0, 1, 7),
+            Unusable::OutsideAdapter {
+                adapter: net("10.0.0.0/24"),
+            },
+        ),
+    ]
+}
+
+#[test]
+fn unusable_offers_are_refused_with_the_reason_and_never_leased() {
+    for (addr, why) in unusable_kinds() {
+        let mut d = guarded();
+        let now = secs(100);
+        assert_eq!(d.lease(now, S7), Err(LeaseError::Pending { session: S7 }));
+        let disc = decode(&one(&mut d));
+        let err = d
+            .handle_datagram(now, &reply(&disc, MessageType::Offer, addr, SERVER, 600))
+            .unwrap_err();
+        assert!(
+            matches!(err, DatagramError::Unusable { .. }),
+            "{addr}: {err}"
+        );
+        // Not taken up: no REQUEST, still selecting, the reason said.
+        assert!(d.poll_transmit().is_none(), "{addr}: a REQUEST was sent");
+        assert_eq!(d.state(S7), Some(DhcpState::Selecting), "{addr}");
+        assert_eq!(
+            events(&mut d),
+            [DhcpEvent::Refused {
+                session: S7,
+                kind: MessageKind::Offer,
+                addr,
+                server: SERVER,
+                reason: why
+            }],
+            "{addr}"
+        );
+        assert_eq!(d.stats().refused, 1);
+        assert_eq!(d.lease(now, S7), Err(LeaseError::Pending { session: S7 }));
+        // A usable offer after it is taken up.
+        let good = Ipv4Addr::new(10, 0, 0, 100);
+        d.handle_datagram(now, &reply(&disc, MessageType::Offer, good, SERVER, 600))
+            .unwrap();
+        let req = decode(&one(&mut d));
+        d.handle_datagram(now, &reply(&req, MessageType::Ack, good, SERVER, 600))
+            .unwrap();
+        assert_eq!(d.lease(now, S7).unwrap().addr(), good);
+    }
+}
+
+#[test]
+fn unusable_acks_are_declined_with_the_reason() {
+    let good = Ipv4Addr::new(10, 0, 0, 100);
+    for (addr, why) in unusable_kinds() {
+        // While requesting: the server offered a usable address and acknowledged another.
+        let mut d = guarded();
+        d.start(secs(0), S7);
+        let disc = decode(&one(&mut d));
+        d.handle_datagram(
+            secs(0),
+            &reply(&disc, MessageType::Offer, good, SERVER, 600),
+        )
+        .unwrap();
+        let req = decode(&one(&mut d));
+        d.handle_datagram(secs(1), &reply(&req, MessageType::Ack, addr, SERVER, 600))
+            .unwrap();
+        let t = one(&mut d);
+        assert_eq!(
+            (t.kind, t.destination),
+            (MessageKind::Decline, Destination::Broadcast),
+            "{addr}"
+        );
+        let decline = decode(&t);
+        assert_eq!(
+            opt_addr(&decline, OptionCode::RequestedIpAddress),
+            Some(addr)
+        );
+        assert_eq!(
+            opt_addr(&decline, OptionCode::ServerIdentifier),
+            Some(SERVER)
+        );
+        assert_eq!(decline.ciaddr(), Ipv4Addr::UNSPECIFIED);
+        assert_eq!(
+            events(&mut d),
+            [
+                DhcpEvent::Refused {
+                    session: S7,
+                    kind: MessageKind::Ack,
+                    addr,
+                    server: SERVER,
+                    reason: why
+                },
+                DhcpEvent::Declined {
+                    session: S7,
+                    addr,
+                    was_held: false
+                }
+            ],
+            "{addr}"
+        );
+        assert_eq!(d.state(S7), Some(DhcpState::Init));
+        assert_eq!(
+            d.lease(secs(1), S7),
+            Err(LeaseError::Pending { session: S7 })
+        );
+        assert_eq!(d.session_of(addr), None);
+
+        // While renewing: the server moves the lease onto an unusable address. The old one is
+        // lost, the new one declined.
+        let mut d = guarded();
+        bind(&mut d, secs(0), S7, good, 120);
+        d.handle_timeout(secs(60));
+        let renew = decode(&one(&mut d));
+        d.handle_datagram(
+            secs(61),
+            &reply(&renew, MessageType::Ack, addr, SERVER, 120),
+        )
+        .unwrap();
+        assert_eq!(one(&mut d).kind, MessageKind::Decline, "{addr}");
+        assert_eq!(
+            events(&mut d),
+            [
+                DhcpEvent::Refused {
+                    session: S7,
+                    kind: MessageKind::Ack,
+                    addr,
+                    server: SERVER,
+                    reason: why
+                },
+                DhcpEvent::Lost {
+                    session: S7,
+                    addr: good
+                },
+                DhcpEvent::Declined {
+                    session: S7,
+                    addr,
+                    was_held: false
+                }
+            ],
+            "{addr}"
+        );
+        assert_eq!(d.address_of(S7), None);
+        assert_eq!(d.stats().refused, 1);
+    }
+}
+
+#[test]
+fn an_unusable_lease_in_a_snapshot_is_not_taken_back() {
+    let mut d = guarded();
+    let snap = DhcpSnapshot {
+        version: DhcpSnapshot::VERSION,
+        leases: vec![(
+            S7,
+            ipvirt::dhcp::DhcpLease {
+                addr: Ipv4Addr::new(10, 0, 0, 2),
+                server: SERVER,
+                acquired: secs(0),
+                t1: secs(50),
+                t2: secs(80),
+                expiry: secs(100),
+            },
+        )],
+        remembered: vec![],
+    };
+    d.restore(secs(10), &snap).unwrap();
+    assert_eq!(d.state(S7), None);
+    assert!(matches!(
+        events(&mut d)[..],
+        [DhcpEvent::Refused {
+            reason: Unusable::HostAddress { .. },
+            ..
+        }]
+    ));
 }

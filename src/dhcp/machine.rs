@@ -14,7 +14,7 @@ use core::time::Duration;
 use super::wire::{Outgoing, Reply};
 use super::{
     DatagramError, Destination, DhcpConfig, DhcpEvent, DhcpLease, DhcpState, DhcpStats,
-    MessageKind, Transmit,
+    MessageKind, Transmit, Unusable,
 };
 use crate::addr::Vip;
 use crate::pool::{AddressSource, LeaseError};
@@ -318,7 +318,9 @@ impl DhcpSource {
     ///
     /// [`DatagramError`] when the datagram was not used (malformed, not a reply, no session waits
     /// for it, another client's, unexpected in the session's state, unusable). The machine is
-    /// unchanged and the datagram is counted; a caller usually just logs it.
+    /// unchanged and the datagram is counted; a caller usually just logs it. (An offer of an
+    /// address this host cannot use is also reported as a [`DhcpEvent::Refused`], so a caller
+    /// that logs only events sees it.)
     pub fn handle_datagram(
         &mut self,
         now: Duration,
@@ -594,6 +596,25 @@ impl Core {
         });
     }
 
+    /// Says why `addr` was refused, and counts it.
+    pub(super) fn refuse(
+        &mut self,
+        id: SessionId,
+        kind: MessageKind,
+        addr: Ipv4Addr,
+        server: Ipv4Addr,
+        reason: Unusable,
+    ) {
+        self.stats.refused += 1;
+        self.events.push_back(DhcpEvent::Refused {
+            session: id,
+            kind,
+            addr,
+            server,
+            reason,
+        });
+    }
+
     /// The lease is gone (expiry or NAK while held): back to `Init`, asking for it again after an
     /// expiry (`ask_again`), not after a NAK.
     fn lose(&mut self, id: SessionId, c: &mut Client, ask_again: bool) {
@@ -699,7 +720,7 @@ impl Core {
         }
     }
 
-    /// An OFFER while selecting: taken up (REQUEST) if the address is free.
+    /// An OFFER while selecting: taken up (REQUEST) if the address is usable and free.
     fn on_offer(
         &mut self,
         id: SessionId,
@@ -717,6 +738,10 @@ impl Core {
         let server = reply
             .server
             .ok_or_else(|| unusable("no server identifier (option 54)".into()))?;
+        if let Err(reason) = self.config.usable(addr, server) {
+            self.refuse(id, MessageKind::Offer, addr, server, reason);
+            return Err(unusable(alloc::format!("{addr}: {reason}")));
+        }
         if self.holder_of(addr, Some(id)).is_some() {
             self.stats.conflicts += 1;
             return Err(unusable(alloc::format!(
@@ -730,7 +755,7 @@ impl Core {
         Ok(())
     }
 
-    /// An ACK of a REQUEST: `Bound` on a free address; else DECLINE.
+    /// An ACK of a REQUEST: `Bound` on a usable, free address; else DECLINE.
     fn on_ack(
         &mut self,
         id: SessionId,
@@ -760,7 +785,10 @@ impl Core {
             .or(previous.map(|l| l.server))
             .ok_or_else(|| unusable("no server identifier (option 54)".into()))?;
         let lease = lease_times(addr, server, e.requested_at, secs, reply);
-        if self.holder_of(addr, Some(id)).is_some() {
+        let refused = self.config.usable(addr, server).err();
+        if let Some(reason) = refused {
+            self.refuse(id, MessageKind::Ack, addr, server, reason);
+        } else if self.holder_of(addr, Some(id)).is_some() {
             self.stats.conflicts += 1;
         } else {
             self.set_phase(id, c, Phase::Bound(lease));
@@ -779,8 +807,8 @@ impl Core {
             self.on_timer(id, c);
             return Ok(());
         }
-        // Another session's: DECLINE (RFC 2131 §3.1.5). Moved onto another session's address,
-        // the old one is gone too.
+        // Unusable, or another session's: DECLINE (RFC 2131 §3.1.5). Moved onto such an
+        // address, the old one is gone too.
         if let Some(p) = previous {
             c.lost = Some(p.addr);
             self.events.push_back(DhcpEvent::Lost {

@@ -16,8 +16,9 @@
 //!
 //! - [`poll_transmit()`](DhcpSource::poll_transmit): datagrams to send to UDP port 67, each to
 //!   [`Destination::Broadcast`] (`255.255.255.255` out of the adapter) or to one server;
-//! - [`poll_event()`](DhcpSource::poll_event): what happened to which lease (bound, renewed, lost…),
-//!   for configuring the address on the adapter and persisting the leases.
+//! - [`poll_event()`](DhcpSource::poll_event): what happened to which lease (bound, renewed, lost,
+//!   an unusable address refused…), for configuring the address on the adapter, persisting the
+//!   leases and logging.
 //!
 //! # Time
 //!
@@ -43,6 +44,18 @@
 //! (`ipvirt-host1-7`), so the server keeps one lease per session, and a session that comes back
 //! is the same client and asks for its previous address (option 50 in its DISCOVER).
 //!
+//! # Offers are not taken on trust
+//!
+//! An address a server offers or acknowledges becomes a session's VIP only if it is usable on
+//! this host ([`DhcpConfig::usable`], the one definition): it can be a VIP at all ([`Vip::new`]),
+//! it is not the server's own address (the session's RELEASE would never reach the server), it
+//! is none of the host's own addresses nor the network or broadcast address of one of the host's
+//! subnets ([`DhcpConfig::host_addresses`], which the driver fills from the interfaces), and it is
+//! inside the adapter's network (`VIPAdapter`, [`DhcpConfig::adapter`]) and not its network or
+//! broadcast address. An unusable OFFER is not taken up; an unusable ACK is DECLINEd, as RFC 2131
+//! §3.1.5 wants for an acknowledged address that is in use. Either way the machine says why, in a
+//! [`DhcpEvent::Refused`] the caller logs ([`Unusable`] in words).
+//!
 //! # States
 //!
 //! A session is in one of the [`DhcpState`]s of RFC 2131 §4.4; the data each state needs (the
@@ -57,16 +70,18 @@
 //! |---|---|---|---|
 //! | (none) | [`lease(now, ..)`](crate::AddressSource::lease) / [`start(now, ..)`](DhcpSource::start) | DISCOVER, broadcast, with the previous address (option 50) if remembered | `Selecting` |
 //! | `Init` | timer | DISCOVER, broadcast, new transaction | `Selecting` |
-//! | `Selecting` | OFFER, address not held or requested by another session | REQUEST, broadcast, server id + requested address | `Requesting` |
+//! | `Selecting` | OFFER, address usable, not held or requested by another session | REQUEST, broadcast, server id + requested address | `Requesting` |
 //! | `Selecting` | OFFER of an address another session holds or requests | ignored (counted as a conflict) | `Selecting` |
+//! | `Selecting` | OFFER of an unusable address (see above) | ignored (counted as refused); event `Refused` | `Selecting` |
 //! | `Selecting` | timer | DISCOVER again, after `R` | `Selecting` |
-//! | `Requesting` | ACK from the chosen server, address free | event `Bound`; lease starts when the first REQUEST left | `Bound` |
+//! | `Requesting` | ACK from the chosen server, address free and usable | event `Bound`; lease starts when the first REQUEST left | `Bound` |
 //! | `Requesting`, `Rebooting` | ACK of an address another session holds | DECLINE, broadcast; event `Declined` | `Init` (wait [`DhcpConfig::decline_wait`]) |
+//! | `Requesting`, `Rebooting` | ACK of an unusable address | DECLINE, broadcast; events `Refused`, `Declined` | `Init` (wait) |
 //! | `Requesting` | NAK from the chosen server | event `Nak` | `Init` (at once) |
 //! | `Requesting` | timer, fewer than [`DhcpConfig::request_attempts`] sent | REQUEST again, after `R` | `Requesting` |
 //! | `Requesting`, `Rebooting` | timer, all attempts sent | — | `Init` (at once) |
 //! | (restored, expired) | [`restore`](DhcpSource::restore) | REQUEST, broadcast, requested address, no server id (INIT-REBOOT) | `Rebooting` |
-//! | `Rebooting` | ACK, address free | event `Bound` | `Bound` |
+//! | `Rebooting` | ACK, address free and usable | event `Bound` | `Bound` |
 //! | `Rebooting` | NAK | event `Nak` | `Init` (at once) |
 //! | `Rebooting` | timer, attempts left | REQUEST again | `Rebooting` |
 //! | `Bound` | T1 | REQUEST unicast to the server, `ciaddr` = the address | `Renewing` |
@@ -75,7 +90,7 @@
 //! | `Renewing` | T2 | REQUEST broadcast | `Rebinding` |
 //! | `Rebinding` | ACK (any server) | event `Renewed` | `Bound` |
 //! | `Rebinding` | timer before expiry | REQUEST again after half the time left (at least the minimum) | `Rebinding` |
-//! | `Renewing`, `Rebinding` | ACK of another address | the new address, if no other session holds it (event `Renewed`); else DECLINE and events `Lost`, `Declined` | `Bound` / `Init` |
+//! | `Renewing`, `Rebinding` | ACK of another address | the new address, if usable and no other session holds it (event `Renewed`); else DECLINE and events (`Refused`,) `Lost`, `Declined` | `Bound` / `Init` |
 //! | `Renewing`, `Rebinding` | NAK | event `Lost` | `Init` (at once, asking for the old address) |
 //! | `Bound`, `Renewing`, `Rebinding` | expiry | event `Lost` | `Init` (at once, asking for the old address) |
 //! | `Bound`, `Renewing`, `Rebinding` | [`decline`](DhcpSource::decline) (the caller found the address in use) | DECLINE, broadcast; event `Declined` | `Init` (wait) |
@@ -128,8 +143,10 @@ use core::fmt;
 use core::net::Ipv4Addr;
 use core::time::Duration;
 
+use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+use crate::addr::{Vip, VipError};
 use crate::session::SessionId;
 
 mod machine;
@@ -170,6 +187,13 @@ pub struct DhcpConfig {
     pub decline_wait: Duration,
     /// Seeds the transaction ids (any value; the driver mixes in the time and the process id).
     pub seed: u64,
+    /// The adapter's network (the policy's `virtual_ip.adapter`, `VIPAdapter`): an address outside
+    /// it, or its network or broadcast address, is refused. `None`: not checked.
+    pub adapter: Option<Ipv4Net>,
+    /// The host's own IPv4 addresses, each with its prefix (`10.0.0.2/24`): none of them, and no
+    /// network or broadcast address of their subnets, is ever a VIP. The Linux driver fills it
+    /// from every interface of the host.
+    pub host_addresses: Vec<Ipv4Net>,
 }
 
 impl DhcpConfig {
@@ -185,7 +209,74 @@ impl DhcpConfig {
             min_renew_retransmit: Duration::from_secs(60),
             decline_wait: Duration::from_secs(10),
             seed: 0x9e37_79b9_7f4a_7c15,
+            adapter: None,
+            host_addresses: Vec::new(),
         }
+    }
+
+    /// Whether `addr`, offered or acknowledged by the server `server`, can be a session's VIP on
+    /// this host: the one definition the machine checks every OFFER and ACK with (see the
+    /// [module](self), "Offers are not taken on trust").
+    ///
+    /// # Errors
+    ///
+    /// [`Unusable`], naming why: never a VIP at all, the server's own address, one of the host's
+    /// own addresses, the network or broadcast address of one of the host's subnets or of the
+    /// adapter's network, or outside the adapter's network.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ipvirt::dhcp::{DhcpConfig, Unusable};
+    ///
+    /// let mut c = DhcpConfig::new(b"ipvirt-host1-".to_vec(), [2, 0, 0, 0, 0, 1]);
+    /// c.adapter = Some("10.0.0.0/24".parse()?);
+    /// c.host_addresses = vec!["10.0.0.2/24".parse()?];
+    /// let server = "10.0.0.1".parse()?;
+    /// assert!(c.usable("10.0.0.100".parse()?, server).is_ok());
+    /// assert!(matches!(c.usable("10.0.0.2".parse()?, server), Err(Unusable::HostAddress { .. })));
+    /// assert!(matches!(c.usable("10.0.0.1".parse()?, server), Err(Unusable::ServerAddress)));
+    /// assert!(matches!(c.usable("10.0.0.255".parse()?, server), Err(Unusable::Broadcast { .. })));
+    /// assert!(matches!(c.usable("10.0.1.7".parse()?, server), Err(Unusable::OutsideAdapter { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn usable(&self, addr: Ipv4Addr, server: Ipv4Addr) -> Result<Vip, Unusable> {
+        let vip = Vip::new(addr).map_err(Unusable::NotAVip)?;
+        if addr == server {
+            return Err(Unusable::ServerAddress);
+        }
+        // Network and broadcast addresses of a subnet (a /31 or /32 has none, RFC 3021).
+        let edge = |net: &Ipv4Net| -> Option<Unusable> {
+            let net = net.trunc();
+            if net.prefix_len() >= 31 {
+                None
+            } else if addr == net.network() {
+                Some(Unusable::Network { network: net })
+            } else if addr == net.broadcast() {
+                Some(Unusable::Broadcast { network: net })
+            } else {
+                None
+            }
+        };
+        for net in &self.host_addresses {
+            if net.addr() == addr {
+                return Err(Unusable::HostAddress { interface: *net });
+            }
+            if let Some(u) = edge(net) {
+                return Err(u);
+            }
+        }
+        if let Some(adapter) = self.adapter {
+            if !adapter.contains(&addr) {
+                return Err(Unusable::OutsideAdapter {
+                    adapter: adapter.trunc(),
+                });
+            }
+            if let Some(u) = edge(&adapter) {
+                return Err(u);
+            }
+        }
+        Ok(vip)
     }
 
     /// The session's client identifier (option 61): type 0, the prefix, the session id in decimal.
@@ -355,6 +446,151 @@ pub enum DhcpEvent {
         /// The address.
         addr: Ipv4Addr,
     },
+    /// A server offered or acknowledged an address the session cannot use ([`DhcpConfig::usable`]):
+    /// an OFFER is not taken up, an ACK is DECLINEd (a [`Declined`](Self::Declined) event follows).
+    /// A caller logs it: the server is configured to hand out addresses it should not.
+    Refused {
+        /// The session.
+        session: SessionId,
+        /// OFFER or ACK.
+        kind: MessageKind,
+        /// The address.
+        addr: Ipv4Addr,
+        /// The server that offered it (option 54).
+        server: Ipv4Addr,
+        /// Why it cannot be used.
+        reason: Unusable,
+    },
+}
+
+impl fmt::Display for DhcpEvent {
+    /// The event in words, for a log.
+    ///
+    /// ```
+    /// use ipvirt::SessionId;
+    /// use ipvirt::dhcp::{DhcpEvent, MessageKind, Unusable};
+    ///
+    /// let e = DhcpEvent::Refused {
+    ///     session: SessionId::new(7),
+    ///     kind: MessageKind::Offer,
+    ///     addr: "10.0.0.2".parse()?,
+    ///     server: "10.0.0.1".parse()?,
+    ///     reason: Unusable::HostAddress { interface: "10.0.0.2/24".parse()? },
+    /// };
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "session 7: refused the OFFER of 10.0.0.2 from 10.0.0.1: it is one of this host's own addresses (10.0.0.2/24)"
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            DhcpEvent::Bound { session, lease } => write!(
+                f,
+                "session {session}: bound {} from {}",
+                lease.addr, lease.server
+            ),
+            DhcpEvent::Renewed {
+                session,
+                previous,
+                lease,
+            } if previous == lease.addr => write!(
+                f,
+                "session {session}: renewed {} from {}",
+                lease.addr, lease.server
+            ),
+            DhcpEvent::Renewed {
+                session,
+                previous,
+                lease,
+            } => write!(
+                f,
+                "session {session}: the server {} moved the lease from {previous} to {}",
+                lease.server, lease.addr
+            ),
+            DhcpEvent::Lost { session, addr } => {
+                write!(f, "session {session}: lost {addr} (expired or refused)")
+            }
+            DhcpEvent::Nak { session } => write!(f, "session {session}: the server refused (NAK)"),
+            DhcpEvent::Declined { session, addr, .. } => {
+                write!(f, "session {session}: declined {addr}")
+            }
+            DhcpEvent::Released { session, addr } => {
+                write!(f, "session {session}: released {addr}")
+            }
+            DhcpEvent::Refused {
+                session,
+                kind,
+                addr,
+                server,
+                reason,
+            } => write!(
+                f,
+                "session {session}: refused the {kind} of {addr} from {server}: {reason}"
+            ),
+        }
+    }
+}
+
+/// Why an address a DHCP server gave cannot be a session's VIP on this host
+/// ([`DhcpConfig::usable`]). Every payload is `Copy`.
+///
+/// ```
+/// use ipvirt::dhcp::Unusable;
+///
+/// let u = Unusable::Broadcast { network: "10.0.0.0/24".parse()? };
+/// assert_eq!(u.to_string(), "it is the broadcast address of 10.0.0.0/24");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unusable {
+    /// An address that can never be a VIP (unspecified, loopback, multicast, broadcast…).
+    NotAVip(VipError),
+    /// The DHCP server's own address: the session's RELEASE would never reach the server.
+    ServerAddress,
+    /// One of this host's own addresses.
+    HostAddress {
+        /// The host's address, with its prefix.
+        interface: Ipv4Net,
+    },
+    /// The network address of one of the host's subnets or of the adapter's network.
+    Network {
+        /// The subnet.
+        network: Ipv4Net,
+    },
+    /// The broadcast address of one of the host's subnets or of the adapter's network.
+    Broadcast {
+        /// The subnet.
+        network: Ipv4Net,
+    },
+    /// Outside the adapter's network (`VIPAdapter`).
+    OutsideAdapter {
+        /// The adapter's network.
+        adapter: Ipv4Net,
+    },
+}
+
+impl fmt::Display for Unusable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unusable::NotAVip(e) => write!(f, "{e}"),
+            Unusable::ServerAddress => f.write_str(
+                "it is the DHCP server's own address (the session's RELEASE would never reach the server)",
+            ),
+            Unusable::HostAddress { interface } => {
+                write!(f, "it is one of this host's own addresses ({interface})")
+            }
+            Unusable::Network { network } => write!(f, "it is the network address of {network}"),
+            Unusable::Broadcast { network } => {
+                write!(f, "it is the broadcast address of {network}")
+            }
+            Unusable::OutsideAdapter { adapter } => write!(
+                f,
+                "it is outside the adapter's network {adapter} (virtual_ip.adapter)"
+            ),
+        }
+    }
 }
 
 /// Why [`DhcpSource::handle_datagram`] did not use a datagram. Nothing changed; the datagram is
@@ -425,4 +661,6 @@ pub struct DhcpStats {
     pub ignored: u64,
     /// Offers and acks of an address another session holds or requests.
     pub conflicts: u64,
+    /// Offers and acks of an address this host cannot use ([`Unusable`]), refused or declined.
+    pub refused: u64,
 }

@@ -10,8 +10,8 @@ use core::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::DhcpLease;
 use super::machine::{Client, DhcpSource, Exchange, Phase};
+use super::{DhcpLease, MessageKind};
 use crate::addr::Vip;
 use crate::session::SessionId;
 
@@ -43,6 +43,9 @@ impl DhcpSource {
     /// again and renewed at its T1 (at once if T1 has passed), so a restarted caller renews rather
     /// than starting over; an expired one is asked for again with an INIT-REBOOT REQUEST. Sessions
     /// already known are left as they are, and so is a lease of an address another session holds.
+    /// A lease of an address this host cannot use ([`DhcpConfig::usable`](super::DhcpConfig::usable):
+    /// written before the check existed, or before the host's addresses changed) is not taken
+    /// back: a [`DhcpEvent::Refused`](super::DhcpEvent::Refused) says why.
     ///
     /// # Errors
     ///
@@ -90,6 +93,11 @@ impl DhcpSource {
         }
         for &(session, l) in &snapshot.leases {
             if self.clients.contains_key(&session) || self.core.holder_of(l.addr, None).is_some() {
+                continue;
+            }
+            if let Err(reason) = self.core.config.usable(l.addr, l.server) {
+                self.core
+                    .refuse(session, MessageKind::Ack, l.addr, l.server, reason);
                 continue;
             }
             // A lease from the future (the clock went back while we were down) keeps its length.
