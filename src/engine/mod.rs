@@ -41,7 +41,8 @@ pub use explain::ProcessExplanation;
 ///
 /// It is made by [`Policy::compile`] (a method of the policy, defined in this module beside the
 /// engine it builds); [`Engine::explain`] is defined in `engine/explain.rs`, beside
-/// [`ProcessExplanation`].
+/// [`ProcessExplanation`], and [`Engine::rewriter`] in `rewrite/mod.rs`, beside the
+/// [`Rewriter`](crate::Rewriter) it makes.
 ///
 /// # Examples
 ///
