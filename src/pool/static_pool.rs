@@ -32,7 +32,7 @@ const HOLDER: u32 = (1 << 24) - 1;
 /// hands addresses out in rotation so a released one is reused as late as possible). Memory: about
 /// 4.1 bytes per address (a `u32` holder slot and a three-level free bitmap), plus one hash-map entry
 /// per live lease; `lease` and `release` cost the same with a thousand or a million live leases. One
-/// owner changes it (`&mut self`); share it between threads with [`SharedPool`] (`std`).
+/// owner changes it (`&mut self`); share it between threads with [`SharedPool`](crate::SharedPool) (`std`).
 ///
 /// [`snapshot`](Self::snapshot) and [`restore`](Self::restore) are defined in `pool/snapshot.rs`,
 /// beside the [`PoolSnapshot`](crate::PoolSnapshot) format they write and read.
