@@ -90,18 +90,26 @@ typedef enum ipvirt_layout {
 typedef struct ipvirt_engine ipvirt_engine;
 typedef struct ipvirt_rewriter ipvirt_rewriter;
 
+/* Why a feature applies to a process or not: the *_reason fields of ipvirt_plan. Frozen values. */
+typedef enum ipvirt_reason {
+    IPVIRT_REASON_FEATURE_OFF = 0, /* the feature's enabled setting is off */
+    IPVIRT_REASON_NO_ADAPTER = 1,  /* virtual IP without virtual_ip.adapter (VIPAdapter): off */
+    IPVIRT_REASON_PER_SESSION = 2, /* virtual IP per session: every process of the session */
+    IPVIRT_REASON_LISTED = 3,      /* listed: the *_entry field is the 0-based index of the entry */
+    IPVIRT_REASON_NOT_LISTED = 4   /* the feature is on, the process is not in its list */
+} ipvirt_reason;
+
 /*
- * Which features apply to a process, and why. Reasons: 0 feature off, 1 no adapter (virtual IP),
- * 2 per-session mode, 3 listed (the *_entry field is the 0-based index of the matching entry),
- * 4 not listed. Pass it back unchanged to ipvirt_rewriter_new.
+ * Which features apply to a process, and why (the *_reason fields hold IPVIRT_REASON_* values).
+ * Pass it back unchanged to ipvirt_rewriter_new.
  */
 typedef struct ipvirt_plan {
     uint8_t loopback;        /* 1: virtual loopback applies */
     uint8_t virtual_ip;      /* 1: virtual IP applies */
     uint8_t prefer_loopback; /* 1: preferred loopback lists the process */
-    uint8_t loopback_reason;
-    uint8_t virtual_ip_reason;
-    uint8_t prefer_loopback_reason;
+    uint8_t loopback_reason;        /* IPVIRT_REASON_* */
+    uint8_t virtual_ip_reason;      /* IPVIRT_REASON_* */
+    uint8_t prefer_loopback_reason; /* IPVIRT_REASON_* */
     uint32_t loopback_entry;
     uint32_t virtual_ip_entry;
     uint32_t prefer_loopback_entry;

@@ -127,6 +127,8 @@ mod addr;
 pub mod advisor;
 #[cfg(feature = "capi")]
 pub mod capi;
+#[cfg(feature = "dhcp")]
+pub mod dhcp;
 mod engine;
 mod error;
 mod host;
@@ -157,8 +159,6 @@ pub use policy::{
 };
 #[cfg(feature = "std")]
 pub use pool::SharedPool;
-#[cfg(feature = "dhcp")]
-pub use pool::dhcp;
 pub use pool::{AddressSource, LeaseError, PoolError, PoolSnapshot, RestoreWarning, StaticPool};
 pub use program::{ProgramList, fold_program_name};
 pub use rewrite::{

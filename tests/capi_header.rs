@@ -182,6 +182,25 @@ fn checks() -> String {
             c.push_str(&format!("_Static_assert({name} == {value}, \"{name}\");\n"));
         }
     }
+    // The tables written once on the Rust side: every status, diagnostic code and plan reason,
+    // by its header name and frozen number.
+    let named: Vec<(String, u64)> = ipvirt_status::ALL
+        .iter()
+        .map(|s| (s.name().to_string(), *s as u64))
+        .chain(
+            ipvirt::DiagnosticCode::ALL
+                .iter()
+                .map(|d| (d.c_name().to_string(), u64::from(d.number()))),
+        )
+        .chain(
+            IPVIRT_REASONS
+                .iter()
+                .map(|(name, n)| (name.to_string(), u64::from(*n))),
+        )
+        .collect();
+    for (name, value) in &named {
+        c.push_str(&format!("_Static_assert({name} == {value}, \"{name}\");\n"));
+    }
     c.push_str(&format!(
         "_Static_assert(IPVIRT_VERSION_MAJOR == {}, \"major\");\n\
          _Static_assert(IPVIRT_VERSION_MINOR == {}, \"minor\");\n\
@@ -299,4 +318,64 @@ fn ipvirt_version_is_the_crate_version() {
         "#define IPVIRT_VERSION_STRING \"{}\"",
         env!("CARGO_PKG_VERSION")
     )));
+}
+
+/// The header declares the statuses, diagnostic codes and plan reasons of the Rust tables and no
+/// others (the `_Static_assert`s above check each value); each diagnostic code's C name is its
+/// stable code in upper case, and the numbers run 1, 2, … in the order of `DiagnosticCode::ALL`.
+#[test]
+fn the_header_enums_are_the_rust_tables() {
+    let header = std::fs::read_to_string(root().join("src/ipvirt.h")).unwrap();
+    let entries = |prefix: &str| {
+        header
+            .lines()
+            .filter(|l| l.trim_start().starts_with(prefix) && l.contains(" = "))
+            .count()
+    };
+    assert_eq!(entries("IPVIRT_DIAG_"), ipvirt::DiagnosticCode::ALL.len());
+    assert_eq!(entries("IPVIRT_REASON_"), IPVIRT_REASONS.len());
+    for (i, code) in ipvirt::DiagnosticCode::ALL.iter().enumerate() {
+        assert_eq!(code.number() as usize, i + 1, "{code:?}");
+        assert_eq!(
+            code.c_name(),
+            format!(
+                "IPVIRT_DIAG_{}",
+                code.as_str().replace('-', "_").to_uppercase()
+            )
+        );
+        assert_eq!(
+            ipvirt::DiagnosticCode::from_number(code.number()),
+            Some(*code)
+        );
+    }
+    for s in ipvirt_status::ALL {
+        assert!(
+            header.contains(&format!("    {} = {}", s.name(), s as u32)),
+            "{}",
+            s.name()
+        );
+    }
+    for (i, (name, n)) in IPVIRT_REASONS.iter().enumerate() {
+        assert_eq!(usize::from(*n), i, "{name}");
+    }
+}
+
+/// A header that disagrees with a table does not compile: one diagnostic number, one reason.
+#[test]
+fn a_wrong_enum_value_is_caught() {
+    if !have_cc() {
+        return;
+    }
+    let source = checks();
+    for (from, to) in [
+        (
+            "IPVIRT_DIAG_VIP_NO_ADAPTER == 8,",
+            "IPVIRT_DIAG_VIP_NO_ADAPTER == 9,",
+        ),
+        ("IPVIRT_REASON_LISTED == 3,", "IPVIRT_REASON_LISTED == 4,"),
+    ] {
+        let wrong = source.replacen(from, to, 1);
+        assert_ne!(wrong, source, "{from} not found");
+        assert!(compile(&wrong, "enum").is_err(), "{to} compiled");
+    }
 }

@@ -1,5 +1,6 @@
 //! The DHCP lease machine against a scripted server: every transition of the table in
-//! `ipvirt::dhcp`, lost packets, NAKs, a server that goes away and comes back, clock jumps.
+//! `ipvirt::dhcp`, lost packets, NAKs, a server that goes away and comes back, clock jumps, and a
+//! hostile server that offers addresses the host cannot use.
 #![cfg(feature = "dhcp")]
 
 use std::net::Ipv4Addr;
@@ -9,7 +10,7 @@ use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 use ipvirt::dhcp::{
     DatagramError, Destination, DhcpConfig, DhcpEvent, DhcpSnapshot, DhcpSource, DhcpState,
-    MessageKind, Transmit,
+    MessageKind, Transmit, Unusable,
 };
 use ipvirt::{AddressSource, LeaseError, SessionId};
 
@@ -96,8 +97,8 @@ fn bind(d: &mut DhcpSource, now: Duration, s: SessionId, addr: Ipv4Addr, lease: 
 fn discover_offer_request_ack() {
     let mut d = machine();
     let now = secs(1000);
-    d.handle_timeout(now);
-    assert_eq!(d.lease(S7), Err(LeaseError::Pending { session: S7 }));
+    // The first lease starts the exchange at the time it is given.
+    assert_eq!(d.lease(now, S7), Err(LeaseError::Pending { session: S7 }));
     assert_eq!(d.state(S7), Some(DhcpState::Selecting));
     let t = one(&mut d);
     assert_eq!(
@@ -130,7 +131,10 @@ fn discover_offer_request_ack() {
     assert_eq!(opt_addr(&req, OptionCode::RequestedIpAddress), Some(addr));
     assert_eq!(opt_addr(&req, OptionCode::ServerIdentifier), Some(SERVER));
     assert_eq!(req.ciaddr(), Ipv4Addr::UNSPECIFIED);
-    assert_eq!(d.lease(S7), Err(LeaseError::Pending { session: S7 }));
+    assert_eq!(
+        d.lease(d.now(), S7),
+        Err(LeaseError::Pending { session: S7 })
+    );
 
     d.handle_datagram(
         now + secs(2),
@@ -138,7 +142,7 @@ fn discover_offer_request_ack() {
     )
     .unwrap();
     assert_eq!(d.state(S7), Some(DhcpState::Bound));
-    assert_eq!(d.lease(S7).unwrap().addr(), addr);
+    assert_eq!(d.lease(d.now(), S7).unwrap().addr(), addr);
     assert_eq!(d.address_of(S7).unwrap().addr(), addr);
     assert_eq!(d.session_of(addr), Some(S7));
     let l = d.lease_of(S7).unwrap();
@@ -244,7 +248,10 @@ fn nak_while_requesting_starts_over() {
     assert_eq!(events(&mut d), [DhcpEvent::Nak { session: S7 }]);
     assert_eq!(d.state(S7), Some(DhcpState::Selecting));
     assert_eq!(msg_type(&decode(&one(&mut d))), MessageType::Discover);
-    assert_eq!(d.lease(S7), Err(LeaseError::Pending { session: S7 }));
+    assert_eq!(
+        d.lease(d.now(), S7),
+        Err(LeaseError::Pending { session: S7 })
+    );
 }
 
 #[test]
@@ -312,7 +319,7 @@ fn renewal_at_t1_unicast_then_rebinding_at_t2_broadcast() {
     assert_eq!(opt_addr(&renew, OptionCode::ServerIdentifier), None);
     assert_eq!(opt_addr(&renew, OptionCode::RequestedIpAddress), None);
     // The rewriter keeps the address while renewing.
-    assert_eq!(d.lease(S7).unwrap().addr(), addr);
+    assert_eq!(d.lease(d.now(), S7).unwrap().addr(), addr);
     // Lost: retransmit after half the time left to T2 (875), at least 60 s: 500 + 187.
     let ms = Duration::from_millis;
     assert_eq!(d.poll_timeout(), Some(ms(687_500)));
@@ -336,7 +343,7 @@ fn renewal_at_t1_unicast_then_rebinding_at_t2_broadcast() {
     let rebind = decode(&t);
     assert_eq!(rebind.ciaddr(), addr);
     assert_ne!(rebind.xid(), renew.xid());
-    assert_eq!(d.lease(S7).unwrap().addr(), addr);
+    assert_eq!(d.lease(d.now(), S7).unwrap().addr(), addr);
     // Any server may answer a rebinding client.
     let other = Ipv4Addr::new(10, 0, 0, 2);
     d.handle_datagram(
@@ -390,7 +397,10 @@ fn nak_while_renewing_loses_the_address() {
     )
     .unwrap();
     assert_eq!(events(&mut d), [DhcpEvent::Lost { session: S7, addr }]);
-    assert_eq!(d.lease(S7), Err(LeaseError::Lost { session: S7, addr }));
+    assert_eq!(
+        d.lease(d.now(), S7),
+        Err(LeaseError::Lost { session: S7, addr })
+    );
     assert_eq!(d.address_of(S7), None);
     assert_eq!(d.session_of(addr), None);
     let disc = decode(&one(&mut d));
@@ -410,12 +420,19 @@ fn server_gone_until_expiry_then_back() {
         d.handle_timeout(now);
         while d.poll_transmit().is_some() {}
         if now < secs(120) {
-            assert_eq!(d.lease(S7).unwrap().addr(), addr, "still held at {now:?}");
+            assert_eq!(
+                d.lease(now, S7).unwrap().addr(),
+                addr,
+                "still held at {now:?}"
+            );
         }
     }
     assert_eq!(now, secs(120));
     assert_eq!(events(&mut d), [DhcpEvent::Lost { session: S7, addr }]);
-    assert_eq!(d.lease(S7), Err(LeaseError::Lost { session: S7, addr }));
+    assert_eq!(
+        d.lease(d.now(), S7),
+        Err(LeaseError::Lost { session: S7, addr })
+    );
     // Back: it asks for its old address and gets it.
     now += secs(4);
     d.handle_timeout(now);
@@ -426,7 +443,7 @@ fn server_gone_until_expiry_then_back() {
     let req = decode(&one(&mut d));
     d.handle_datagram(now, &reply(&req, MessageType::Ack, addr, SERVER, 120))
         .unwrap();
-    assert_eq!(d.lease(S7).unwrap().addr(), addr);
+    assert_eq!(d.lease(d.now(), S7).unwrap().addr(), addr);
 }
 
 #[test]
@@ -459,7 +476,7 @@ fn clock_jump_backward_keeps_the_time_left() {
     // Back by 9 000 s: every deadline moves back as much; 10 s are left to T1.
     d.handle_timeout(secs(1_050));
     assert_eq!(d.poll_timeout(), Some(secs(1_060)));
-    assert_eq!(d.lease(S7).unwrap().addr(), addr);
+    assert_eq!(d.lease(d.now(), S7).unwrap().addr(), addr);
     assert_eq!(d.lease_of(S7).unwrap().expiry, secs(1_120));
     d.handle_timeout(secs(1_060));
     assert_eq!(d.state(S7), Some(DhcpState::Renewing));
@@ -640,7 +657,10 @@ fn an_offer_of_a_held_address_is_not_taken_and_an_ack_of_it_is_declined() {
         }]
     );
     assert_eq!(d.state(S8), Some(DhcpState::Init));
-    assert_eq!(d.lease(S8), Err(LeaseError::Pending { session: S8 }));
+    assert_eq!(
+        d.lease(d.now(), S8),
+        Err(LeaseError::Pending { session: S8 })
+    );
     assert_eq!(d.session_of(addr), Some(S7));
     // It waits 10 s, then starts over.
     assert_eq!(d.poll_timeout(), Some(secs(11)));
@@ -679,7 +699,7 @@ fn release_sends_release_and_a_returning_session_asks_for_its_address() {
     let mut d = machine();
     let addr = Ipv4Addr::new(10, 0, 0, 100);
     bind(&mut d, secs(0), S7, addr, 600);
-    assert_eq!(d.release(S7).unwrap().addr(), addr);
+    assert_eq!(d.release(d.now(), S7).unwrap().addr(), addr);
     let t = one(&mut d);
     assert_eq!(
         (t.kind, t.destination),
@@ -691,13 +711,13 @@ fn release_sends_release_and_a_returning_session_asks_for_its_address() {
     assert_eq!(events(&mut d), [DhcpEvent::Released { session: S7, addr }]);
     assert_eq!(d.state(S7), None);
     assert_eq!(d.poll_timeout(), None);
-    assert_eq!(d.release(S7), None);
+    assert_eq!(d.release(d.now(), S7), None);
     // It comes back.
     d.start(secs(100), S7);
     let disc = decode(&one(&mut d));
     assert_eq!(opt_addr(&disc, OptionCode::RequestedIpAddress), Some(addr));
     // Releasing a session that holds nothing sends nothing.
-    d.release(S7);
+    d.release(d.now(), S7);
     assert!(d.poll_transmit().is_none());
 }
 
@@ -708,7 +728,7 @@ fn snapshot_and_restore() {
     let a8 = Ipv4Addr::new(10, 0, 0, 101);
     bind(&mut d, secs(0), S7, a7, 1000);
     bind(&mut d, secs(0), S8, a8, 100);
-    d.release(S8);
+    d.release(d.now(), S8);
     assert_eq!(one(&mut d).kind, MessageKind::Release);
     bind(&mut d, secs(0), S8, a8, 100);
     let snap = d.snapshot();
@@ -722,7 +742,7 @@ fn snapshot_and_restore() {
     let mut r = machine();
     r.restore(secs(200), &back).unwrap();
     assert_eq!(r.state(S7), Some(DhcpState::Bound));
-    assert_eq!(r.lease(S7).unwrap().addr(), a7);
+    assert_eq!(r.lease(r.now(), S7).unwrap().addr(), a7);
     assert_eq!(r.poll_timeout(), Some(secs(204)));
     assert_eq!(r.state(S8), Some(DhcpState::Rebooting));
     let t = one(&mut r);
@@ -739,7 +759,7 @@ fn snapshot_and_restore() {
         &reply(&reboot, MessageType::Ack, a8, SERVER, 100),
     )
     .unwrap();
-    assert_eq!(r.lease(S8).unwrap().addr(), a8);
+    assert_eq!(r.lease(r.now(), S8).unwrap().addr(), a8);
 
     // Restarted past S7's T1: it renews at once (unicast), it does not start over.
     let mut r = machine();
@@ -809,7 +829,7 @@ fn a_lease_shorter_than_the_clock_step_renews_at_once() {
     d.handle_datagram(secs(6), &reply(&req, MessageType::Ack, addr, SERVER, 10))
         .unwrap();
     assert_eq!(d.state(S7), Some(DhcpState::Renewing));
-    assert_eq!(d.lease(S7).unwrap().addr(), addr);
+    assert_eq!(d.lease(d.now(), S7).unwrap().addr(), addr);
     assert_eq!(one(&mut d).destination, Destination::Server(SERVER));
 }
 
@@ -817,6 +837,269 @@ fn a_lease_shorter_than_the_clock_step_renews_at_once() {
 fn invalid_session_ids_are_refused() {
     let mut d = machine();
     let s = SessionId::new(SessionId::MAX.get() + 1);
-    assert_eq!(d.lease(s), Err(LeaseError::InvalidSession { session: s }));
+    assert_eq!(
+        d.lease(d.now(), s),
+        Err(LeaseError::InvalidSession { session: s })
+    );
     assert!(d.poll_transmit().is_none());
+}
+
+#[test]
+fn lease_and_release_act_at_the_time_they_are_given() {
+    // A machine that was never given a time: the exchange starts at the lease's `now`, not at a
+    // remembered clock (the DISCOVER's retransmission is 4 s after it, its `secs` counts from it).
+    let mut d = machine();
+    assert_eq!(
+        d.lease(secs(5_000), S7),
+        Err(LeaseError::Pending { session: S7 })
+    );
+    assert_eq!(d.now(), secs(5_000));
+    assert_eq!(d.poll_timeout(), Some(secs(5_004)));
+    let disc = decode(&one(&mut d));
+    assert_eq!(disc.secs(), 0);
+    let addr = Ipv4Addr::new(10, 0, 0, 100);
+    d.handle_datagram(
+        secs(5_001),
+        &reply(&disc, MessageType::Offer, addr, SERVER, 600),
+    )
+    .unwrap();
+    let req = decode(&one(&mut d));
+    d.handle_datagram(
+        secs(5_001),
+        &reply(&req, MessageType::Ack, addr, SERVER, 600),
+    )
+    .unwrap();
+    // Asked at a time past the expiry, the lease is lost even before the timer ran.
+    assert_eq!(
+        d.lease(secs(5_602), S7),
+        Err(LeaseError::Lost { session: S7, addr })
+    );
+    // A release at a later time: its RELEASE's `secs` is 0 and the clock moved.
+    let mut d = machine();
+    bind(&mut d, secs(10), S8, addr, 600);
+    assert_eq!(d.release(secs(20), S8).map(|v| v.addr()), Some(addr));
+    assert_eq!(d.now(), secs(20));
+    assert_eq!(decode(&one(&mut d)).secs(), 0);
+}
+
+/// A machine that knows its network (issue 23, item 6): the adapter is 10.0.0.0/24, the host's
+/// own addresses are 10.0.0.2/24 (on the adapter) and 192.168.7.5/24 (another interface).
+fn guarded() -> DhcpSource {
+    let mut c = DhcpConfig::new(b"test-".to_vec(), MAC);
+    c.adapter = Some("10.0.0.0/24".parse().unwrap());
+    c.host_addresses = vec![
+        "10.0.0.2/24".parse().unwrap(),
+        "192.168.7.5/24".parse().unwrap(),
+    ];
+    DhcpSource::new(c)
+}
+
+/// What a hostile (or misconfigured) server hands out, and why none of it is a VIP.
+fn unusable_kinds() -> Vec<(Ipv4Addr, Unusable)> {
+    let net = |s: &str| s.parse::<ipnet::Ipv4Net>().unwrap();
+    vec![
+        (
+            Ipv4Addr::new(10, 0, 0, 0),
+            Unusable::Network {
+                network: net("10.0.0.0/24"),
+            },
+        ),
+        (
+            Ipv4Addr::new(10, 0, 0, 255),
+            Unusable::Broadcast {
+                network: net("10.0.0.0/24"),
+            },
+        ),
+        (SERVER, Unusable::ServerAddress),
+        (
+            Ipv4Addr::new(10, 0, 0, 2),
+            Unusable::HostAddress {
+                interface: net("10.0.0.2/24"),
+            },
+        ),
+        (
+            Ipv4Addr::new(192, 168, 7, 5),
+            Unusable::HostAddress {
+                interface: net("192.168.7.5/24"),
+            },
+        ),
+        (
+            Ipv4Addr::new(192, 168, 7, 255),
+            Unusable::Broadcast {
+                network: net("192.168.7.0/24"),
+            },
+        ),
+        (
+            Ipv4Addr::new(10, 0, 1, 7),
+            Unusable::OutsideAdapter {
+                adapter: net("10.0.0.0/24"),
+            },
+        ),
+    ]
+}
+
+#[test]
+fn unusable_offers_are_refused_with_the_reason_and_never_leased() {
+    for (addr, why) in unusable_kinds() {
+        let mut d = guarded();
+        let now = secs(100);
+        assert_eq!(d.lease(now, S7), Err(LeaseError::Pending { session: S7 }));
+        let disc = decode(&one(&mut d));
+        let err = d
+            .handle_datagram(now, &reply(&disc, MessageType::Offer, addr, SERVER, 600))
+            .unwrap_err();
+        assert!(
+            matches!(err, DatagramError::Unusable { .. }),
+            "{addr}: {err}"
+        );
+        // Not taken up: no REQUEST, still selecting, the reason said.
+        assert!(d.poll_transmit().is_none(), "{addr}: a REQUEST was sent");
+        assert_eq!(d.state(S7), Some(DhcpState::Selecting), "{addr}");
+        assert_eq!(
+            events(&mut d),
+            [DhcpEvent::Refused {
+                session: S7,
+                kind: MessageKind::Offer,
+                addr,
+                server: SERVER,
+                reason: why
+            }],
+            "{addr}"
+        );
+        assert_eq!(d.stats().refused, 1);
+        assert_eq!(d.lease(now, S7), Err(LeaseError::Pending { session: S7 }));
+        // A usable offer after it is taken up.
+        let good = Ipv4Addr::new(10, 0, 0, 100);
+        d.handle_datagram(now, &reply(&disc, MessageType::Offer, good, SERVER, 600))
+            .unwrap();
+        let req = decode(&one(&mut d));
+        d.handle_datagram(now, &reply(&req, MessageType::Ack, good, SERVER, 600))
+            .unwrap();
+        assert_eq!(d.lease(now, S7).unwrap().addr(), good);
+    }
+}
+
+#[test]
+fn unusable_acks_are_declined_with_the_reason() {
+    let good = Ipv4Addr::new(10, 0, 0, 100);
+    for (addr, why) in unusable_kinds() {
+        // While requesting: the server offered a usable address and acknowledged another.
+        let mut d = guarded();
+        d.start(secs(0), S7);
+        let disc = decode(&one(&mut d));
+        d.handle_datagram(
+            secs(0),
+            &reply(&disc, MessageType::Offer, good, SERVER, 600),
+        )
+        .unwrap();
+        let req = decode(&one(&mut d));
+        d.handle_datagram(secs(1), &reply(&req, MessageType::Ack, addr, SERVER, 600))
+            .unwrap();
+        let t = one(&mut d);
+        assert_eq!(
+            (t.kind, t.destination),
+            (MessageKind::Decline, Destination::Broadcast),
+            "{addr}"
+        );
+        let decline = decode(&t);
+        assert_eq!(
+            opt_addr(&decline, OptionCode::RequestedIpAddress),
+            Some(addr)
+        );
+        assert_eq!(
+            opt_addr(&decline, OptionCode::ServerIdentifier),
+            Some(SERVER)
+        );
+        assert_eq!(decline.ciaddr(), Ipv4Addr::UNSPECIFIED);
+        assert_eq!(
+            events(&mut d),
+            [
+                DhcpEvent::Refused {
+                    session: S7,
+                    kind: MessageKind::Ack,
+                    addr,
+                    server: SERVER,
+                    reason: why
+                },
+                DhcpEvent::Declined {
+                    session: S7,
+                    addr,
+                    was_held: false
+                }
+            ],
+            "{addr}"
+        );
+        assert_eq!(d.state(S7), Some(DhcpState::Init));
+        assert_eq!(
+            d.lease(secs(1), S7),
+            Err(LeaseError::Pending { session: S7 })
+        );
+        assert_eq!(d.session_of(addr), None);
+
+        // While renewing: the server moves the lease onto an unusable address. The old one is
+        // lost, the new one declined.
+        let mut d = guarded();
+        bind(&mut d, secs(0), S7, good, 120);
+        d.handle_timeout(secs(60));
+        let renew = decode(&one(&mut d));
+        d.handle_datagram(
+            secs(61),
+            &reply(&renew, MessageType::Ack, addr, SERVER, 120),
+        )
+        .unwrap();
+        assert_eq!(one(&mut d).kind, MessageKind::Decline, "{addr}");
+        assert_eq!(
+            events(&mut d),
+            [
+                DhcpEvent::Refused {
+                    session: S7,
+                    kind: MessageKind::Ack,
+                    addr,
+                    server: SERVER,
+                    reason: why
+                },
+                DhcpEvent::Lost {
+                    session: S7,
+                    addr: good
+                },
+                DhcpEvent::Declined {
+                    session: S7,
+                    addr,
+                    was_held: false
+                }
+            ],
+            "{addr}"
+        );
+        assert_eq!(d.address_of(S7), None);
+        assert_eq!(d.stats().refused, 1);
+    }
+}
+
+#[test]
+fn an_unusable_lease_in_a_snapshot_is_not_taken_back() {
+    let mut d = guarded();
+    let snap = DhcpSnapshot {
+        version: DhcpSnapshot::VERSION,
+        leases: vec![(
+            S7,
+            ipvirt::dhcp::DhcpLease {
+                addr: Ipv4Addr::new(10, 0, 0, 2),
+                server: SERVER,
+                acquired: secs(0),
+                t1: secs(50),
+                t2: secs(80),
+                expiry: secs(100),
+            },
+        )],
+        remembered: vec![],
+    };
+    d.restore(secs(10), &snap).unwrap();
+    assert_eq!(d.state(S7), None);
+    assert!(matches!(
+        events(&mut d)[..],
+        [DhcpEvent::Refused {
+            reason: Unusable::HostAddress { .. },
+            ..
+        }]
+    ));
 }

@@ -2,6 +2,7 @@
 //! addresses, merging, snapshots, and the policy wiring.
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use ipvirt::{
     AddressSource, Host, LeaseError, Policy, PoolEntry, PoolError, PoolSnapshot, Refusal,
@@ -418,7 +419,9 @@ fn wired_to_the_policy_and_the_rewriter() {
 #[test]
 fn address_source_is_object_safe_and_generic() {
     fn lease_all(src: &mut dyn AddressSource, n: u32) -> Vec<Ipv4Addr> {
-        (1..=n).map(|s| src.lease(sid(s)).unwrap().addr()).collect()
+        (1..=n)
+            .map(|s| src.lease(Duration::ZERO, sid(s)).unwrap().addr())
+            .collect()
     }
     let mut p = pool(&["192.0.2.0/29"], &[]).unwrap();
     assert_eq!(lease_all(&mut p, 3).len(), 3);

@@ -4,8 +4,9 @@ use std::ffi::c_char;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+use super::panic::guard;
 use super::policy::{Format, Input, Message, read_input};
-use super::ptr::{bytes, check_disjoint, guard, region};
+use super::ptr::{bytes, check_disjoint, region};
 use super::status::ipvirt_status::{self, *};
 use crate::engine::{Decision, Engine, ProcessPlan, Reason};
 #[cfg(doc)]
@@ -17,11 +18,51 @@ pub struct ipvirt_engine {
     pub(super) engine: Arc<Engine>,
 }
 
+/// Writes the plan's reason codes from one list: a constant each, and [`IPVIRT_REASONS`].
+macro_rules! reasons {
+    ($($(#[doc = $doc:literal])* $name:ident = $n:literal => $reason:pat,)*) => {
+        $($(#[doc = $doc])* pub const $name: u8 = $n;)*
+
+        /// Every reason code of an [`ipvirt_plan`] with its name in the header, in the order of
+        /// their numbers (the header test checks `ipvirt_reason` against it).
+        ///
+        /// ```
+        /// use ipvirt::capi::{IPVIRT_REASON_LISTED, IPVIRT_REASONS};
+        ///
+        /// assert_eq!(IPVIRT_REASONS[3], ("IPVIRT_REASON_LISTED", IPVIRT_REASON_LISTED));
+        /// ```
+        pub const IPVIRT_REASONS: [(&str, u8); [$($n),*].len()] = [$((stringify!($name), $n)),*];
+
+        /// The code of a reason (its list entry travels in the plan's `*_entry` field).
+        fn reason_code(r: Reason) -> u8 {
+            match r {
+                $($reason => $name,)*
+            }
+        }
+    };
+}
+
+reasons! {
+    /// The feature's `enabled` setting is off ([`Reason::FeatureOff`]).
+    IPVIRT_REASON_FEATURE_OFF = 0 => Reason::FeatureOff,
+    /// Virtual IP is enabled but `virtual_ip.adapter` is not set: it is off
+    /// ([`Reason::NoAdapter`]).
+    IPVIRT_REASON_NO_ADAPTER = 1 => Reason::NoAdapter,
+    /// Virtual IP in per-session mode: every process of the session ([`Reason::PerSession`]).
+    IPVIRT_REASON_PER_SESSION = 2 => Reason::PerSession,
+    /// The process matched a list entry; the plan's `*_entry` field is its 0-based index
+    /// ([`Reason::Listed`]).
+    IPVIRT_REASON_LISTED = 3 => Reason::Listed { .. },
+    /// The feature is on but the process is not in its list ([`Reason::NotListed`]).
+    IPVIRT_REASON_NOT_LISTED = 4 => Reason::NotListed,
+}
+
 /// Which features apply to a process, and why (see [`ProcessPlan`]).
 ///
-/// `reason` values: 0 feature off, 1 no adapter (virtual IP), 2 per-session mode, 3 listed (`entry`
-/// is the 0-based index of the matching list entry), 4 not listed. Pass the struct back unchanged
-/// to [`ipvirt_rewriter_new`](super::ipvirt_rewriter_new).
+/// `*_reason` values are the `IPVIRT_REASON_*` codes ([`IPVIRT_REASONS`]): feature off, no adapter
+/// (virtual IP), per-session mode, listed (`*_entry` is the 0-based index of the matching list
+/// entry), not listed. Pass the struct back unchanged to
+/// [`ipvirt_rewriter_new`](super::ipvirt_rewriter_new).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ipvirt_plan {
@@ -46,23 +87,20 @@ pub struct ipvirt_plan {
 }
 
 fn encode(d: Decision) -> (u8, u8, u32) {
-    let (reason, entry) = match d.reason() {
-        Reason::FeatureOff => (0, 0),
-        Reason::NoAdapter => (1, 0),
-        Reason::PerSession => (2, 0),
-        Reason::Listed { entry } => (3, entry),
-        Reason::NotListed => (4, 0),
+    let entry = match d.reason() {
+        Reason::Listed { entry } => entry,
+        _ => 0,
     };
-    (u8::from(d.applies()), reason, entry)
+    (u8::from(d.applies()), reason_code(d.reason()), entry)
 }
 
 fn decode(applies: u8, reason: u8, entry: u32) -> Option<Decision> {
     let reason = match reason {
-        0 => Reason::FeatureOff,
-        1 => Reason::NoAdapter,
-        2 => Reason::PerSession,
-        3 => Reason::Listed { entry },
-        4 => Reason::NotListed,
+        IPVIRT_REASON_FEATURE_OFF => Reason::FeatureOff,
+        IPVIRT_REASON_NO_ADAPTER => Reason::NoAdapter,
+        IPVIRT_REASON_PER_SESSION => Reason::PerSession,
+        IPVIRT_REASON_LISTED => Reason::Listed { entry },
+        IPVIRT_REASON_NOT_LISTED => Reason::NotListed,
         _ => return None,
     };
     match applies {

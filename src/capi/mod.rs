@@ -47,10 +47,14 @@
 //!
 //! ## Files
 //!
-//! `status.rs` the status codes and their one table; `ptr.rs` the pointer and length checks and the
-//! panic boundary; `engine.rs` the engine and the plan; `rewriter.rs` the rewriter and its calls;
-//! `tables.rs` the rule tables of SPEC §7; `policy.rs` the policy formats (TOML, JSON, `.reg`) and
-//! validation ([`ipvirt_policy_validate`], a list of diagnostics read by index).
+//! Imported from the leaves up, each file one idea (rustls-ffi's layering): `status.rs` the status
+//! codes as one pure table (number, C name, message, the refusal behind its error codes);
+//! `panic.rs` the panic boundary every call runs in; `ptr.rs` the pointer and length checks;
+//! `args.rs` scalar arguments to checked values (session, VIP); `library.rs` the version and the
+//! statuses' text and error codes; `engine.rs` the engine and the plan (with the
+//! `IPVIRT_REASON_*` codes); `rewriter.rs` the rewriter and its calls; `tables.rs` the rule tables
+//! of SPEC §7; `policy.rs` the policy formats (TOML, JSON, `.reg`) and validation
+//! ([`ipvirt_policy_validate`], a list of diagnostics read by index).
 
 // The C ABI is the one module of the library that needs unsafe code: it dereferences the caller's
 // pointers. Every block says why it is sound.
@@ -58,7 +62,10 @@
 // C naming for the types the header declares.
 #![allow(non_camel_case_types)]
 
+mod args;
 mod engine;
+mod library;
+mod panic;
 mod policy;
 mod ptr;
 mod rewriter;
@@ -66,21 +73,24 @@ mod status;
 mod tables;
 
 pub use engine::{
-    ipvirt_engine, ipvirt_engine_free, ipvirt_engine_new, ipvirt_engine_new_json,
-    ipvirt_engine_new_reg, ipvirt_engine_process, ipvirt_plan,
+    IPVIRT_REASON_FEATURE_OFF, IPVIRT_REASON_LISTED, IPVIRT_REASON_NO_ADAPTER,
+    IPVIRT_REASON_NOT_LISTED, IPVIRT_REASON_PER_SESSION, IPVIRT_REASONS, ipvirt_engine,
+    ipvirt_engine_free, ipvirt_engine_new, ipvirt_engine_new_json, ipvirt_engine_new_reg,
+    ipvirt_engine_process, ipvirt_plan,
 };
+pub use library::{ipvirt_status_errno, ipvirt_status_message, ipvirt_version};
+#[cfg(feature = "capi-test-panic")]
+pub use panic::ipvirt_test_arm_panic;
 pub use policy::{
     ipvirt_diagnostic, ipvirt_diagnostics, ipvirt_diagnostics_count, ipvirt_diagnostics_free,
     ipvirt_diagnostics_get, ipvirt_policy_validate,
 };
-#[cfg(feature = "capi-test-panic")]
-pub use ptr::ipvirt_test_arm_panic;
 pub use rewriter::{
     ipvirt_layout, ipvirt_rewriter, ipvirt_rewriter_bind, ipvirt_rewriter_connect,
     ipvirt_rewriter_free, ipvirt_rewriter_new, ipvirt_rewriter_reported, ipvirt_rewriter_resolved,
     ipvirt_rewriter_reverse_lookup, ipvirt_rewriter_sendto,
 };
-pub use status::{ipvirt_status, ipvirt_status_errno, ipvirt_status_message, ipvirt_version};
+pub use status::ipvirt_status;
 pub use tables::{
     ipvirt_engine_policy_table, ipvirt_engine_session_entry, ipvirt_plan_entry,
     ipvirt_policy_table, ipvirt_program_entry, ipvirt_rewriter_from_tables, ipvirt_session_entry,

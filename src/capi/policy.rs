@@ -1,10 +1,11 @@
 //! Policy input in three formats (TOML, JSON, a `.reg` export) and its validation: the list of
 //! diagnostics, read by index.
 
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CString, c_char};
 use std::net::IpAddr;
 
-use super::ptr::{Region, bytes, check_disjoint, check_len, guard, region, write_message};
+use super::panic::guard;
+use super::ptr::{Region, bytes, check_disjoint, check_len, region, write_message};
 use super::status::ipvirt_status::{self, *};
 use crate::host::Host;
 use crate::policy::{Diagnostic, DiagnosticCode, Policy, Severity};
@@ -157,46 +158,6 @@ pub(super) unsafe fn read_input(
     })
 }
 
-/// The numeric value of a diagnostic code (`IPVIRT_DIAG_*` in the header; frozen, in the order of
-/// the table in [`crate::policy`]'s validation docs, later codes appended) and its stable name as a C string.
-fn code_info(code: DiagnosticCode) -> (u32, &'static CStr) {
-    use DiagnosticCode::*;
-    match code {
-        PlatformUnsupported => (1, c"platform-unsupported"),
-        PlatformDesktop => (2, c"platform-desktop"),
-        PlatformVipLspFix => (3, c"platform-vip-lsp-fix"),
-        PlatformNotStated => (4, c"platform-not-stated"),
-        PreferLoopbackUnexpected => (5, c"prefer-loopback-unexpected"),
-        PreferLoopbackNotListed => (6, c"prefer-loopback-not-listed"),
-        VipProgramsIgnored => (7, c"vip-programs-ignored"),
-        VipNoAdapter => (8, c"vip-no-adapter"),
-        VipNoPool => (9, c"vip-no-pool"),
-        VipNoPrograms => (10, c"vip-no-programs"),
-        PoolOutsideAdapter => (11, c"pool-outside-adapter"),
-        PoolAdapterEdge => (12, c"pool-adapter-edge"),
-        PoolNotUnicast => (13, c"pool-not-unicast"),
-        PoolOverlap => (14, c"pool-overlap"),
-        PoolServerAddress => (15, c"pool-server-address"),
-        LoopbackNoPrograms => (16, c"loopback-no-programs"),
-        LocalhostNotLoopback => (17, c"localhost-not-loopback"),
-        ExcludedPortZero => (18, c"excluded-port-zero"),
-        DuplicatePort => (19, c"duplicate-port"),
-        DuplicateProgram => (20, c"duplicate-program"),
-        ProgramWildcard => (21, c"program-wildcard"),
-        ProgramEmpty => (22, c"program-empty"),
-        IsolateWithoutLoopback => (23, c"isolate-without-loopback"),
-        Ipv6LoopbackUnchanged => (24, c"ipv6-loopback-unchanged"),
-        RegUnknownValue => (25, c"reg-unknown-value"),
-        RegWrongType => (26, c"reg-wrong-type"),
-        RegBadValue => (27, c"reg-bad-value"),
-        VipDhcpNoInterface => (28, c"vip-dhcp-no-interface"),
-        VipDhcpBadInterface => (29, c"vip-dhcp-bad-interface"),
-        VipDhcpBadPrefix => (30, c"vip-dhcp-bad-prefix"),
-        VipDhcpPoolIgnored => (31, c"vip-dhcp-pool-ignored"),
-        VipDhcpSettingsIgnored => (32, c"vip-dhcp-settings-ignored"),
-    }
-}
-
 /// The diagnostics of one [`ipvirt_policy_validate`] call (opaque): read them with
 /// [`ipvirt_diagnostics_count`] and [`ipvirt_diagnostics_get`], free them with
 /// [`ipvirt_diagnostics_free`].
@@ -340,7 +301,7 @@ pub unsafe extern "C" fn ipvirt_diagnostics_get(
         let Some((severity, code, message, len)) = unsafe { &*list }.items.get(index) else {
             return IPVIRT_INVALID_ARGUMENT;
         };
-        let (number, name) = code_info(*code);
+        let (number, name) = (code.number(), code.as_c_str());
         let d = ipvirt_diagnostic {
             severity: match severity {
                 Severity::Info => 0,
@@ -370,68 +331,5 @@ pub unsafe extern "C" fn ipvirt_diagnostics_free(list: *mut ipvirt_diagnostics) 
             // SAFETY: the list came from Box::into_raw and is freed once (caller).
             drop(unsafe { Box::from_raw(list) })
         }));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every code, in the order of their numbers.
-    const ALL: [DiagnosticCode; 32] = {
-        use DiagnosticCode::*;
-        [
-            PlatformUnsupported,
-            PlatformDesktop,
-            PlatformVipLspFix,
-            PlatformNotStated,
-            PreferLoopbackUnexpected,
-            PreferLoopbackNotListed,
-            VipProgramsIgnored,
-            VipNoAdapter,
-            VipNoPool,
-            VipNoPrograms,
-            PoolOutsideAdapter,
-            PoolAdapterEdge,
-            PoolNotUnicast,
-            PoolOverlap,
-            PoolServerAddress,
-            LoopbackNoPrograms,
-            LocalhostNotLoopback,
-            ExcludedPortZero,
-            DuplicatePort,
-            DuplicateProgram,
-            ProgramWildcard,
-            ProgramEmpty,
-            IsolateWithoutLoopback,
-            Ipv6LoopbackUnchanged,
-            RegUnknownValue,
-            RegWrongType,
-            RegBadValue,
-            VipDhcpNoInterface,
-            VipDhcpBadInterface,
-            VipDhcpBadPrefix,
-            VipDhcpPoolIgnored,
-            VipDhcpSettingsIgnored,
-        ]
-    };
-
-    /// The numbers run 1, 2, ...; each C name is the stable code; the header declares each as
-    /// `IPVIRT_DIAG_<CODE> = <number>` and no other.
-    #[test]
-    fn codes_match_the_header() {
-        let header = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/ipvirt.h"))
-            .unwrap_or_default();
-        for (i, code) in ALL.iter().enumerate() {
-            let (n, name) = code_info(*code);
-            assert_eq!(n as usize, i + 1, "{code:?}");
-            assert_eq!(name.to_str(), Ok(code.as_str()));
-            let c = format!(
-                "IPVIRT_DIAG_{} = {n},",
-                code.as_str().replace('-', "_").to_uppercase()
-            );
-            assert!(header.contains(&c), "the header lacks `{c}`");
-        }
-        assert_eq!(header.matches("    IPVIRT_DIAG_").count(), ALL.len());
     }
 }

@@ -1,56 +1,8 @@
-//! Pointer and length checks, and the panic boundary: what every C entry point goes through.
+//! Pointer and length checks: what every C entry point does before it touches a buffer.
 
 use std::ffi::c_char;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::status::ipvirt_status::{self, *};
-
-/// Runs `f`, turning a panic into `IPVIRT_PANIC`.
-pub(super) fn guard(f: impl FnOnce() -> ipvirt_status) -> ipvirt_status {
-    catch_unwind(AssertUnwindSafe(|| {
-        #[cfg(feature = "capi-test-panic")]
-        test_panic::maybe_panic();
-        f()
-    }))
-    .unwrap_or(IPVIRT_PANIC)
-}
-
-/// The test-only way to make a C ABI call panic (cargo feature `capi-test-panic`): proves that a
-/// panic inside any call becomes `IPVIRT_PANIC`, writes nothing and leaves the process running.
-#[cfg(feature = "capi-test-panic")]
-mod test_panic {
-    use std::cell::Cell;
-
-    thread_local! {
-        static ARMED: Cell<bool> = const { Cell::new(false) };
-    }
-
-    pub(super) fn arm() {
-        ARMED.with(|a| a.set(true));
-    }
-
-    /// Panics (once) if [`arm`] was called on this thread since the last panic.
-    #[allow(
-        clippy::panic,
-        reason = "the deliberate panic of the capi-test-panic feature"
-    )]
-    pub(super) fn maybe_panic() {
-        if ARMED.with(|a| a.replace(false)) {
-            panic!("ipvirt: the panic armed by ipvirt_test_arm_panic (capi-test-panic)");
-        }
-    }
-}
-
-/// Test only (cargo feature `capi-test-panic`, never in a release build): the next C ABI call on
-/// the calling thread that returns an [`ipvirt_status`] panics inside its `catch_unwind` guard, so
-/// a test can check that it returns `IPVIRT_PANIC`, writes nothing and leaves the process and the
-/// library usable.
-#[cfg(feature = "capi-test-panic")]
-#[doc(hidden)]
-#[unsafe(no_mangle)]
-pub extern "C" fn ipvirt_test_arm_panic() {
-    test_panic::arm();
-}
 
 /// The largest length a buffer can have: no object is larger than `isize::MAX` bytes, and
 /// `slice::from_raw_parts` requires it.
@@ -164,42 +116,4 @@ pub(super) unsafe fn write_message(
         *buf.add(n) = 0;
     }
     n == msg.len()
-}
-
-/// The session a C caller names: `kind` 0 remote, 1 console/administrative.
-///
-/// # Errors
-///
-/// `IPVIRT_INVALID_SESSION` for another kind.
-pub(super) fn session_of(id: u32, kind: u32) -> Result<crate::Session, ipvirt_status> {
-    let id = crate::SessionId::new(id);
-    match kind {
-        0 => Ok(crate::Session::remote(id)),
-        1 => Ok(crate::Session::console(id)),
-        _ => Err(IPVIRT_INVALID_SESSION),
-    }
-}
-
-/// The VIP a C caller passes: 4 bytes in network order, or NULL with length 0 for none.
-///
-/// # Errors
-///
-/// `IPVIRT_INVALID_VIP` for an address that cannot be a VIP, `IPVIRT_INVALID_ARGUMENT` for another
-/// length, or what [`bytes`] says.
-///
-/// # Safety
-///
-/// `vip` must be NULL or valid for reading `vip_len` bytes.
-pub(super) unsafe fn vip_of(
-    vip: *const u8,
-    vip_len: usize,
-) -> Result<Option<crate::Vip>, ipvirt_status> {
-    // SAFETY: the caller's contract.
-    match unsafe { bytes(vip, vip_len) }? {
-        [] => Ok(None),
-        &[a, b, c, d] => crate::Vip::new([a, b, c, d].into())
-            .map(Some)
-            .map_err(|_| IPVIRT_INVALID_VIP),
-        _ => Err(IPVIRT_INVALID_ARGUMENT),
-    }
 }

@@ -3,8 +3,10 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use super::args::{session_of, vip_of};
 use super::engine::{ipvirt_engine, ipvirt_plan};
-use super::ptr::{bytes_mut, check_disjoint, guard, region, session_of, vip_of};
+use super::panic::guard;
+use super::ptr::{bytes_mut, check_disjoint, region};
 use super::status::ipvirt_status::{self, *};
 use super::status::{refusal_status, sockaddr_status};
 use crate::rewrite::{RawError, RawOutcome, Rewriter};

@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use super::args::{session_of, vip_of};
 use super::engine::{ipvirt_engine, ipvirt_plan};
-use super::ptr::{check_disjoint, guard, region, session_of, vip_of};
+use super::panic::guard;
+use super::ptr::{check_disjoint, region};
 use super::rewriter::ipvirt_rewriter;
 use super::status::ipvirt_status::{self, *};
 use crate::rewrite::Rewriter;

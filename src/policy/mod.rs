@@ -55,17 +55,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::addr::PoolEntry;
 
-mod registry;
+mod reg;
 mod sessions;
 #[cfg(feature = "std")]
 mod toml_file;
 mod validate;
 
-pub use registry::{Origin, RegError, RegImport, VipOrigins};
+pub use reg::{Origin, RegError, RegImport, VipOrigins};
 pub use sessions::{ConsoleTty, Identity, SessionLayer, Sessions};
 pub use validate::{Diagnostic, DiagnosticCode, Severity};
 
 /// Every setting of both features and of preferred loopback.
+///
+/// Its methods live beside what they do: [`Policy::from_toml`] in `policy/toml_file.rs`,
+/// [`Policy::from_reg`] in `policy/reg/import.rs`, [`Policy::validate`] in `policy/validate.rs`,
+/// and [`Policy::compile`] in `engine/` (beside the [`Engine`](crate::Engine) it builds).
 ///
 /// # Examples
 ///

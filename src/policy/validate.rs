@@ -86,90 +86,160 @@ impl fmt::Display for Severity {
     }
 }
 
-/// What a [`Diagnostic`] is about; [`as_str`](Self::as_str) is its stable code.
-///
-/// ```
-/// use ipvirt::DiagnosticCode;
-///
-/// assert_eq!(DiagnosticCode::PreferLoopbackUnexpected.as_str(), "prefer-loopback-unexpected");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-#[allow(missing_docs)] // each variant is documented by the module's table, by its code
-pub enum DiagnosticCode {
-    PlatformUnsupported,
-    PlatformDesktop,
-    PlatformVipLspFix,
-    PlatformNotStated,
-    PreferLoopbackUnexpected,
-    PreferLoopbackNotListed,
-    VipProgramsIgnored,
-    VipNoAdapter,
-    VipNoPool,
-    VipDhcpNoInterface,
-    VipDhcpBadInterface,
-    VipDhcpBadPrefix,
-    VipDhcpPoolIgnored,
-    VipDhcpSettingsIgnored,
-    VipNoPrograms,
-    PoolOutsideAdapter,
-    PoolAdapterEdge,
-    PoolNotUnicast,
-    PoolOverlap,
-    PoolServerAddress,
-    LoopbackNoPrograms,
-    LocalhostNotLoopback,
-    ExcludedPortZero,
-    DuplicatePort,
-    DuplicateProgram,
-    ProgramWildcard,
-    ProgramEmpty,
-    IsolateWithoutLoopback,
-    Ipv6LoopbackUnchanged,
-    RegUnknownValue,
-    RegWrongType,
-    RegBadValue,
+/// Writes [`DiagnosticCode`] from one list, one row per code: `Variant = number, "code text",
+/// C_NAME;` (rustls's `enum_builder!` habit). The number and the C name are the C ABI's
+/// (`IPVIRT_DIAG_*` in `src/ipvirt.h`, frozen: later codes are appended); the text is the stable
+/// code tools match on. The header test checks the header against this list.
+macro_rules! diagnostic_codes {
+    ($($(#[doc = $doc:literal])* $variant:ident = $n:literal, $text:literal, $c_name:ident;)*) => {
+        /// What a [`Diagnostic`] is about; [`as_str`](Self::as_str) is its stable code, and
+        /// [`number`](Self::number) and [`c_name`](Self::c_name) its frozen number and name in the
+        /// C ABI.
+        ///
+        /// ```
+        /// use ipvirt::DiagnosticCode;
+        ///
+        /// let code = DiagnosticCode::PreferLoopbackUnexpected;
+        /// assert_eq!(code.as_str(), "prefer-loopback-unexpected");
+        /// assert_eq!((code.number(), code.c_name()), (5, "IPVIRT_DIAG_PREFER_LOOPBACK_UNEXPECTED"));
+        /// ```
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum DiagnosticCode {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl DiagnosticCode {
+            /// Every code, in the order of their numbers (1, 2, …).
+            ///
+            /// ```
+            /// use ipvirt::DiagnosticCode;
+            ///
+            /// assert!(DiagnosticCode::ALL.iter().zip(1..).all(|(c, n)| c.number() == n));
+            /// ```
+            pub const ALL: [DiagnosticCode; [$($n),*].len()] = [$(DiagnosticCode::$variant),*];
+
+            /// The stable code (`"vip-no-adapter"`): it never changes between releases.
+            #[must_use]
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(DiagnosticCode::$variant => $text,)*
+                }
+            }
+
+            /// The frozen number of the C ABI (`IPVIRT_DIAG_*`).
+            #[must_use]
+            pub const fn number(self) -> u32 {
+                match self {
+                    $(DiagnosticCode::$variant => $n,)*
+                }
+            }
+
+            /// The name of the number in the C header (`"IPVIRT_DIAG_VIP_NO_ADAPTER"`).
+            #[must_use]
+            pub const fn c_name(self) -> &'static str {
+                match self {
+                    $(DiagnosticCode::$variant => stringify!($c_name),)*
+                }
+            }
+
+            /// The code with the C number `n`, if there is one.
+            ///
+            /// ```
+            /// use ipvirt::DiagnosticCode;
+            ///
+            /// assert_eq!(DiagnosticCode::from_number(8), Some(DiagnosticCode::VipNoAdapter));
+            /// assert_eq!(DiagnosticCode::from_number(0), None);
+            /// ```
+            #[must_use]
+            pub const fn from_number(n: u32) -> Option<DiagnosticCode> {
+                match n {
+                    $($n => Some(DiagnosticCode::$variant),)*
+                    _ => None,
+                }
+            }
+
+            /// The stable code as a NUL-terminated C string (the C ABI's `code_name`).
+            #[cfg(feature = "capi")]
+            pub(crate) const fn as_c_str(self) -> &'static core::ffi::CStr {
+                match self {
+                    $(DiagnosticCode::$variant => {
+                        const { match core::ffi::CStr::from_bytes_with_nul(concat!($text, "\0").as_bytes()) {
+                            Ok(c) => c,
+                            Err(_) => unreachable!(),
+                        } }
+                    })*
+                }
+            }
+        }
+    };
 }
 
-impl DiagnosticCode {
-    /// The stable code.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            DiagnosticCode::PlatformUnsupported => "platform-unsupported",
-            DiagnosticCode::PlatformDesktop => "platform-desktop",
-            DiagnosticCode::PlatformVipLspFix => "platform-vip-lsp-fix",
-            DiagnosticCode::PlatformNotStated => "platform-not-stated",
-            DiagnosticCode::PreferLoopbackUnexpected => "prefer-loopback-unexpected",
-            DiagnosticCode::PreferLoopbackNotListed => "prefer-loopback-not-listed",
-            DiagnosticCode::VipProgramsIgnored => "vip-programs-ignored",
-            DiagnosticCode::VipNoAdapter => "vip-no-adapter",
-            DiagnosticCode::VipNoPool => "vip-no-pool",
-            DiagnosticCode::VipDhcpNoInterface => "vip-dhcp-no-interface",
-            DiagnosticCode::VipDhcpBadInterface => "vip-dhcp-bad-interface",
-            DiagnosticCode::VipDhcpBadPrefix => "vip-dhcp-bad-prefix",
-            DiagnosticCode::VipDhcpPoolIgnored => "vip-dhcp-pool-ignored",
-            DiagnosticCode::VipDhcpSettingsIgnored => "vip-dhcp-settings-ignored",
-            DiagnosticCode::VipNoPrograms => "vip-no-programs",
-            DiagnosticCode::PoolOutsideAdapter => "pool-outside-adapter",
-            DiagnosticCode::PoolAdapterEdge => "pool-adapter-edge",
-            DiagnosticCode::PoolNotUnicast => "pool-not-unicast",
-            DiagnosticCode::PoolOverlap => "pool-overlap",
-            DiagnosticCode::PoolServerAddress => "pool-server-address",
-            DiagnosticCode::LoopbackNoPrograms => "loopback-no-programs",
-            DiagnosticCode::LocalhostNotLoopback => "localhost-not-loopback",
-            DiagnosticCode::ExcludedPortZero => "excluded-port-zero",
-            DiagnosticCode::DuplicatePort => "duplicate-port",
-            DiagnosticCode::DuplicateProgram => "duplicate-program",
-            DiagnosticCode::ProgramWildcard => "program-wildcard",
-            DiagnosticCode::ProgramEmpty => "program-empty",
-            DiagnosticCode::IsolateWithoutLoopback => "isolate-without-loopback",
-            DiagnosticCode::Ipv6LoopbackUnchanged => "ipv6-loopback-unchanged",
-            DiagnosticCode::RegUnknownValue => "reg-unknown-value",
-            DiagnosticCode::RegWrongType => "reg-wrong-type",
-            DiagnosticCode::RegBadValue => "reg-bad-value",
-        }
-    }
+diagnostic_codes! {
+    /// A feature is on and the platform is Windows 10/11 Enterprise multi-session (error).
+    PlatformUnsupported = 1, "platform-unsupported", IPVIRT_DIAG_PLATFORM_UNSUPPORTED;
+    /// A feature is on and the platform is a desktop Windows (error).
+    PlatformDesktop = 2, "platform-desktop", IPVIRT_DIAG_PLATFORM_DESKTOP;
+    /// Virtual IP on Windows Server 2019/2022, which needs the Winsock LSP catalog fix or update (warning).
+    PlatformVipLspFix = 3, "platform-vip-lsp-fix", IPVIRT_DIAG_PLATFORM_VIP_LSP_FIX;
+    /// A feature is on and no platform is stated: platform checks skipped (info).
+    PlatformNotStated = 4, "platform-not-stated", IPVIRT_DIAG_PLATFORM_NOT_STATED;
+    /// Preferred loopback is on while virtual IP or virtual loopback is off: "unexpected results" (warning).
+    PreferLoopbackUnexpected = 5, "prefer-loopback-unexpected", IPVIRT_DIAG_PREFER_LOOPBACK_UNEXPECTED;
+    /// A preferred-loopback process is not in the virtual loopback programs list (warning).
+    PreferLoopbackNotListed = 6, "prefer-loopback-not-listed", IPVIRT_DIAG_PREFER_LOOPBACK_NOT_LISTED;
+    /// `virtual_ip.programs` is set in per-session mode (warning).
+    VipProgramsIgnored = 7, "vip-programs-ignored", IPVIRT_DIAG_VIP_PROGRAMS_IGNORED;
+    /// Virtual IP is on without `adapter`: it stays off (error).
+    VipNoAdapter = 8, "vip-no-adapter", IPVIRT_DIAG_VIP_NO_ADAPTER;
+    /// Virtual IP is on with the static source and no pool: no session gets an address (warning).
+    VipNoPool = 9, "vip-no-pool", IPVIRT_DIAG_VIP_NO_POOL;
+    /// Per-program virtual IP with an empty program list (warning).
+    VipNoPrograms = 10, "vip-no-programs", IPVIRT_DIAG_VIP_NO_PROGRAMS;
+    /// A pool entry is not inside the adapter network (error).
+    PoolOutsideAdapter = 11, "pool-outside-adapter", IPVIRT_DIAG_POOL_OUTSIDE_ADAPTER;
+    /// A pool entry holds the adapter network's network or broadcast address (warning).
+    PoolAdapterEdge = 12, "pool-adapter-edge", IPVIRT_DIAG_POOL_ADAPTER_EDGE;
+    /// A pool entry holds unspecified, loopback, multicast or broadcast addresses (error).
+    PoolNotUnicast = 13, "pool-not-unicast", IPVIRT_DIAG_POOL_NOT_UNICAST;
+    /// Pool entries overlap; they are merged (info).
+    PoolOverlap = 14, "pool-overlap", IPVIRT_DIAG_POOL_OVERLAP;
+    /// A pool entry holds one of the server's addresses, never leased ([`Policy::validate_for`], warning).
+    PoolServerAddress = 15, "pool-server-address", IPVIRT_DIAG_POOL_SERVER_ADDRESS;
+    /// Virtual loopback is on with an empty programs list: nothing is rewritten (warning).
+    LoopbackNoPrograms = 16, "loopback-no-programs", IPVIRT_DIAG_LOOPBACK_NO_PROGRAMS;
+    /// `virtual_loopback.localhost` is outside 127.0.0.0/8 or is 127.0.0.0 (error).
+    LocalhostNotLoopback = 17, "localhost-not-loopback", IPVIRT_DIAG_LOCALHOST_NOT_LOOPBACK;
+    /// Port 0 is excluded: every bind to the localhost address with port 0 is left alone (warning).
+    ExcludedPortZero = 18, "excluded-port-zero", IPVIRT_DIAG_EXCLUDED_PORT_ZERO;
+    /// A port is excluded twice (warning).
+    DuplicatePort = 19, "duplicate-port", IPVIRT_DIAG_DUPLICATE_PORT;
+    /// A list names the same program twice, after case and separator folding (warning).
+    DuplicateProgram = 20, "duplicate-program", IPVIRT_DIAG_DUPLICATE_PROGRAM;
+    /// A list entry has `*` or `?`: there are no wildcards, it is matched literally (warning).
+    ProgramWildcard = 21, "program-wildcard", IPVIRT_DIAG_PROGRAM_WILDCARD;
+    /// A list entry is empty: it matches nothing (warning).
+    ProgramEmpty = 22, "program-empty", IPVIRT_DIAG_PROGRAM_EMPTY;
+    /// `virtual_loopback.isolate` is on while virtual loopback is off: no effect (info).
+    IsolateWithoutLoopback = 23, "isolate-without-loopback", IPVIRT_DIAG_ISOLATE_WITHOUT_LOOPBACK;
+    /// Virtual loopback is on and `virtual_loopback.ipv6` is `unchanged`: servers on `[::1]` still clash between sessions (info).
+    Ipv6LoopbackUnchanged = 24, "ipv6-loopback-unchanged", IPVIRT_DIAG_IPV6_LOOPBACK_UNCHANGED;
+    /// A value under one of the policy keys of a `.reg` export is not a setting ipvirt knows (info).
+    RegUnknownValue = 25, "reg-unknown-value", IPVIRT_DIAG_REG_UNKNOWN_VALUE;
+    /// A known value of a `.reg` export has the wrong registry type (warning).
+    RegWrongType = 26, "reg-wrong-type", IPVIRT_DIAG_REG_WRONG_TYPE;
+    /// A known value of a `.reg` export has a value it cannot take (warning or error).
+    RegBadValue = 27, "reg-bad-value", IPVIRT_DIAG_REG_BAD_VALUE;
+    /// The DHCP source has neither `virtual_ip.dhcp.interface` nor `adapter` to select the interface (error).
+    VipDhcpNoInterface = 28, "vip-dhcp-no-interface", IPVIRT_DIAG_VIP_DHCP_NO_INTERFACE;
+    /// `virtual_ip.dhcp.interface` cannot be a Linux interface name (error).
+    VipDhcpBadInterface = 29, "vip-dhcp-bad-interface", IPVIRT_DIAG_VIP_DHCP_BAD_INTERFACE;
+    /// `virtual_ip.dhcp.client_id_prefix` is empty or over 200 bytes (error).
+    VipDhcpBadPrefix = 30, "vip-dhcp-bad-prefix", IPVIRT_DIAG_VIP_DHCP_BAD_PREFIX;
+    /// The DHCP source is used and `virtual_ip.pool` is set: the pool is not used (warning).
+    VipDhcpPoolIgnored = 31, "vip-dhcp-pool-ignored", IPVIRT_DIAG_VIP_DHCP_POOL_IGNORED;
+    /// `[virtual_ip.dhcp]` is set but the source is `static`: the settings are not used (info).
+    VipDhcpSettingsIgnored = 32, "vip-dhcp-settings-ignored", IPVIRT_DIAG_VIP_DHCP_SETTINGS_IGNORED;
 }
 
 impl fmt::Display for DiagnosticCode {

@@ -100,9 +100,12 @@ impl Client {
             .client_id_prefix
             .clone()
             .unwrap_or_else(dhcp::default_client_id_prefix);
+        let mut config = DhcpConfig::new(prefix.into_bytes(), [0; 6]);
+        // An address outside VIPAdapter's network is refused.
+        config.adapter = policy.virtual_ip.adapter;
         let mut driver = DhcpDriver::open(
             &interface,
-            DhcpConfig::new(prefix.into_bytes(), [0; 6]),
+            config,
             Some(StateFile::new(state)),
             policy.virtual_ip.dhcp.configure_addresses,
         )

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ipnet::Ipv4Net;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use ipvirt::dhcp::{
@@ -130,6 +131,10 @@ impl Drop for Reader {
 ///
 /// Needs `CAP_NET_RAW` (for `SO_BINDTODEVICE`), `CAP_NET_BIND_SERVICE` (port 68) and, to configure
 /// addresses, `CAP_NET_ADMIN` and the `ip` program.
+///
+/// The driver keeps time itself (its [`Clock`]), so it is not an [`AddressSource`] (whose calls
+/// take the caller's `now`): its own [`lease`](Self::lease) and [`release`](Self::release) read
+/// the clock and pass it to the machine.
 #[derive(Debug)]
 pub struct DhcpDriver {
     interface: String,
@@ -164,7 +169,11 @@ fn wall() -> Duration {
 
 impl DhcpDriver {
     /// Opens the driver on `interface` with `config` (its hardware address is replaced by the
-    /// interface's), keeping leases in `state` if given.
+    /// interface's, and every IPv4 address of the host, with its prefix, is added to its
+    /// [`host_addresses`](DhcpConfig::host_addresses): none of them, nor a network or broadcast
+    /// address of their subnets, is ever taken as a VIP), keeping leases in `state` if given. Set
+    /// [`DhcpConfig::adapter`] to the policy's `virtual_ip.adapter` so that an address outside it
+    /// is refused too.
     ///
     /// # Errors
     ///
@@ -178,6 +187,21 @@ impl DhcpDriver {
         configure_addresses: bool,
     ) -> Result<DhcpDriver, DriverError> {
         config.hardware_addr = hardware_addr(interface)?;
+        // The host's own addresses are never a VIP; those the lease file names as leases are
+        // VIPs ipvirt configured (a restarted driver finds them on the interface), not the
+        // host's.
+        let vips: BTreeSet<Ipv4Addr> = state
+            .as_ref()
+            .and_then(|f| f.read::<DhcpSnapshot>().ok().flatten())
+            .map(|s| s.leases.iter().map(|(_, l)| l.addr).collect())
+            .unwrap_or_default();
+        let own = host_networks().map_err(|e| DriverError::Interface {
+            interface: interface.to_owned(),
+            reason: format!("cannot list the host's addresses (getifaddrs): {e}"),
+        })?;
+        config
+            .host_addresses
+            .extend(own.into_iter().filter(|n| !vips.contains(&n.addr())));
         config.seed ^= wall().as_nanos() as u64 ^ (u64::from(std::process::id()) << 32);
         let sock_err = |what: &str| {
             let interface = interface.to_owned();
@@ -237,13 +261,14 @@ impl DhcpDriver {
     }
 
     /// What went wrong without stopping the driver since the last call (a send that failed, an
-    /// address that could not be configured); the caller logs them.
+    /// address that could not be configured, an address a server offered that this host cannot
+    /// use, [`DhcpEvent::Refused`]); the caller logs them.
     pub fn take_notes(&mut self) -> Vec<String> {
         std::mem::take(&mut self.notes)
     }
 
-    /// The session's VIP, as [`AddressSource::lease`]: its address while it holds a lease, else
-    /// [`LeaseError::Pending`] or [`LeaseError::Lost`] after starting it. A session whose
+    /// The session's VIP, as [`AddressSource::lease`] at the driver's clock: its address while it
+    /// holds a lease, else [`LeaseError::Pending`] or [`LeaseError::Lost`] after starting it. A session whose
     /// unexpired lease is in the lease file takes it back (and renews it at T1).
     ///
     /// # Errors
@@ -256,7 +281,7 @@ impl DhcpDriver {
             self.managed.insert(session);
         }
         self.machine.handle_timeout(now);
-        let result = self.machine.lease(session);
+        let result = self.machine.lease(now, session);
         self.flush();
         self.apply_events();
         result
@@ -306,7 +331,7 @@ impl DhcpDriver {
     pub fn release(&mut self, session: SessionId) -> Option<Vip> {
         let now = self.now();
         self.machine.handle_timeout(now);
-        let got = self.machine.release(session);
+        let got = self.machine.release(now, session);
         self.flush();
         self.apply_events();
         got
@@ -380,6 +405,7 @@ impl DhcpDriver {
                     self.remove_address(previous);
                     self.add_address(lease.addr);
                 }
+                DhcpEvent::Refused { .. } => self.notes.push(e.to_string()),
                 DhcpEvent::Lost { addr, .. }
                 | DhcpEvent::Released { addr, .. }
                 | DhcpEvent::Declined {
@@ -546,6 +572,48 @@ fn bound_socket(interface: &str, addr: Ipv4Addr) -> std::io::Result<UdpSocket> {
     Ok(s.into())
 }
 
+/// Every IPv4 address of the host with its prefix (`10.0.0.2/24`), from `getifaddrs(3)`.
+#[allow(unsafe_code)]
+fn host_networks() -> std::io::Result<Vec<Ipv4Net>> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes the head of a list it allocated to `list` when it returns 0.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut node = list;
+    while !node.is_null() {
+        // SAFETY: `node` is a node of the list getifaddrs made, which is freed only below.
+        let ifa = unsafe { &*node };
+        if let (Some(addr), Some(mask)) = (ipv4_of(ifa.ifa_addr), ipv4_of(ifa.ifa_netmask))
+            && let Ok(net) = Ipv4Net::new(addr, mask.to_bits().leading_ones() as u8)
+        {
+            out.push(net);
+        }
+        node = ifa.ifa_next;
+    }
+    // SAFETY: `list` came from getifaddrs and is freed once; nothing of it is used after.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(out)
+}
+
+/// The IPv4 address of a `sockaddr` of the `getifaddrs` list (`None`: NULL or another family).
+#[allow(unsafe_code)]
+fn ipv4_of(sa: *const libc::sockaddr) -> Option<Ipv4Addr> {
+    if sa.is_null() {
+        return None;
+    }
+    // SAFETY: `sa` points at a sockaddr of the live getifaddrs list; every sockaddr starts with
+    // its family.
+    if i32::from(unsafe { (*sa).sa_family }) != libc::AF_INET {
+        return None;
+    }
+    // SAFETY: a sockaddr of family AF_INET is a sockaddr_in, allocated by getifaddrs with the
+    // alignment of one.
+    let sin = unsafe { &*sa.cast::<libc::sockaddr_in>() };
+    Some(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
+}
+
 /// The interface's MAC address, from sysfs.
 fn hardware_addr(interface: &str) -> Result<[u8; 6], DriverError> {
     let bad = |reason: String| DriverError::Interface {
@@ -571,22 +639,4 @@ fn hardware_addr(interface: &str) -> Result<[u8; 6], DriverError> {
             .map_err(|_| bad(format!("{path} holds {:?}, not a MAC address", text.trim())))?;
     }
     Ok(mac)
-}
-
-impl AddressSource for DhcpDriver {
-    fn lease(&mut self, session: SessionId) -> Result<Vip, LeaseError> {
-        DhcpDriver::lease(self, session)
-    }
-
-    fn release(&mut self, session: SessionId) -> Option<Vip> {
-        DhcpDriver::release(self, session)
-    }
-
-    fn address_of(&self, session: SessionId) -> Option<Vip> {
-        self.machine.address_of(session)
-    }
-
-    fn session_of(&self, addr: Ipv4Addr) -> Option<SessionId> {
-        self.machine.session_of(addr)
-    }
 }

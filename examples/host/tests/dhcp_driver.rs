@@ -175,7 +175,13 @@ fn policy(failure: &str) -> Policy {
 fn a_pool_of_two_with_three_sessions_applies_on_lease_failure() {
     require_root!();
     let net = Net::new(3, 101, false);
-    let mut d = driver(&net, "ipvirt-t3-", None);
+    // The waiting session's DISCOVERs come every second or two rather than at 4, 12, 28, 60 s, so
+    // the one dnsmasq answers with "no address available" comes long before the deadline even on
+    // a loaded machine (dnsmasq does not ping here, so short delays do not outrun its offers).
+    let mut config = DhcpConfig::new(b"ipvirt-t3-".to_vec(), [0; 6]);
+    config.first_retransmit = Duration::from_secs(1);
+    config.max_retransmit = Duration::from_secs(2);
+    let mut d = DhcpDriver::open(&net.client_if, config, None, true).unwrap();
     for s in 1..=3 {
         d.lease(sid(s)).unwrap_err();
     }
@@ -278,7 +284,80 @@ fn a_dead_server_makes_renewals_fail_and_the_session_follows_on_lease_failure() 
     assert!(!String::from_utf8_lossy(&out.stdout).contains(&format!("{addr}/32")));
 }
 
-/// How many DHCPACKs of `addr` dnsmasq has logged.
+/// Steps the driver until a note says `what` (deadline: [`DEADLINE`]); returns every note.
+fn drive_until_noted(d: &mut DhcpDriver, what: &str) -> Vec<String> {
+    let mut notes = Vec::new();
+    drive(d, what, |d| {
+        notes.extend(d.take_notes());
+        notes.iter().any(|n| n.contains(what))
+    });
+    notes
+}
+
+#[test]
+fn an_offer_of_the_hosts_own_address_is_refused_and_never_leased() {
+    require_root!();
+    // A misconfigured server whose only address is the client side's own (10.231.7.2); without
+    // its ping check dnsmasq offers it.
+    let net = Net::with_range(7, 2, 2, false);
+    let own = Ipv4Addr::new(10, 231, 7, 2);
+    let mut d = driver(&net, "ipvirt-t7-", None);
+    assert_eq!(
+        d.lease(sid(1)),
+        Err(LeaseError::Pending { session: sid(1) })
+    );
+    let notes = drive_until_noted(&mut d, "refused the OFFER of 10.231.7.2 from 10.231.7.1");
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("it is one of this host's own addresses (10.231.7.2/24)")),
+        "{notes:?}"
+    );
+    // Never taken up: no REQUEST, so no ACK and no lease on either side; the address is still
+    // the interface's own, once.
+    assert_eq!(
+        d.lease(sid(1)),
+        Err(LeaseError::Pending { session: sid(1) })
+    );
+    assert_eq!(d.machine().state(sid(1)), Some(DhcpState::Selecting));
+    assert!(d.machine().leases().is_empty());
+    assert!(d.machine().stats().refused >= 1);
+    assert!(
+        !log_has(&net.log_path(), "DHCPREQUEST"),
+        "a REQUEST was sent"
+    );
+    assert!(net.server_leases().iter().all(|(a, _)| *a != own));
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "dev", &net.client_if])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(shown.matches("inet 10.231.7.2/").count(), 1, "{shown}");
+}
+
+#[test]
+fn offers_outside_the_adapter_network_are_refused() {
+    require_root!();
+    // VIPAdapter 10.231.8.0/25 while the server hands out .200-.210.
+    let net = Net::with_range(8, 200, 210, false);
+    let mut config = DhcpConfig::new(b"ipvirt-t8-".to_vec(), [0; 6]);
+    config.adapter = Some("10.231.8.0/25".parse().unwrap());
+    let mut d = DhcpDriver::open(&net.client_if, config, None, true).unwrap();
+    d.lease(sid(1)).unwrap_err();
+    let notes = drive_until_noted(&mut d, "outside the adapter's network 10.231.8.0/25");
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("refused the OFFER of 10.231.8.20")),
+        "{notes:?}"
+    );
+    assert!(d.lease(sid(1)).is_err());
+    assert!(d.machine().leases().is_empty());
+    assert!(
+        !log_has(&net.log_path(), "DHCPREQUEST"),
+        "a REQUEST was sent"
+    );
+}
 
 #[test]
 fn a_missing_interface_is_a_typed_error() {

@@ -48,6 +48,12 @@ impl DhcpNet {
     /// Network `10.231.<net>.0/24`: the server is `.1`, the client side `.2`, the pool
     /// `.100`-`.<last>`. `net` is unique per test (tests run in parallel).
     pub fn new(net: u8, last: u8, ping: bool) -> DhcpNet {
+        DhcpNet::with_range(net, 100, last, ping)
+    }
+
+    /// As [`DhcpNet::new`], with the pool `.<first>`-`.<last>` (a pool that holds the client
+    /// side's own address `.2` plays a misconfigured server).
+    pub fn with_range(net: u8, first: u8, last: u8, ping: bool) -> DhcpNet {
         let tag = format!("{}{net}", std::process::id() % 10_000);
         let ns = format!("ipvirt-dhcp-{tag}");
         let client_if = format!("ivd{tag}c");
@@ -82,7 +88,7 @@ impl DhcpNet {
         ] {
             run(&cmd).unwrap();
         }
-        n.start_server(last, ping);
+        n.start_server_range(first, last, ping);
         n
     }
 
@@ -98,9 +104,14 @@ impl DhcpNet {
 
     /// Starts dnsmasq with the range `.100`-`.<last>`; `ping`: check an address before offering it.
     pub fn start_server(&mut self, last: u8, ping: bool) {
+        self.start_server_range(100, last, ping);
+    }
+
+    /// Starts dnsmasq with the range `.<first>`-`.<last>`; `ping` as in [`start_server`](Self::start_server).
+    pub fn start_server_range(&mut self, first: u8, last: u8, ping: bool) {
         let server_if = &self.server_if;
         let range = format!(
-            "--dhcp-range=10.231.{0}.100,10.231.{0}.{last},255.255.255.0,2m",
+            "--dhcp-range=10.231.{0}.{first},10.231.{0}.{last},255.255.255.0,2m",
             self.net
         );
         let log = std::fs::File::create(self.log_path()).unwrap();
