@@ -76,9 +76,12 @@ impl Dhcp {
             .client_id_prefix
             .clone()
             .unwrap_or_else(dhcp_driver::default_client_id_prefix);
+        let mut config = DhcpConfig::new(prefix.into_bytes(), [0; 6]);
+        // Offers outside VIPAdapter's network are refused (not taken on trust).
+        config.adapter = policy.virtual_ip.adapter;
         let mut driver = DhcpDriver::open(
             &interface,
-            DhcpConfig::new(prefix.into_bytes(), [0; 6]),
+            config,
             Some(StateFile::new(state)),
             policy.virtual_ip.dhcp.configure_addresses,
         )
