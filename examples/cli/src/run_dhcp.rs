@@ -84,6 +84,33 @@ pub(crate) fn clock() -> Result<Option<dhcp::Clock>, String> {
     })))
 }
 
+/// The policy's DHCP driver: on `virtual_ip.dhcp.interface` (or the interface `VIPAdapter`
+/// selects), with the policy's client identifier prefix, refusing offers outside `VIPAdapter`'s
+/// network, its timers in `state`, on the test clock when one is set. `ipvirt run` and the
+/// service both open theirs here.
+pub(crate) fn open_driver(policy: &Policy, state: &Path) -> Result<DhcpDriver, String> {
+    let interface = interface(policy)?;
+    let prefix = policy
+        .virtual_ip
+        .dhcp
+        .client_id_prefix
+        .clone()
+        .unwrap_or_else(dhcp::default_client_id_prefix);
+    let mut config = DhcpConfig::new(prefix.into_bytes(), [0; 6]);
+    config.adapter = policy.virtual_ip.adapter;
+    let mut driver = DhcpDriver::open(
+        &interface,
+        config,
+        Some(StateFile::new(state)),
+        policy.virtual_ip.dhcp.configure_addresses,
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some(c) = clock()? {
+        driver.set_clock(c);
+    }
+    Ok(driver)
+}
+
 impl Client {
     /// Opens the client on the policy's interface, with its own state in `state`, claiming its
     /// addresses in the lease book `book`.
@@ -93,26 +120,7 @@ impl Client {
         book: &LeaseBook,
         session: SessionId,
     ) -> Result<Client, String> {
-        let interface = interface(policy)?;
-        let prefix = policy
-            .virtual_ip
-            .dhcp
-            .client_id_prefix
-            .clone()
-            .unwrap_or_else(dhcp::default_client_id_prefix);
-        let mut config = DhcpConfig::new(prefix.into_bytes(), [0; 6]);
-        // An address outside VIPAdapter's network is refused.
-        config.adapter = policy.virtual_ip.adapter;
-        let mut driver = DhcpDriver::open(
-            &interface,
-            config,
-            Some(StateFile::new(state)),
-            policy.virtual_ip.dhcp.configure_addresses,
-        )
-        .map_err(|e| e.to_string())?;
-        if let Some(c) = clock()? {
-            driver.set_clock(c);
-        }
+        let driver = open_driver(policy, state)?;
         Ok(Client {
             driver,
             session,

@@ -15,10 +15,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ipvirt::dhcp::{DhcpConfig, DhcpEvent};
+use ipvirt::dhcp::DhcpEvent;
 use ipvirt::{Policy, SessionId};
-use ipvirt_host::StateFile;
-use ipvirt_host::dhcp_driver::{self, DhcpDriver};
+use ipvirt_host::dhcp_driver::DhcpDriver;
 use ipvirt_host::lease_book::{Holder, LeaseBook, LeaseBookError};
 
 use super::log::Log;
@@ -63,32 +62,7 @@ impl Dhcp {
         book: &Path,
         log: Arc<Log>,
     ) -> Result<Dhcp, String> {
-        let interface = match (&policy.virtual_ip.dhcp.interface, policy.virtual_ip.adapter) {
-            (Some(i), _) => i.clone(),
-            (None, Some(a)) => dhcp_driver::interface_for(a).map_err(|e| e.to_string())?,
-            (None, None) => {
-                return Err("virtual_ip.source is \"dhcp\" but neither virtual_ip.dhcp.interface nor virtual_ip.adapter is set".into());
-            }
-        };
-        let prefix = policy
-            .virtual_ip
-            .dhcp
-            .client_id_prefix
-            .clone()
-            .unwrap_or_else(dhcp_driver::default_client_id_prefix);
-        let mut config = DhcpConfig::new(prefix.into_bytes(), [0; 6]);
-        // Offers outside VIPAdapter's network are refused (not taken on trust).
-        config.adapter = policy.virtual_ip.adapter;
-        let mut driver = DhcpDriver::open(
-            &interface,
-            config,
-            Some(StateFile::new(state)),
-            policy.virtual_ip.dhcp.configure_addresses,
-        )
-        .map_err(|e| e.to_string())?;
-        if let Some(c) = crate::run_dhcp::clock()? {
-            driver.set_clock(c);
-        }
+        let driver = crate::run_dhcp::open_driver(policy, state)?;
         let (tx, rx) = channel();
         let book = LeaseBook::new(book);
         let thread = std::thread::Builder::new()
