@@ -834,21 +834,33 @@ fn one_dhcp_client_for_every_session_and_a_killed_service_loses_nothing() {
 
 #[test]
 fn under_systemd_the_login_scope_is_the_session() {
+    logind_layout("session");
+}
+
+#[test]
+fn under_systemd_with_identity_user_the_user_slice_is_the_session() {
+    logind_layout("user");
+}
+
+/// logind's layout, built by hand: `user.slice/user-UID.slice/session-N.scope`, and a pam_exec
+/// step (standing in for pam_systemd) that moves the login's process into the scope. The service
+/// registers the scope (`identity = "session"`) or the user's slice (`"user"`) as the session,
+/// and moves nothing out of logind's tree.
+fn logind_layout(identity: &str) {
     require_logins!();
     if std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd") {
         eprintln!("skipped: PID 1 is systemd; this test builds logind's cgroup tree by hand");
         return;
     }
-    let dir = scratch("logind");
-    let daemon = Daemon::start(&dir, "logind", &policy(false, "session"));
-    let u = User::new(&format!("ipvl{}", tag("")), &dir);
-    // logind's layout, by hand: user.slice/user-UID.slice/session-N.scope, and a pam_exec step
-    // (standing in for pam_systemd) that moves the login's process into the scope.
+    let test = format!("logind{}", &identity[..1]);
+    let dir = scratch(&test);
+    let daemon = Daemon::start(&dir, &test, &policy(false, identity));
+    let u = User::new(&format!("ipvl{}{}", &identity[..1], tag("")), &dir);
     let mount = ipvirt_testkit::cgroup2_mount().unwrap();
     let slice = mount
         .join("user.slice")
         .join(format!("user-{}.slice", u.uid));
-    let scope = slice.join(format!("session-{}.scope", tag("")));
+    let scope = slice.join(format!("session-{}.scope", tag(identity)));
     std::fs::create_dir_all(&scope).unwrap();
     let script = dir.join("enter-scope.sh");
     std::fs::write(
@@ -876,16 +888,19 @@ fn under_systemd_the_login_scope_is_the_session() {
     wait_until("the server to listen", STEP, || listeners(port).len() == 1);
     let s = daemon.sessions();
     assert_eq!(s.len(), 1, "{s:?}");
-    let rel = format!("/{}", scope.strip_prefix(&mount).unwrap().display());
+    let registered = if identity == "user" { &slice } else { &scope };
+    let rel = format!("/{}", registered.strip_prefix(&mount).unwrap().display());
     assert_eq!(
         s[0].cgroups,
         [rel],
-        "the scope is registered, nothing moved out of it"
+        "logind's cgroup is registered, nothing moved out of it"
     );
     assert_eq!(listeners(port), [format!("{}:{port}", s[0].loopback)]);
-    // The login's processes are still in logind's scope.
     let procs = std::fs::read_to_string(scope.join("cgroup.procs")).unwrap();
-    assert!(!procs.trim().is_empty());
+    assert!(
+        !procs.trim().is_empty(),
+        "the login's processes stay in logind's scope"
+    );
     let _ = Command::new("pkill").args(["-u", &u.name]).output();
     wait_until("the session to end", STEP, || daemon.sessions().is_empty());
     drop(sshd);
