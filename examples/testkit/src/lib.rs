@@ -6,6 +6,7 @@
 //! the test's own target directory ([`cdylib`]). A crate whose tests need a shared library lists
 //! its crate as a dev-dependency, which makes cargo build it first.
 
+#[cfg(unix)]
 pub mod dhcp;
 
 use std::net::TcpListener;
@@ -187,4 +188,5 @@ pub fn wait_until(what: &str, deadline: std::time::Duration, mut cond: impl FnMu
     }
 }
 
+#[cfg(unix)]
 pub mod logins;
