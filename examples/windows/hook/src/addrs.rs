@@ -1,8 +1,19 @@
 //! Copying addresses in and out of the program's memory, and what the call families share.
 
-#![allow(clippy::wildcard_imports)]
+use std::ptr;
 
-use crate::*;
+use ipvirt::{Call, RawError, RawOutcome, Refusal, SockaddrLayout, Stack, read_sockaddr};
+use windows_sys::Win32::Networking::WinSock::{
+    IPPROTO_IPV6, IPV6_V6ONLY, SO_TYPE, SOCK_DGRAM, SOCKET_ERROR, SOL_SOCKET, WSAEINVAL, getsockopt,
+};
+
+use crate::config::{State, say};
+use crate::sys::{Socket, last_error, set_last_error};
+
+/// Winsock's `sockaddr` layout (`AF_INET6` is 23).
+pub(crate) const LAYOUT: SockaddrLayout = SockaddrLayout::WINDOWS;
+/// The size of a `SOCKADDR_STORAGE`: room for any address the layer handles.
+pub(crate) const STORAGE: usize = ipvirt::SOCKADDR_STORAGE_LEN;
 
 /// A private copy of the program's address: as many bytes as its family needs (never more than it
 /// said it has), the rest zero, and the length to pass on: the program's, or the size of the copy
@@ -104,7 +115,7 @@ pub(crate) fn is_bound(s: Socket) -> bool {
     let mut buf = [0u8; STORAGE];
     let mut len = STORAGE as i32;
     let saved = last_error();
-    let getsockname = real!(F::GetSockName, AddrOutFn);
+    let getsockname = real!(GetSockName);
     // SAFETY: buf holds len bytes.
     let r = unsafe { getsockname(s, buf.as_mut_ptr(), &mut len) };
     set_last_error(saved);
@@ -117,7 +128,7 @@ pub(crate) fn bind_source(s: Socket, source: &[u8]) -> Result<bool, i32> {
     if is_bound(s) {
         return Ok(false);
     }
-    let bind = real!(F::Bind, AddrInFn);
+    let bind = real!(Bind);
     let len = i32::try_from(source.len()).unwrap_or(0);
     // SAFETY: source holds a complete sockaddr of its length.
     let r = unsafe { bind(s, source.as_ptr(), len) };

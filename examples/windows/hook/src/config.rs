@@ -1,16 +1,19 @@
 //! The configuration as Windows has it, read once by `ipvirt_init`, and the state built from it.
 
-#![allow(clippy::wildcard_imports)]
-
-use crate::*;
-
+use std::net::IpAddr;
+use std::ptr;
 use std::sync::OnceLock;
+
+use ipvirt::{Host, Policy, Rewriter, Session, SessionId, SessionKind, Vip, read_sockaddr};
+use ipvirt_host::registry;
 
 use windows_sys::Win32::System::LibraryLoader::GetModuleFileNameW;
 use windows_sys::Win32::System::RemoteDesktop::{
     ProcessIdToSessionId, WTSGetActiveConsoleSessionId,
 };
 use windows_sys::Win32::System::Threading::GetCurrentProcessId;
+
+use crate::addrs::LAYOUT;
 
 /// What the hooks read: the process's rewriter and whether to print each rewrite.
 pub(crate) struct State {

@@ -3,7 +3,7 @@
 //! `LD_PRELOAD` layer (`examples/preload/`); on other targets it builds to an empty library.
 //!
 //! ```text
-//! cargo build --target x86_64-pc-windows-gnu --example ipvirt_winhook --example winsession
+//! cargo build --target x86_64-pc-windows-gnu -p ipvirt-winhook -p ipvirt-winsession
 //! winsession.exe --id 7 --policy C:\ipvirt\policy.toml -- C:\Apps\crm.exe
 //! ```
 //!
@@ -57,17 +57,19 @@
 //!
 //! ## Files
 //!
-//! `sys.rs`: the real functions (trampolines), installing the detours, the depth guard, the Winsock
-//! error; `config.rs` the configuration (the registry keys through `ipvirt_host::registry`); `addrs.rs` copying
-//! addresses and what the families share; `calls/` the hooks, one file per call family. Every
-//! address goes through ipvirt's sockaddr layer with `ipvirt::SockaddrLayout::WINDOWS`.
+//! `hooks.rs`: the one hook table (every detoured function once: module, export, hook,
+//! signature); `sys.rs` installing the detours, the trampolines, the depth guard, the Winsock
+//! error; `config.rs` the configuration (the registry keys through `ipvirt_host::registry`);
+//! `addrs.rs` copying addresses and what the families share; `calls/` the hooks, one file per
+//! call family. Every address goes through ipvirt's sockaddr layer with
+//! `ipvirt::SockaddrLayout::WINDOWS`.
 
 // An FFI shim: the hooks are unsafe by nature.
 #![allow(unsafe_code)]
 
 #[cfg(windows)]
 #[macro_use]
-mod sys;
+mod hooks;
 #[cfg(windows)]
 mod addrs;
 #[cfg(windows)]
@@ -75,192 +77,17 @@ mod calls;
 #[cfg(windows)]
 mod config;
 #[cfg(windows)]
-use ipvirt_host::registry;
+mod sys;
 #[cfg(all(windows, test))]
 mod tests;
 
 #[cfg(windows)]
-pub(crate) use {addrs::*, config::*, sys::*};
+use std::ffi::c_void;
 
 #[cfg(windows)]
-pub(crate) use std::{
-    ffi::{CStr, c_void},
-    net::{IpAddr, Ipv4Addr, SocketAddr},
-    ptr,
-    sync::atomic::{AtomicUsize, Ordering},
-};
-
+use crate::config::{STATE, build, say};
 #[cfg(windows)]
-pub(crate) use ipvirt::{
-    Call, Host, Policy, RawError, RawOutcome, Refusal, Rewriter, Session, SessionId, SessionKind,
-    SockaddrLayout, Stack, Vip, read_sockaddr, write_sockaddr,
-};
-#[cfg(windows)]
-pub(crate) use windows_sys::Win32::Networking::WinSock::{
-    INVALID_SOCKET, IPPROTO_IPV6, IPV6_V6ONLY, SO_TYPE, SOCK_DGRAM, SOCKET_ERROR, SOL_SOCKET,
-    WSAEINVAL, getsockopt,
-};
-
-/// A Winsock `SOCKET`.
-#[cfg(windows)]
-pub(crate) type Socket = usize;
-
-#[cfg(windows)]
-pub(crate) const LAYOUT: SockaddrLayout = SockaddrLayout::WINDOWS;
-#[cfg(windows)]
-pub(crate) const STORAGE: usize = ipvirt::SOCKADDR_STORAGE_LEN;
-
-/// `bind`, `connect`.
-#[cfg(windows)]
-pub(crate) type AddrInFn = unsafe extern "system" fn(Socket, *const u8, i32) -> i32;
-/// `getsockname`, `getpeername`.
-#[cfg(windows)]
-pub(crate) type AddrOutFn = unsafe extern "system" fn(Socket, *mut u8, *mut i32) -> i32;
-#[cfg(windows)]
-pub(crate) type AcceptFn = unsafe extern "system" fn(Socket, *mut u8, *mut i32) -> Socket;
-#[cfg(windows)]
-pub(crate) type WsaAcceptFn =
-    unsafe extern "system" fn(Socket, *mut u8, *mut i32, *const c_void, usize) -> Socket;
-#[cfg(windows)]
-pub(crate) type WsaConnectFn = unsafe extern "system" fn(
-    Socket,
-    *const u8,
-    i32,
-    *const c_void,
-    *mut c_void,
-    *const c_void,
-    *const c_void,
-) -> i32;
-#[cfg(windows)]
-pub(crate) type SendToFn =
-    unsafe extern "system" fn(Socket, *const u8, i32, i32, *const u8, i32) -> i32;
-#[cfg(windows)]
-pub(crate) type WsaSendToFn = unsafe extern "system" fn(
-    Socket,
-    *const c_void,
-    u32,
-    *mut u32,
-    u32,
-    *const u8,
-    i32,
-    *mut c_void,
-    *const c_void,
-) -> i32;
-#[cfg(windows)]
-pub(crate) type RecvFromFn =
-    unsafe extern "system" fn(Socket, *mut u8, i32, i32, *mut u8, *mut i32) -> i32;
-#[cfg(windows)]
-pub(crate) type WsaRecvFromFn = unsafe extern "system" fn(
-    Socket,
-    *const c_void,
-    u32,
-    *mut u32,
-    *mut u32,
-    *mut u8,
-    *mut i32,
-    *mut c_void,
-    *const c_void,
-) -> i32;
-#[cfg(windows)]
-pub(crate) type GetAddrInfoFn = unsafe extern "system" fn(
-    *const u8,
-    *const u8,
-    *const c_void,
-    *mut *mut windows_sys::Win32::Networking::WinSock::ADDRINFOA,
-) -> i32;
-#[cfg(windows)]
-pub(crate) type GetAddrInfoWFn = unsafe extern "system" fn(
-    *const u16,
-    *const u16,
-    *const c_void,
-    *mut *mut windows_sys::Win32::Networking::WinSock::ADDRINFOA,
-) -> i32;
-#[cfg(windows)]
-pub(crate) type GetHostByNameFn =
-    unsafe extern "system" fn(*const u8) -> *mut windows_sys::Win32::Networking::WinSock::HOSTENT;
-#[cfg(windows)]
-pub(crate) type WsaIoctlFn = unsafe extern "system" fn(
-    Socket,
-    u32,
-    *const c_void,
-    u32,
-    *mut c_void,
-    u32,
-    *mut u32,
-    *mut c_void,
-    *const c_void,
-) -> i32;
-
-/// The hooks, by function: what [`sys::install`] detours.
-#[cfg(windows)]
-fn hooks() -> [(F, &'static CStr, usize); COUNT] {
-    use calls::{connect, datagram, ext, names, resolve};
-    [
-        (F::Bind, c"bind", connect::bind as AddrInFn as usize),
-        (
-            F::Connect,
-            c"connect",
-            connect::connect as AddrInFn as usize,
-        ),
-        (
-            F::WsaConnect,
-            c"WSAConnect",
-            connect::wsa_connect as WsaConnectFn as usize,
-        ),
-        (F::SendTo, c"sendto", datagram::sendto as SendToFn as usize),
-        (
-            F::WsaSendTo,
-            c"WSASendTo",
-            datagram::wsa_send_to as WsaSendToFn as usize,
-        ),
-        (
-            F::GetSockName,
-            c"getsockname",
-            names::getsockname as AddrOutFn as usize,
-        ),
-        (
-            F::GetPeerName,
-            c"getpeername",
-            names::getpeername as AddrOutFn as usize,
-        ),
-        (F::Accept, c"accept", names::accept as AcceptFn as usize),
-        (
-            F::WsaAccept,
-            c"WSAAccept",
-            names::wsa_accept as WsaAcceptFn as usize,
-        ),
-        (
-            F::RecvFrom,
-            c"recvfrom",
-            datagram::recvfrom as RecvFromFn as usize,
-        ),
-        (
-            F::WsaRecvFrom,
-            c"WSARecvFrom",
-            datagram::wsa_recv_from as WsaRecvFromFn as usize,
-        ),
-        (
-            F::GetAddrInfo,
-            c"getaddrinfo",
-            resolve::getaddrinfo as GetAddrInfoFn as usize,
-        ),
-        (
-            F::GetAddrInfoW,
-            c"GetAddrInfoW",
-            resolve::get_addr_info_w as GetAddrInfoWFn as usize,
-        ),
-        (
-            F::GetHostByName,
-            c"gethostbyname",
-            resolve::gethostbyname as GetHostByNameFn as usize,
-        ),
-        (
-            F::WsaIoctl,
-            c"WSAIoctl",
-            ext::wsa_ioctl as WsaIoctlFn as usize,
-        ),
-    ]
-}
+use crate::sys::{Group, install};
 
 /// What `ipvirt_init` returns: 0 the layer is on or has nothing to do in this process; 1 the
 /// configuration is wrong; 2 a detour could not be installed; 3 it was called twice.
@@ -286,14 +113,10 @@ pub(crate) fn init() -> u32 {
     if STATE.set(st).is_err() {
         return 3;
     }
-    match std::panic::catch_unwind(|| install(&hooks())) {
-        Ok(Ok(missed)) if missed.is_empty() => 0,
-        Ok(Ok(missed)) => {
+    match std::panic::catch_unwind(|| install(&hooks::table(), &[Group::Sockets])) {
+        Ok(missed) if missed.is_empty() => 0,
+        Ok(missed) => {
             say(&format!("ipvirt: could not detour {}", missed.join(", ")));
-            2
-        }
-        Ok(Err(msg)) => {
-            say(&format!("ipvirt: {msg}"));
             2
         }
         Err(_) => {

@@ -1,5 +1,5 @@
 //! Unit tests of the hooks, run on Windows or under Wine (`cargo test --target
-//! x86_64-pc-windows-gnu --example ipvirt_winhook`, Wine as the runner): the detours are installed
+//! x86_64-pc-windows-gnu -p ipvirt-winhook --lib`, Wine as the runner): the detours are installed
 //! in the test process itself, with one state for every test (session 7, virtual loopback with
 //! isolation and an excluded port, a VIP, preferred loopback), and the tests call Winsock.
 //!
@@ -7,17 +7,22 @@
 //! `0.0.0.0` on the host (see the crate documentation), so two sessions' UDP services cannot be
 //! told apart under Wine; what the hooks decide and do is visible in the process.
 
-#![allow(clippy::wildcard_imports)]
-
-use crate::*;
-
+use std::ffi::c_void;
+use std::net::{IpAddr, SocketAddr};
+use std::ptr;
 use std::sync::Once;
 
+use ipvirt::{Host, Policy, Session, SessionId, read_sockaddr, write_sockaddr};
 use windows_sys::Win32::Networking::WinSock::{
-    ADDRINFOA, AF_INET, IPPROTO_TCP, IPPROTO_UDP, SOCK_STREAM, WSADATA, WSAEACCES,
-    WSAEADDRNOTAVAIL, WSAECONNREFUSED, WSAStartup, closesocket, freeaddrinfo, gethostbyname,
-    socket,
+    ADDRINFOA, AF_INET, INVALID_SOCKET, IPPROTO_TCP, IPPROTO_UDP, SOCK_DGRAM, SOCK_STREAM,
+    SOCKET_ERROR, WSADATA, WSAEACCES, WSAEADDRNOTAVAIL, WSAECONNREFUSED, WSAStartup, closesocket,
+    freeaddrinfo, gethostbyname, socket,
 };
+
+use crate::addrs::{LAYOUT, STORAGE, fix_reported, is_bound};
+use crate::config::{STATE, State, state};
+use crate::hooks;
+use crate::sys::{Depth, Group, Socket, install, last_error, set_last_error};
 
 const PORT_EXCLUDED: u16 = 27001;
 const SERVER: &str = "192.0.2.10";
@@ -48,7 +53,10 @@ fn setup() {
             Some(VIP.parse().unwrap()),
         );
         assert!(STATE.set(State { rw, debug: false }).is_ok());
-        assert_eq!(install(&hooks()).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            install(&hooks::table(), &[Group::Sockets]),
+            Vec::<String>::new()
+        );
     });
 }
 
@@ -69,7 +77,7 @@ fn sin(addr: &str) -> [u8; 16] {
 fn real_name(s: Socket) -> SocketAddr {
     let mut b = [0u8; STORAGE];
     let mut len = STORAGE as i32;
-    let f = real!(F::GetSockName, AddrOutFn);
+    let f = real!(GetSockName);
     // SAFETY: b holds len bytes.
     assert_eq!(unsafe { f(s, b.as_mut_ptr(), &mut len) }, 0);
     read_sockaddr(&b[..len as usize], LAYOUT).unwrap()
@@ -443,10 +451,8 @@ fn completed(s: Socket, ov: &windows_sys::Win32::System::IO::OVERLAPPED) -> bool
     use windows_sys::Win32::Networking::WinSock::WSAGetOverlappedResult;
     use windows_sys::Win32::System::Threading::WaitForSingleObject;
     // SAFETY: the event is ours.
-    assert_eq!(
-        unsafe { WaitForSingleObject(ov.hEvent, 30_000) },
-        WAIT_OBJECT_0
-    );
+    let waited = unsafe { WaitForSingleObject(ov.hEvent, 30_000) };
+    assert_eq!(waited, WAIT_OBJECT_0);
     let (mut n, mut flags) = (0u32, 0u32);
     // SAFETY: ov is the operation's OVERLAPPED; it completed.
     unsafe { WSAGetOverlappedResult(s, ov, &mut n, 0, &mut flags) != 0 }
@@ -598,7 +604,7 @@ fn get_addr_info_w_resolves_the_servers_address_as_the_vip() {
 }
 
 mod registry_values {
-    use super::*;
+    use ipvirt::Policy;
     use ipvirt_host::registry::{self, KEYS, Value, merge};
     use windows_sys::Win32::System::Registry::{REG_DWORD, REG_MULTI_SZ, REG_SZ};
 

@@ -3,7 +3,7 @@
 //! `ipvirt_init`, lets the program run, waits for it and exits with its exit code.
 //!
 //! ```text
-//! cargo build --target x86_64-pc-windows-gnu --example ipvirt_winhook --example winsession
+//! cargo build --target x86_64-pc-windows-gnu -p ipvirt-winhook -p ipvirt-winsession
 //! winsession.exe --policy C:\ipvirt\policy.toml -- C:\Apps\crm.exe --port 9000
 //! ```
 //!

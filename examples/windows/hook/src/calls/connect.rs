@@ -1,8 +1,13 @@
 //! `bind`, `connect`, `WSAConnect`.
 
-#![allow(clippy::wildcard_imports)]
+use std::ffi::c_void;
 
-use crate::*;
+use ipvirt::{Call, RawError, RawOutcome, Stack};
+use windows_sys::Win32::Networking::WinSock::SOCKET_ERROR;
+
+use crate::addrs::{LAYOUT, copy_in, debug, destination, fail_with, stack_of};
+use crate::config::state;
+use crate::sys::{Depth, Socket, set_last_error};
 
 /// `bind` with the address ipvirt says.
 ///
@@ -10,7 +15,7 @@ use crate::*;
 ///
 /// As Winsock's `bind`: `name` is NULL or points at `namelen` readable bytes.
 pub(crate) unsafe extern "system" fn bind(s: Socket, name: *const u8, namelen: i32) -> i32 {
-    let real = real!(F::Bind, AddrInFn);
+    let real = real!(Bind);
     let depth = Depth::enter();
     let Some(st) = state().filter(|_| depth.outermost()) else {
         // SAFETY: forwarded unchanged.
@@ -51,7 +56,7 @@ pub(crate) unsafe extern "system" fn bind(s: Socket, name: *const u8, namelen: i
 ///
 /// As Winsock's `connect`.
 pub(crate) unsafe extern "system" fn connect(s: Socket, name: *const u8, namelen: i32) -> i32 {
-    let real = real!(F::Connect, AddrInFn);
+    let real = real!(Connect);
     let depth = Depth::enter();
     let Some(st) = state().filter(|_| depth.outermost()) else {
         // SAFETY: forwarded unchanged.
@@ -84,7 +89,7 @@ pub(crate) unsafe extern "system" fn wsa_connect(
     sqos: *const c_void,
     gqos: *const c_void,
 ) -> i32 {
-    let real = real!(F::WsaConnect, WsaConnectFn);
+    let real = real!(WsaConnect);
     let depth = Depth::enter();
     let Some(st) = state().filter(|_| depth.outermost()) else {
         // SAFETY: forwarded unchanged.

@@ -6,14 +6,18 @@
 //! provider's pointer for the wrapper to call. `AcceptEx` itself needs no wrapper: the addresses it
 //! writes are in the provider's own format, and programs read them with `GetAcceptExSockaddrs`.
 
-#![allow(clippy::wildcard_imports)]
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::*;
-
+use ipvirt::Call;
 use windows_sys::Win32::Networking::WinSock::{
     SIO_GET_EXTENSION_FUNCTION_POINTER, WSAID_CONNECTEX, WSAID_GETACCEPTEXSOCKADDRS,
 };
 use windows_sys::core::GUID;
+
+use crate::addrs::{destination, fix_reported};
+use crate::config::state;
+use crate::sys::{Depth, Socket, set_last_error};
 
 /// `ConnectEx` of the provider (0 until a program asked for it).
 static REAL_CONNECTEX: AtomicUsize = AtomicUsize::new(0);
@@ -73,7 +77,7 @@ pub(crate) unsafe extern "system" fn wsa_ioctl(
     overlapped: *mut c_void,
     completion: *const c_void,
 ) -> i32 {
-    let real = real!(F::WsaIoctl, WsaIoctlFn);
+    let real = real!(WsaIoctl);
     let depth = Depth::enter();
     // SAFETY: forwarded unchanged.
     let r = unsafe {

@@ -1,15 +1,20 @@
 //! `getsockname`, `getpeername`, `accept`, `WSAAccept`: the addresses handed back.
 
-#![allow(clippy::wildcard_imports)]
+use std::ffi::c_void;
 
-use crate::*;
+use windows_sys::Win32::Networking::WinSock::INVALID_SOCKET;
+
+use crate::addrs::{fix_reported_len, read_len};
+use crate::config::state;
+use crate::hooks::GetSockName;
+use crate::sys::{Depth, Socket};
 
 /// The body of the two `get*name` hooks.
 ///
 /// # Safety
 ///
 /// As Winsock's `getsockname`.
-unsafe fn name_of(real: AddrOutFn, s: Socket, name: *mut u8, namelen: *mut i32) -> i32 {
+unsafe fn name_of(real: GetSockName, s: Socket, name: *mut u8, namelen: *mut i32) -> i32 {
     let depth = Depth::enter();
     let Some(st) = state().filter(|_| depth.outermost()) else {
         // SAFETY: forwarded unchanged.
@@ -36,7 +41,7 @@ pub(crate) unsafe extern "system" fn getsockname(
     name: *mut u8,
     namelen: *mut i32,
 ) -> i32 {
-    let real = real!(F::GetSockName, AddrOutFn);
+    let real = real!(GetSockName);
     // SAFETY: the caller's contract.
     unsafe { name_of(real, s, name, namelen) }
 }
@@ -51,7 +56,7 @@ pub(crate) unsafe extern "system" fn getpeername(
     name: *mut u8,
     namelen: *mut i32,
 ) -> i32 {
-    let real = real!(F::GetPeerName, AddrOutFn);
+    let real = real!(GetPeerName);
     // SAFETY: the caller's contract.
     unsafe { name_of(real, s, name, namelen) }
 }
@@ -62,7 +67,7 @@ pub(crate) unsafe extern "system" fn getpeername(
 ///
 /// As Winsock's `accept`.
 pub(crate) unsafe extern "system" fn accept(s: Socket, addr: *mut u8, addrlen: *mut i32) -> Socket {
-    let real = real!(F::Accept, AcceptFn);
+    let real = real!(Accept);
     let depth = Depth::enter();
     let Some(st) = state().filter(|_| depth.outermost()) else {
         // SAFETY: forwarded unchanged.
@@ -92,7 +97,7 @@ pub(crate) unsafe extern "system" fn wsa_accept(
     condition: *const c_void,
     data: usize,
 ) -> Socket {
-    let real = real!(F::WsaAccept, WsaAcceptFn);
+    let real = real!(WsaAccept);
     let depth = Depth::enter();
     let Some(st) = state().filter(|_| depth.outermost()) else {
         // SAFETY: forwarded unchanged.
