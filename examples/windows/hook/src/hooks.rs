@@ -11,14 +11,14 @@ use std::ffi::c_void;
 use windows_sys::Win32::Networking::WinSock::{ADDRINFOA, HOSTENT};
 
 use crate::calls::{connect, datagram, ext, names, resolve};
-use crate::sys::{Group, Hook, Socket, WS2_32};
+use crate::sys::{Group, Hook, MSWSOCK, Socket, WS2_32};
 
 /// The hook table: `Name: group modules "export" => hook as fn(args) -> ret;`, one entry per
 /// detoured function. `group` says when the hook is installed ([`Group`]); `modules` are tried in
 /// order, the first that exports the function is patched.
 macro_rules! hooks {
     ($($name:ident: $group:ident $modules:ident $export:literal => $hook:path
-        as fn($($arg:ty),* $(,)?) -> $ret:ty;)*) => {
+        as fn($($arg:ty),* $(,)?) $(-> $ret:ty)?;)*) => {
         /// The detoured functions, in table order. The value indexes [`crate::sys::REAL`].
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         #[repr(usize)]
@@ -31,7 +31,7 @@ macro_rules! hooks {
 
         $(
             #[doc = concat!("The signature of `", $export, "`.")]
-            pub(crate) type $name = unsafe extern "system" fn($($arg),*) -> $ret;
+            pub(crate) type $name = unsafe extern "system" fn($($arg),*) $(-> $ret)?;
         )*
 
         /// The table, as [`crate::sys::install`] reads it.
@@ -75,6 +75,8 @@ hooks! {
         as fn(*const u8) -> *mut HOSTENT;
     WsaIoctl: Sockets WS2_32 "WSAIoctl" => ext::wsa_ioctl
         as fn(Socket, u32, *const c_void, u32, *mut c_void, u32, *mut u32, *mut c_void, *const c_void) -> i32;
+    GetAcceptExSockaddrs: Sockets MSWSOCK "GetAcceptExSockaddrs" => ext::get_accept_ex_sockaddrs
+        as fn(*const c_void, u32, u32, u32, *mut *mut u8, *mut i32, *mut *mut u8, *mut i32);
 }
 
 /// The real function (the trampoline) of the hook named `$name` in [`hooks!`], as its type.

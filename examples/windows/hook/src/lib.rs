@@ -37,11 +37,15 @@
 //! `sendto`, `WSASendTo` (destinations, and the implicit source bind of an unbound socket),
 //! `getsockname`, `getpeername`, `accept`, `WSAAccept`, `recvfrom`, `WSARecvFrom` (addresses handed
 //! back), `getaddrinfo`, `GetAddrInfoW`, `gethostbyname` (results), and `WSAIoctl`, which hands out
-//! wrappers of `ConnectEx` and `GetAcceptExSockaddrs` (`AcceptEx`'s addresses are read through the
-//! latter). The function's own code is patched, so calls through `GetProcAddress` are caught as
-//! well as imported ones. Wine's and Windows' ws2_32 call their own exports (`WSAConnect` calls
-//! `connect`, `GetAddrInfoW` calls `getaddrinfo`): a per-thread depth counter lets only the
-//! outermost hook rewrite. Refusals fail the call with `SOCKET_ERROR` and the Winsock code of
+//! wrappers of `ConnectEx` and `GetAcceptExSockaddrs`; and of `mswsock.dll`'s own
+//! `GetAcceptExSockaddrs` export. mswsock exports `AcceptEx`, `GetAcceptExSockaddrs` and
+//! `TransmitFile` but no `ConnectEx` (that one only comes from `WSAIoctl`); `AcceptEx` and
+//! `TransmitFile` take no address, and the two `AcceptEx` writes are read with
+//! `GetAcceptExSockaddrs`. The function's own code is patched, so calls through `GetProcAddress`
+//! are caught as well as imported ones. Wine's and Windows' ws2_32 call their own exports
+//! (`WSAConnect` calls `connect`, `GetAddrInfoW` calls `getaddrinfo`, Wine's mswsock asks
+//! `WSAIoctl` for the provider's functions): a per-thread depth counter lets only the outermost
+//! hook rewrite. Refusals fail the call with `SOCKET_ERROR` and the Winsock code of
 //! `ipvirt::Refusal::wsa_error` (`WSAEADDRNOTAVAIL`, `WSAECONNREFUSED`, `WSAEACCES`).
 //!
 //! ## Limits
@@ -49,8 +53,7 @@
 //! - Only the launched process is hooked: programs it starts run without the layer.
 //! - An overlapped `WSARecvFrom` that is still pending when the call returns gets its sender's
 //!   address from the system later, unrewritten; the condition function of `WSAAccept` sees the
-//!   address as the system has it; `AcceptEx`/`ConnectEx` exported by `mswsock.dll` and called
-//!   directly (not obtained through `WSAIoctl`) are not wrapped.
+//!   address as the system has it.
 //! - Under Wine 8.0, a UDP bind to `127.0.0.8` is widened to `0.0.0.0` by wineserver
 //!   (`server/sock.c`, `bind_to_interface`; fixed upstream): the hook does its part, the host
 //!   does not. TCP is unaffected.

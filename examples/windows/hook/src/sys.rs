@@ -17,6 +17,9 @@ pub(crate) type Socket = usize;
 
 /// The modules that export Winsock's functions.
 pub(crate) const WS2_32: &[&str] = &["ws2_32.dll"];
+/// The module that exports `AcceptEx`, `GetAcceptExSockaddrs`, `TransmitFile` (no `ConnectEx`:
+/// that one is only handed out by `WSAIoctl`).
+pub(crate) const MSWSOCK: &[&str] = &["mswsock.dll"];
 
 /// When a hook of the table is installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,13 +15,15 @@ use std::sync::Once;
 use ipvirt::{Host, Policy, Session, SessionId, read_sockaddr, write_sockaddr};
 use windows_sys::Win32::Networking::WinSock::{
     ADDRINFOA, AF_INET, INVALID_SOCKET, IPPROTO_TCP, IPPROTO_UDP, SOCK_DGRAM, SOCK_STREAM,
-    SOCKET_ERROR, WSADATA, WSAEACCES, WSAEADDRNOTAVAIL, WSAECONNREFUSED, WSAStartup, closesocket,
-    freeaddrinfo, gethostbyname, socket,
+    SOCKET_ERROR, SOL_SOCKET, WSADATA, WSAEACCES, WSAEADDRNOTAVAIL, WSAECONNREFUSED, WSAStartup,
+    closesocket, freeaddrinfo, gethostbyname, socket,
 };
 
 use crate::addrs::{LAYOUT, STORAGE, fix_reported, is_bound};
+use crate::calls::ext::{ConnectExFn, connect_ex, provided_get_accept_ex_sockaddrs};
 use crate::config::{STATE, State, state};
 use crate::hooks;
+use crate::hooks::GetAcceptExSockaddrs;
 use crate::sys::{Depth, Group, Socket, install, last_error, set_last_error};
 
 const PORT_EXCLUDED: u16 = 27001;
@@ -458,42 +460,42 @@ fn completed(s: Socket, ov: &windows_sys::Win32::System::IO::OVERLAPPED) -> bool
     unsafe { WSAGetOverlappedResult(s, ov, &mut n, 0, &mut flags) != 0 }
 }
 
-#[test]
-fn connect_ex_and_get_accept_ex_sockaddrs_from_wsaioctl_are_wrapped() {
-    use crate::calls::ext::{
-        ConnectExFn, GetAcceptExSockaddrsFn, connect_ex, get_accept_ex_sockaddrs,
-    };
+type AcceptExFn = unsafe extern "system" fn(
+    Socket,
+    Socket,
+    *mut c_void,
+    u32,
+    u32,
+    u32,
+    *mut u32,
+    *mut windows_sys::Win32::System::IO::OVERLAPPED,
+) -> i32;
+
+/// What one [`accept_ex_round`] saw.
+struct Round {
+    /// The listener's port.
+    port: u16,
+    /// The accepted connection's local and remote addresses, as `GetAcceptExSockaddrs` reported.
+    local: SocketAddr,
+    remote: SocketAddr,
+    /// The client's address as the system has it, and as the client sees it (`getsockname`).
+    client_real: SocketAddr,
+    client_seen: SocketAddr,
+}
+
+/// A listener of the session on `127.0.0.1:0` accepts with `accept_ex` a client that binds
+/// `client_bind` and connects to `127.0.0.1:PORT` with `ConnectEx` (from `WSAIoctl`); `addrs`
+/// reads the accepted connection's addresses.
+fn accept_ex_round(accept_ex: AcceptExFn, addrs: GetAcceptExSockaddrs, client_bind: &str) -> Round {
     use windows_sys::Win32::Networking::WinSock::{
-        WSA_IO_PENDING, WSAID_ACCEPTEX, WSAID_CONNECTEX, WSAID_GETACCEPTEXSOCKADDRS, listen,
+        SO_UPDATE_CONNECT_CONTEXT, WSA_IO_PENDING, WSAID_CONNECTEX, listen, setsockopt,
     };
-    setup();
     let l = tcp();
     hooked_bind(l, "127.0.0.1:0").unwrap();
     let port = real_name(l).port();
     assert_eq!(real_name(l), format!("127.0.0.8:{port}").parse().unwrap());
     // SAFETY: l is a bound socket.
     assert_eq!(unsafe { listen(l, 1) }, 0);
-
-    let connect_fn = extension(l, WSAID_CONNECTEX);
-    let addrs_fn = extension(l, WSAID_GETACCEPTEXSOCKADDRS);
-    assert_eq!(connect_fn, connect_ex as ConnectExFn as usize);
-    assert_eq!(
-        addrs_fn,
-        get_accept_ex_sockaddrs as GetAcceptExSockaddrsFn as usize
-    );
-    type AcceptExFn = unsafe extern "system" fn(
-        Socket,
-        Socket,
-        *mut c_void,
-        u32,
-        u32,
-        u32,
-        *mut u32,
-        *mut windows_sys::Win32::System::IO::OVERLAPPED,
-    ) -> i32;
-    // SAFETY: the provider's AcceptEx (not wrapped: its addresses are read below).
-    let accept_ex =
-        unsafe { std::mem::transmute::<usize, AcceptExFn>(extension(l, WSAID_ACCEPTEX)) };
 
     let a = tcp();
     const ROOM: u32 = (STORAGE + 16) as u32;
@@ -519,12 +521,14 @@ fn connect_ex_and_get_accept_ex_sockaddrs_from_wsaioctl_are_wrapped() {
         last_error()
     );
 
-    // ConnectEx needs a bound socket: the program binds 127.0.0.1:0 (the session loopback).
+    // ConnectEx needs a bound socket: the program binds it itself.
     let c = tcp();
-    hooked_bind(c, "127.0.0.1:0").unwrap();
+    hooked_bind(c, client_bind).unwrap();
     let dest = sin(&format!("127.0.0.1:{port}"));
     let mut ov_c = overlapped();
-    let connect = connect_ex as ConnectExFn;
+    // SAFETY: the function WSAIoctl handed out for WSAID_CONNECTEX.
+    let connect =
+        unsafe { std::mem::transmute::<usize, ConnectExFn>(extension(c, WSAID_CONNECTEX)) };
     // SAFETY: dest holds 16 bytes; no data; ov_c outlives the operation.
     let r = unsafe {
         connect(
@@ -546,9 +550,11 @@ fn connect_ex_and_get_accept_ex_sockaddrs_from_wsaioctl_are_wrapped() {
     // 127.0.0.8.
     assert!(completed(c, &ov_c), "ConnectEx failed: {}", last_error());
     assert!(completed(l, &ov_a), "AcceptEx failed: {}", last_error());
+    // SAFETY: no option value; c is connected (what programs do after ConnectEx).
+    let r = unsafe { setsockopt(c, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, ptr::null(), 0) };
+    assert_eq!(r, 0, "SO_UPDATE_CONNECT_CONTEXT: {}", last_error());
 
     let (mut lp, mut ll, mut rp, mut rl) = (ptr::null_mut(), 0i32, ptr::null_mut(), 0i32);
-    let addrs = get_accept_ex_sockaddrs as GetAcceptExSockaddrsFn;
     // SAFETY: buf is AcceptEx's completed output buffer with the sizes given to it.
     unsafe {
         addrs(
@@ -569,17 +575,82 @@ fn connect_ex_and_get_accept_ex_sockaddrs_from_wsaioctl_are_wrapped() {
             std::slice::from_raw_parts(rp.cast_const(), rl as usize),
         )
     };
-    assert_eq!(
-        read_sockaddr(local, LAYOUT).unwrap(),
-        format!("127.0.0.1:{port}").parse().unwrap()
-    );
-    assert_eq!(
-        read_sockaddr(remote, LAYOUT).unwrap().ip(),
-        "127.0.0.1".parse::<IpAddr>().unwrap()
-    );
+    let round = Round {
+        port,
+        local: read_sockaddr(local, LAYOUT).unwrap(),
+        remote: read_sockaddr(remote, LAYOUT).unwrap(),
+        client_real: real_name(c),
+        client_seen: seen_name(c),
+    };
     for s in [a, c, l] {
         close(s);
     }
+    round
+}
+
+#[test]
+fn connect_ex_and_get_accept_ex_sockaddrs_from_wsaioctl_are_wrapped() {
+    use windows_sys::Win32::Networking::WinSock::{
+        WSAID_ACCEPTEX, WSAID_CONNECTEX, WSAID_GETACCEPTEXSOCKADDRS,
+    };
+    setup();
+    let s = tcp();
+    assert_eq!(
+        extension(s, WSAID_CONNECTEX),
+        connect_ex as ConnectExFn as usize
+    );
+    let addrs = extension(s, WSAID_GETACCEPTEXSOCKADDRS);
+    assert_eq!(
+        addrs,
+        provided_get_accept_ex_sockaddrs as GetAcceptExSockaddrs as usize
+    );
+    // SAFETY: the functions WSAIoctl handed out for these GUIDs (AcceptEx is the provider's
+    // own, not wrapped: its addresses are read through GetAcceptExSockaddrs).
+    let (accept_ex, addrs) = unsafe {
+        (
+            std::mem::transmute::<usize, AcceptExFn>(extension(s, WSAID_ACCEPTEX)),
+            std::mem::transmute::<usize, GetAcceptExSockaddrs>(addrs),
+        )
+    };
+    close(s);
+    let r = accept_ex_round(accept_ex, addrs, "127.0.0.1:0");
+    assert_eq!(r.local, format!("127.0.0.1:{}", r.port).parse().unwrap());
+    assert_eq!(r.remote.ip(), "127.0.0.1".parse::<IpAddr>().unwrap());
+    assert_eq!(r.client_real.ip(), "127.0.0.8".parse::<IpAddr>().unwrap());
+    assert_eq!(r.client_seen.ip(), "127.0.0.1".parse::<IpAddr>().unwrap());
+}
+
+/// `name` as `mswsock.dll` exports it (the detoured entry, if the table detours it).
+fn mswsock(name: &std::ffi::CStr) -> usize {
+    use windows_sys::Win32::System::LibraryLoader::{GetProcAddress, LoadLibraryW};
+    let m = crate::sys::wide("mswsock.dll");
+    // SAFETY: m is NUL-terminated; mswsock is a system library.
+    let h = unsafe { LoadLibraryW(m.as_ptr()) };
+    assert!(!h.is_null());
+    // SAFETY: h is loaded; name is NUL-terminated.
+    unsafe { GetProcAddress(h, name.as_ptr().cast()) }.unwrap() as usize
+}
+
+#[test]
+fn mswsocks_own_accept_ex_and_get_accept_ex_sockaddrs_report_localhost() {
+    setup();
+    // The export is detoured (under Wine, mswsock's function asks WSAIoctl for the provider's and
+    // would meet the WSAIoctl wrapper too; on Windows it is the provider's own code).
+    let f = crate::hooks::F::GetAcceptExSockaddrs as usize;
+    assert_ne!(
+        crate::sys::REAL[f].load(std::sync::atomic::Ordering::Acquire),
+        0
+    );
+    // SAFETY: mswsock's exports of these names have these signatures.
+    let (accept_ex, addrs) = unsafe {
+        (
+            std::mem::transmute::<usize, AcceptExFn>(mswsock(c"AcceptEx")),
+            std::mem::transmute::<usize, GetAcceptExSockaddrs>(mswsock(c"GetAcceptExSockaddrs")),
+        )
+    };
+    let r = accept_ex_round(accept_ex, addrs, "127.0.0.1:0");
+    assert_eq!(r.local, format!("127.0.0.1:{}", r.port).parse().unwrap());
+    assert_eq!(r.remote.ip(), "127.0.0.1".parse::<IpAddr>().unwrap());
 }
 
 #[test]
