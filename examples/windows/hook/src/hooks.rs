@@ -49,6 +49,8 @@ macro_rules! hooks {
 
 hooks! {
     Bind: Sockets WS2_32 "bind" => connect::bind as fn(Socket, *const u8, i32) -> i32;
+    Listen: Sockets WS2_32 "listen" => connect::listen as fn(Socket, i32) -> i32;
+    CloseSocket: Sockets WS2_32 "closesocket" => connect::closesocket as fn(Socket) -> i32;
     Connect: Sockets WS2_32 "connect" => connect::connect as fn(Socket, *const u8, i32) -> i32;
     WsaConnect: Sockets WS2_32 "WSAConnect" => connect::wsa_connect
         as fn(Socket, *const u8, i32, *const c_void, *mut c_void, *const c_void, *const c_void) -> i32;

@@ -33,8 +33,9 @@
 //!
 //! ## What is intercepted
 //!
-//! Inline detours (the `retour` crate) of the ws2_32 exports `bind`, `connect`, `WSAConnect`,
-//! `sendto`, `WSASendTo` (destinations, and the implicit source bind of an unbound socket),
+//! Inline detours (the `retour` crate) of the ws2_32 exports `bind`, `listen`, `closesocket`,
+//! `connect`, `WSAConnect`, `sendto`, `WSASendTo` (destinations, and the implicit source bind of
+//! an unbound socket),
 //! `getsockname`, `getpeername`, `accept`, `WSAAccept`, `recvfrom`, `WSARecvFrom` (addresses handed
 //! back), `getaddrinfo`, `GetAddrInfoW`, `gethostbyname` (results), and `WSAIoctl`, which hands out
 //! wrappers of `ConnectEx` and `GetAcceptExSockaddrs`; and of `mswsock.dll`'s own
@@ -48,8 +49,17 @@
 //! hook rewrite. Refusals fail the call with `SOCKET_ERROR` and the Winsock code of
 //! `ipvirt::Refusal::wsa_error` (`WSAEADDRNOTAVAIL`, `WSAECONNREFUSED`, `WSAEACCES`).
 //!
+//! A client that binds the wildcard with port 0 itself before it connects (libuv and Go do, since
+//! `ConnectEx` needs a bound socket) gets the source a plain `connect` gets: the `bind` of a stream
+//! socket to `0.0.0.0:0` or `[::]:0` is held back and made when the socket is used — by the
+//! connect's rules for `connect`, `WSAConnect` and `ConnectEx`, by the bind's for `listen`
+//! (`pending.rs`); `getsockname` meanwhile reports what the program bound.
+//!
 //! ## Limits
 //!
+//! - A held-back wildcard bind reports port 0 until the socket is used (natively the system
+//!   chooses the port at bind time); a UDP socket bound to the wildcard is bound at once (it may
+//!   receive before it sends), so its datagrams leave from the address the system chooses.
 //! - Only the launched process is hooked: programs it starts run without the layer.
 //! - An overlapped `WSARecvFrom` that is still pending when the call returns gets its sender's
 //!   address from the system later, unrewritten; the condition function of `WSAAccept` sees the
@@ -63,8 +73,8 @@
 //! `hooks.rs`: the one hook table (every detoured function once: module, export, hook,
 //! signature); `sys.rs` installing the detours, the trampolines, the depth guard, the Winsock
 //! error; `config.rs` the configuration (the registry keys through `ipvirt_host::registry`);
-//! `addrs.rs` copying addresses and what the families share; `calls/` the hooks, one file per
-//! call family. Every address goes through ipvirt's sockaddr layer with
+//! `addrs.rs` copying addresses and what the families share; `pending.rs` the wildcard binds held
+//! back until the socket is used; `calls/` the hooks, one file per call family. Every address goes through ipvirt's sockaddr layer with
 //! `ipvirt::SockaddrLayout::WINDOWS`.
 
 // An FFI shim: the hooks are unsafe by nature.
@@ -79,6 +89,8 @@ mod addrs;
 mod calls;
 #[cfg(windows)]
 mod config;
+#[cfg(windows)]
+mod pending;
 #[cfg(windows)]
 mod sys;
 #[cfg(all(windows, test))]

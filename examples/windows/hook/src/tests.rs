@@ -15,8 +15,8 @@ use std::sync::Once;
 use ipvirt::{Host, Policy, Session, SessionId, read_sockaddr, write_sockaddr};
 use windows_sys::Win32::Networking::WinSock::{
     ADDRINFOA, AF_INET, INVALID_SOCKET, IPPROTO_TCP, IPPROTO_UDP, SOCK_DGRAM, SOCK_STREAM,
-    SOCKET_ERROR, SOL_SOCKET, WSADATA, WSAEACCES, WSAEADDRNOTAVAIL, WSAECONNREFUSED, WSAStartup,
-    closesocket, freeaddrinfo, gethostbyname, socket,
+    SOCKET_ERROR, SOL_SOCKET, WSADATA, WSAEACCES, WSAEADDRNOTAVAIL, WSAECONNREFUSED, WSAEINVAL,
+    WSAStartup, closesocket, freeaddrinfo, gethostbyname, socket,
 };
 
 use crate::addrs::{LAYOUT, STORAGE, fix_reported, is_bound};
@@ -192,8 +192,102 @@ fn a_bind_of_the_wildcard_goes_to_the_vip() {
     // SAFETY: no memory preconditions.
     let s = unsafe { socket(i32::from(AF_INET), SOCK_STREAM, IPPROTO_TCP) };
     assert_ne!(s, INVALID_SOCKET);
-    assert_eq!(hooked_bind(s, "0.0.0.0:0"), Err(WSAEADDRNOTAVAIL));
+    assert_eq!(hooked_bind(s, "0.0.0.0:47001"), Err(WSAEADDRNOTAVAIL));
     close(s);
+}
+
+#[test]
+fn a_wildcard_bind_with_port_0_of_a_stream_socket_is_held_back() {
+    setup();
+    let s = tcp();
+    assert_eq!(hooked_bind(s, "0.0.0.0:0"), Ok(()));
+    // Not bound on the system; the program sees what it bound; a second bind fails as on a
+    // bound socket.
+    assert!(!is_bound(s));
+    assert_eq!(seen_name(s), "0.0.0.0:0".parse().unwrap());
+    assert_eq!(hooked_bind(s, "127.0.0.1:0"), Err(WSAEINVAL));
+    // closesocket forgets it (the handle value is reused).
+    close(s);
+    assert!(crate::pending::peek(s).is_none());
+    // A datagram socket is bound at once (it may receive before it sends): 0.0.0.0 is the VIP
+    // here, which Wine 8.0 widens back to 0.0.0.0 for UDP; bound either way.
+    let u = udp();
+    hooked_bind(u, "0.0.0.0:0").unwrap();
+    assert!(is_bound(u));
+    close(u);
+}
+
+#[test]
+fn listen_makes_a_held_back_bind_with_the_bind_rules() {
+    use windows_sys::Win32::Networking::WinSock::listen;
+    setup();
+    let s = tcp();
+    assert_eq!(hooked_bind(s, "0.0.0.0:0"), Ok(()));
+    // A server on the wildcard gets the VIP, which is on no interface here: the bind fails then.
+    // SAFETY: s is ours; through the detour.
+    assert_eq!(unsafe { listen(s, 1) }, SOCKET_ERROR);
+    assert_eq!(last_error(), WSAEADDRNOTAVAIL);
+    close(s);
+}
+
+#[test]
+fn a_connect_after_a_wildcard_bind_leaves_from_the_session_loopback() {
+    use windows_sys::Win32::Networking::WinSock::{connect, listen};
+    setup();
+    let l = tcp();
+    hooked_bind(l, "127.0.0.1:0").unwrap();
+    let port = real_name(l).port();
+    // SAFETY: l is bound.
+    assert_eq!(unsafe { listen(l, 1) }, 0);
+    let c = tcp();
+    hooked_bind(c, "0.0.0.0:0").unwrap();
+    // Another session's loopback is refused (isolation), and the socket stays as it was.
+    let other = sin(&format!("127.0.0.9:{port}"));
+    // SAFETY: other holds 16 bytes; through the detour.
+    let r = unsafe { connect(c, other.as_ptr().cast(), 16) };
+    assert_eq!(r, SOCKET_ERROR);
+    assert_eq!(last_error(), WSAECONNREFUSED);
+    assert!(crate::pending::peek(c).is_some());
+    let dest = sin(&format!("127.0.0.1:{port}"));
+    // SAFETY: dest holds 16 bytes; through the detour.
+    let r = unsafe { connect(c, dest.as_ptr().cast(), 16) };
+    assert_eq!(r, 0, "{}", last_error());
+    assert_eq!(real_name(c).ip(), "127.0.0.8".parse::<IpAddr>().unwrap());
+    let seen = seen_name(c);
+    assert_eq!(seen.ip(), "127.0.0.1".parse::<IpAddr>().unwrap());
+    assert_eq!(seen.port(), real_name(c).port());
+    for s in [c, l] {
+        close(s);
+    }
+}
+
+#[test]
+fn connect_ex_after_a_wildcard_bind_leaves_from_the_session_loopback() {
+    use windows_sys::Win32::Networking::WinSock::{WSAID_ACCEPTEX, WSAID_GETACCEPTEXSOCKADDRS};
+    setup();
+    let s = tcp();
+    // SAFETY: the functions WSAIoctl handed out for these GUIDs.
+    let (accept_ex, addrs) = unsafe {
+        (
+            std::mem::transmute::<usize, AcceptExFn>(extension(s, WSAID_ACCEPTEX)),
+            std::mem::transmute::<usize, GetAcceptExSockaddrs>(extension(
+                s,
+                WSAID_GETACCEPTEXSOCKADDRS,
+            )),
+        )
+    };
+    close(s);
+    // libuv and Go: bind 0.0.0.0:0, then ConnectEx.
+    let r = accept_ex_round(accept_ex, addrs, "0.0.0.0:0");
+    // On the wire the client is the session's; the server and the client see 127.0.0.1, as
+    // they would natively.
+    assert_eq!(r.client_real.ip(), "127.0.0.8".parse::<IpAddr>().unwrap());
+    assert_eq!(
+        r.client_seen,
+        SocketAddr::from(([127, 0, 0, 1], r.client_real.port()))
+    );
+    assert_eq!(r.remote, r.client_seen);
+    assert_eq!(r.local, format!("127.0.0.1:{}", r.port).parse().unwrap());
 }
 
 #[test]

@@ -96,6 +96,7 @@ struct Wine {
     launcher: PathBuf,
     cprobe: PathBuf,
     rprobe: PathBuf,
+    iocp: PathBuf,
 }
 
 impl Drop for Wine {
@@ -135,6 +136,17 @@ impl Wine {
                 .output()
                 .unwrap(),
         );
+        let iocp = bin.join("iocp.exe");
+        check(
+            "mingw: iocp.c",
+            Command::new(MINGW)
+                .args(["-O2", "-o"])
+                .arg(&iocp)
+                .arg(src.join("tests/programs/iocp.c"))
+                .args(["-lws2_32", "-lmswsock"])
+                .output()
+                .unwrap(),
+        );
         let rprobe = bin.join("rprobe.exe");
         check(
             "rustc: rprobe.rs",
@@ -163,6 +175,7 @@ impl Wine {
             launcher: bin.join("winsession.exe"),
             cprobe,
             rprobe,
+            iocp,
             dir,
         };
         check(
@@ -224,14 +237,32 @@ impl Wine {
 /// A running program whose stdout lines arrive on a channel.
 struct Running {
     child: Child,
+    /// Its stdin, when it was started with [`Running::with_stdin`]; dropped, the program sees
+    /// the end of its input.
+    stdin: Option<std::process::ChildStdin>,
     lines: Receiver<String>,
     seen: Vec<String>,
     what: String,
 }
 
 impl Running {
-    fn start(mut c: Command, what: &str) -> Running {
+    fn start(c: Command, what: &str) -> Running {
+        Running::spawn(c, what, Stdio::null())
+    }
+
+    /// As [`Running::start`], with a pipe on the program's stdin ([`Running::close_stdin`]).
+    fn with_stdin(c: Command, what: &str) -> Running {
+        Running::spawn(c, what, Stdio::piped())
+    }
+
+    /// Ends the program's input.
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    fn spawn(mut c: Command, what: &str, stdin: Stdio) -> Running {
         let mut child = c
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -246,6 +277,7 @@ impl Running {
             }
         });
         Running {
+            stdin: child.stdin.take(),
             child,
             lines,
             seen: Vec::new(),
@@ -382,6 +414,77 @@ fn two_sessions(w: &Wine, policy: &Path, server: &Path, client_for: [(&Path, &[&
     }
 }
 
+/// The TCP connections to `port` that are not listeners, as `LOCAL PEER` (`ss -tn`).
+fn connections(port: u16) -> Vec<String> {
+    let out = Command::new("ss").arg("-tnH").output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some(format!("{} {}", f.get(3)?, f.get(4)?))
+        })
+        .filter(|c| c.ends_with(&format!(":{port}")))
+        .collect()
+}
+
+/// A libuv/Go-style client and an IOCP server in session 7: the client binds `0.0.0.0:0` itself
+/// and then connects with `ConnectEx`; the server accepts with mswsock's exported `AcceptEx` and
+/// reads the addresses with mswsock's `GetAcceptExSockaddrs`. On the wire the connection is the
+/// session's (`127.0.0.8` at both ends); both programs see `127.0.0.1`, as they would natively.
+fn iocp_programs(w: &Wine, policy: &Path) {
+    let port = free_port();
+    let p = port.to_string();
+    let opts = ["--id", "7", "--policy", &win(policy)];
+    let mut server = Running::start(
+        w.session(&opts, &w.iocp, &["server", &p, "s7"]),
+        "session 7 IOCP server",
+    );
+    server.wait_for("ready");
+    assert_eq!(listeners(port), [format!("127.0.0.8:{port}")]);
+    let mut client = Running::with_stdin(
+        w.session(&opts, &w.iocp, &["client", &p, "hold"]),
+        "session 7 IOCP client",
+    );
+    client.wait_for("holding");
+    // What the program bound before ConnectEx: the wildcard (port 0: the layer held the bind
+    // back, and the system chose no port yet).
+    assert!(
+        client.seen.contains(&"prebind 0.0.0.0:0".to_string()),
+        "{:?}",
+        client.seen
+    );
+    assert!(
+        client.seen.contains(&"got s7".to_string()),
+        "{:?}",
+        client.seen
+    );
+    assert!(
+        client.seen.contains(&format!("peer 127.0.0.1:{port}")),
+        "{:?}",
+        client.seen
+    );
+    let local = client
+        .seen
+        .iter()
+        .find_map(|l| l.strip_prefix("local 127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no local 127.0.0.1:P in {:?}", client.seen))
+        .to_string();
+    // The connection is still open: on the wire it leaves from the session's loopback.
+    assert!(
+        connections(port).contains(&format!("127.0.0.8:{local} 127.0.0.8:{port}")),
+        "{:?}",
+        connections(port)
+    );
+    client.close_stdin();
+    client.finish();
+    let out = server.finish();
+    assert!(
+        out.contains(&format!("accepted 127.0.0.1:{local}")),
+        "{out:?}"
+    );
+    assert!(out.contains(&format!("local 127.0.0.1:{port}")), "{out:?}");
+}
+
 /// A server that must stay on `127.0.0.1:port` (out of scope), checked with `ss`, then ended by a
 /// client outside any session.
 fn left_alone(w: &Wine, session_opts: &[&str], server: &Path, port: u16, what: &str) {
@@ -471,7 +574,7 @@ fn winsock_programs_in_sessions_under_wine() {
     std::fs::write(
         &policy,
         format!(
-            "[virtual_loopback]\nenabled = true\nprograms = [\"cprobe.exe\", \"rprobe.exe\"]\n\
+            "[virtual_loopback]\nenabled = true\nprograms = [\"cprobe.exe\", \"rprobe.exe\", \"iocp.exe\"]\n\
              excluded_ports = [{excluded}]\n"
         ),
     )
@@ -486,6 +589,8 @@ fn winsock_programs_in_sessions_under_wine() {
     );
     // The Rust std::net server; the C client imports connect.
     two_sessions(&w, &policy, &w.rprobe, [(&w.rprobe, &[]), (&w.cprobe, &[])]);
+    // IOCP: ConnectEx after the program's own wildcard bind; mswsock's exported AcceptEx.
+    iocp_programs(&w, &policy);
 
     // Left alone: an excluded port, an unlisted program, the console session (by --console, and by
     // being the session WTSGetActiveConsoleSessionId names: Wine's only session, 1).

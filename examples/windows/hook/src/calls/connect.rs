@@ -1,15 +1,19 @@
-//! `bind`, `connect`, `WSAConnect`.
+//! `bind`, `listen`, `connect`, `WSAConnect`, `closesocket`.
 
 use std::ffi::c_void;
 
 use ipvirt::{Call, RawError, RawOutcome, Stack};
-use windows_sys::Win32::Networking::WinSock::SOCKET_ERROR;
+use windows_sys::Win32::Networking::WinSock::{SOCKET_ERROR, WSAEINVAL};
 
-use crate::addrs::{LAYOUT, copy_in, debug, destination, fail_with, stack_of};
-use crate::config::state;
+use crate::addrs::{
+    LAYOUT, STORAGE, bind_held, copy_in, debug, destination, fail_with, holds_back, stack_of,
+};
+use crate::config::{State, say, state};
+use crate::pending;
 use crate::sys::{Depth, Socket, set_last_error};
 
-/// `bind` with the address ipvirt says.
+/// `bind` with the address ipvirt says; a wildcard bind with port 0 of a stream socket is held
+/// back until the socket is used (see [`crate::pending`]).
 ///
 /// # Safety
 ///
@@ -22,10 +26,34 @@ pub(crate) unsafe extern "system" fn bind(s: Socket, name: *const u8, namelen: i
         return unsafe { real(s, name, namelen) };
     };
     // SAFETY: the caller's contract is bind's.
-    let Some((mut buf, n)) = (unsafe { copy_in(name, namelen) }) else {
+    let Some((buf, n)) = (unsafe { copy_in(name, namelen) }) else {
         // SAFETY: forwarded unchanged.
         return unsafe { real(s, name, namelen) };
     };
+    if pending::peek(s).is_some() {
+        // Bound already, as far as the program knows.
+        set_last_error(WSAEINVAL);
+        return SOCKET_ERROR;
+    }
+    if let Some(held) = holds_back(s, buf.get(..n).unwrap_or_default()) {
+        pending::hold(s, held);
+        if st.debug {
+            say("ipvirt: bind of the wildcard with port 0 held back until the socket is used");
+        }
+        return 0;
+    }
+    match bind_as_asked(st, s, buf, n) {
+        Some(r) => r,
+        // SAFETY: forwarded unchanged.
+        None => unsafe { real(s, name, namelen) },
+    }
+}
+
+/// The bind of `buf` (`n` bytes, the program's address) on `s` with the address ipvirt says:
+/// `Some(result)` of the rewritten bind or the refusal, `None` when the address stays as it is
+/// (the caller makes that bind).
+fn bind_as_asked(st: &State, s: Socket, mut buf: [u8; STORAGE], n: usize) -> Option<i32> {
+    let real = real!(Bind);
     let before = st.debug.then_some(buf);
     let view = buf.get_mut(..n).unwrap_or_default();
     let stack = stack_of(s, view);
@@ -39,15 +67,57 @@ pub(crate) unsafe extern "system" fn bind(s: Socket, name: *const u8, namelen: i
             debug(before, n, st, call);
             // SAFETY: buf holds n bytes (the program's length, at most the copy's size): the
             // program's address with the new IP.
-            unsafe { real(s, buf.as_ptr(), n as i32) }
+            Some(unsafe { real(s, buf.as_ptr(), n as i32) })
         }
         Err(RawError::Refused(r)) => {
             debug(before, n, st, call);
-            fail_with(r)
+            Some(fail_with(r))
         }
-        // SAFETY: forwarded unchanged.
-        _ => unsafe { real(s, name, namelen) },
+        _ => None,
     }
+}
+
+/// `listen`: a held-back wildcard bind is made first, with the bind rules (a server on the
+/// wildcard gets the VIP).
+///
+/// # Safety
+///
+/// As Winsock's `listen`.
+pub(crate) unsafe extern "system" fn listen(s: Socket, backlog: i32) -> i32 {
+    let real = real!(Listen);
+    let depth = Depth::enter();
+    if depth.outermost()
+        && let Some(st) = state()
+        && let Some(held) = pending::take(s)
+    {
+        let r = match bind_as_asked(st, s, held.addr, held.len) {
+            Some(r) => r,
+            None => match bind_held(s, &held) {
+                Ok(()) => 0,
+                Err(code) => {
+                    set_last_error(code);
+                    SOCKET_ERROR
+                }
+            },
+        };
+        if r != 0 {
+            return r;
+        }
+    }
+    // SAFETY: forwarded unchanged.
+    unsafe { real(s, backlog) }
+}
+
+/// `closesocket`: a held-back bind of the socket is forgotten (its handle value will be reused).
+///
+/// # Safety
+///
+/// As Winsock's `closesocket`.
+pub(crate) unsafe extern "system" fn closesocket(s: Socket) -> i32 {
+    let real = real!(CloseSocket);
+    let _ = pending::take(s);
+    // SAFETY: forwarded unchanged.
+    unsafe { real(s) }
 }
 
 /// `connect` to the destination ipvirt says, from the source it says on an unbound socket.

@@ -1,13 +1,15 @@
 //! `getsockname`, `getpeername`, `accept`, `WSAAccept`: the addresses handed back.
 
 use std::ffi::c_void;
+use std::ptr;
 
-use windows_sys::Win32::Networking::WinSock::INVALID_SOCKET;
+use windows_sys::Win32::Networking::WinSock::{INVALID_SOCKET, SOCKET_ERROR, WSAEFAULT};
 
 use crate::addrs::{fix_reported_len, read_len};
 use crate::config::state;
 use crate::hooks::GetSockName;
-use crate::sys::{Depth, Socket};
+use crate::pending::{self, Held};
+use crate::sys::{Depth, Socket, set_last_error};
 
 /// The body of the two `get*name` hooks.
 ///
@@ -31,7 +33,8 @@ unsafe fn name_of(real: GetSockName, s: Socket, name: *mut u8, namelen: *mut i32
     r
 }
 
-/// `getsockname`: the session's loopback reported as the localhost address the program used.
+/// `getsockname`: the session's loopback reported as the localhost address the program used; a
+/// held-back bind reported as the program made it (see [`crate::pending`]).
 ///
 /// # Safety
 ///
@@ -42,8 +45,33 @@ pub(crate) unsafe extern "system" fn getsockname(
     namelen: *mut i32,
 ) -> i32 {
     let real = real!(GetSockName);
+    if let Some(held) = pending::peek(s) {
+        // SAFETY: the caller's contract.
+        return unsafe { report_held(&held, name, namelen) };
+    }
     // SAFETY: the caller's contract.
     unsafe { name_of(real, s, name, namelen) }
+}
+
+/// The address of a held-back bind, as `getsockname` reports a bound one: `WSAEFAULT` when the
+/// program's buffer is too small for it.
+///
+/// # Safety
+///
+/// As Winsock's `getsockname`.
+unsafe fn report_held(held: &Held, name: *mut u8, namelen: *mut i32) -> i32 {
+    // SAFETY: namelen is NULL or points at an int (Winsock requires it).
+    let cap = unsafe { read_len(namelen) };
+    if name.is_null() || usize::try_from(cap).is_ok_and(|c| c < held.len) || cap < 0 {
+        set_last_error(WSAEFAULT);
+        return SOCKET_ERROR;
+    }
+    // SAFETY: name holds cap >= held.len writable bytes; namelen points at an int.
+    unsafe {
+        ptr::copy_nonoverlapping(held.addr.as_ptr(), name, held.len);
+        *namelen = held.len as i32;
+    }
+    0
 }
 
 /// `getpeername`: as [`getsockname`].
