@@ -10,8 +10,11 @@ use std::ffi::c_void;
 
 use windows_sys::Win32::Networking::WinSock::{ADDRINFOA, HOSTENT};
 
-use crate::calls::{connect, datagram, ext, names, resolve};
-use crate::sys::{Group, Hook, MSWSOCK, Socket, WS2_32};
+use windows_sys::Win32::Foundation::HANDLE;
+use windows_sys::Win32::System::Threading::PROCESS_INFORMATION;
+
+use crate::calls::{connect, datagram, ext, names, process, resolve};
+use crate::sys::{Group, Hook, KERNEL, MSWSOCK, Socket, WS2_32};
 
 /// The hook table: `Name: group modules "export" => hook as fn(args) -> ret;`, one entry per
 /// detoured function. `group` says when the hook is installed ([`Group`]); `modules` are tried in
@@ -79,6 +82,14 @@ hooks! {
         as fn(Socket, u32, *const c_void, u32, *mut c_void, u32, *mut u32, *mut c_void, *const c_void) -> i32;
     GetAcceptExSockaddrs: Sockets MSWSOCK "GetAcceptExSockaddrs" => ext::get_accept_ex_sockaddrs
         as fn(*const c_void, u32, u32, u32, *mut *mut u8, *mut i32, *mut *mut u8, *mut i32);
+    CreateProcessW: Processes KERNEL "CreateProcessW" => process::create_process_w
+        as fn(*const u16, *mut u16, *const c_void, *const c_void, i32, u32, *const c_void, *const u16, *const c_void, *mut PROCESS_INFORMATION) -> i32;
+    CreateProcessA: Processes KERNEL "CreateProcessA" => process::create_process_a
+        as fn(*const u8, *mut u8, *const c_void, *const c_void, i32, u32, *const c_void, *const u8, *const c_void, *mut PROCESS_INFORMATION) -> i32;
+    CreateProcessAsUserW: Processes KERNEL "CreateProcessAsUserW" => process::create_process_as_user_w
+        as fn(HANDLE, *const u16, *mut u16, *const c_void, *const c_void, i32, u32, *const c_void, *const u16, *const c_void, *mut PROCESS_INFORMATION) -> i32;
+    CreateProcessAsUserA: Processes KERNEL "CreateProcessAsUserA" => process::create_process_as_user_a
+        as fn(HANDLE, *const u8, *mut u8, *const c_void, *const c_void, i32, u32, *const c_void, *const u8, *const c_void, *mut PROCESS_INFORMATION) -> i32;
 }
 
 /// The real function (the trampoline) of the hook named `$name` in [`hooks!`], as its type.

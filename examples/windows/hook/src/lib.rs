@@ -26,10 +26,28 @@
 //! | `IPVIRT_SESSION` | **launcher and test facility**: the session id to use instead of the process's own. Wine runs every program in one Windows session, so the tests give each launch its own id this way; on a real server the launcher leaves it unset |
 //! | `IPVIRT_SESSION_KIND` | `console` or `remote`: overrides the console-session check (tests) |
 //! | `IPVIRT_DEBUG` | `1`: print each rewrite and its reason to stderr |
+//! | `IPVIRT_JOB` | the session's job object (the holder of its lease), which the process keeps open so that its name lives while any process of the session runs |
 //!
 //! A configuration that is present but wrong makes `ipvirt_init` fail with a message on stderr;
 //! the launcher then does not run the program (fail closed: a session must not silently share
 //! `127.0.0.1`).
+//!
+//! ## The session's children
+//!
+//! In a virtualized session (a remote session with virtual loopback or virtual IPs on) the DLL
+//! detours `CreateProcessW`, `CreateProcessA`, `CreateProcessAsUserW` and `CreateProcessAsUserA`
+//! in every process, listed or not (kernelbase's, which kernel32's and advapi32's lead to; what
+//! `ShellExecute`, `_spawn`/`_exec`, `system` and libuv's `uv_spawn` start comes through them).
+//! Each child is created suspended, with the session's `IPVIRT_*` variables in its environment
+//! (whatever environment the program passes), gets this DLL and its `ipvirt_init`, and then runs:
+//! a session is every process it starts, children's children included. A child that is not
+//! listed (`cmd.exe` in `cmd.exe /c crm.exe`) has nothing of its own rewritten and passes the
+//! layer on. **Fail closed**: a child that cannot be virtualized is terminated before it ran and
+//! the create call fails — `ERROR_NOT_SUPPORTED` for a 32-bit child (this DLL is 64-bit, and a
+//! 32-bit one is not built), `ERROR_DLL_INIT_FAILED` when the DLL does not load or its
+//! `ipvirt_init` fails — with the reason on stderr and in the debugger output
+//! (`OutputDebugString`). `CREATE_BREAKAWAY_FROM_JOB` is dropped while the session has a job
+//! object, so no child leaves the lease's holder (`calls/process.rs`).
 //!
 //! ## What is intercepted
 //!
@@ -60,7 +78,10 @@
 //! - A held-back wildcard bind reports port 0 until the socket is used (natively the system
 //!   chooses the port at bind time); a UDP socket bound to the wildcard is bound at once (it may
 //!   receive before it sends), so its datagrams leave from the address the system chooses.
-//! - Only the launched process is hooked: programs it starts run without the layer.
+//! - Processes made by `CreateProcessWithLogonW`/`CreateProcessWithTokenW` (the secondary logon
+//!   service creates them, for another user) or by another process on the session's behalf (a
+//!   COM server, a service, the Task Scheduler) are not followed: they are not children of the
+//!   session's processes.
 //! - An overlapped `WSARecvFrom` that is still pending when the call returns gets its sender's
 //!   address from the system later, unrewritten; the condition function of `WSAAccept` sees the
 //!   address as the system has it.
@@ -75,7 +96,8 @@
 //! error; `config.rs` the configuration (the registry keys through `ipvirt_host::registry`);
 //! `addrs.rs` copying addresses and what the families share; `pending.rs` the wildcard binds held
 //! back until the socket is used; `calls/` the hooks, one file per call family. Every address goes through ipvirt's sockaddr layer with
-//! `ipvirt::SockaddrLayout::WINDOWS`.
+//! `ipvirt::SockaddrLayout::WINDOWS`. `inject.rs` (public: the launcher uses it too) loads the
+//! DLL into a suspended process.
 
 // An FFI shim: the hooks are unsafe by nature.
 #![allow(unsafe_code)]
@@ -90,6 +112,8 @@ mod calls;
 #[cfg(windows)]
 mod config;
 #[cfg(windows)]
+pub mod inject;
+#[cfg(windows)]
 mod pending;
 #[cfg(windows)]
 mod sys;
@@ -98,9 +122,11 @@ mod tests;
 
 #[cfg(windows)]
 use std::ffi::c_void;
+#[cfg(windows)]
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[cfg(windows)]
-use crate::config::{STATE, build, say};
+use crate::config::{CARRY, STATE, build, say};
 #[cfg(windows)]
 use crate::sys::{Group, install};
 
@@ -108,14 +134,13 @@ use crate::sys::{Group, install};
 /// configuration is wrong; 2 a detour could not be installed; 3 it was called twice.
 #[cfg(windows)]
 pub(crate) fn init() -> u32 {
-    if STATE.get().is_some() {
+    static CALLED: AtomicBool = AtomicBool::new(false);
+    if CALLED.swap(true, Ordering::AcqRel) {
         return 3;
     }
     // A panic must not unwind into the thread that called us: it counts as a failure.
-    let built = std::panic::catch_unwind(build);
-    let st = match built {
-        Ok(Ok(Some(st))) => st,
-        Ok(Ok(None)) => return 0,
+    let built = match std::panic::catch_unwind(build) {
+        Ok(Ok(built)) => built,
         Ok(Err(msg)) => {
             say(&format!("ipvirt: {msg}"));
             return 1;
@@ -125,10 +150,25 @@ pub(crate) fn init() -> u32 {
             return 1;
         }
     };
-    if STATE.set(st).is_err() {
-        return 3;
+    // The socket hooks where ipvirt rewrites this process's calls; the process hooks wherever
+    // the session is virtualized, listed or not (an unlisted `cmd.exe` passes the layer on).
+    let mut groups = Vec::new();
+    if let Some(st) = built.sockets {
+        groups.push(Group::Sockets);
+        if STATE.set(st).is_err() {
+            return 3;
+        }
     }
-    match std::panic::catch_unwind(|| install(&hooks::table(), &[Group::Sockets])) {
+    if let Some(carry) = built.carry {
+        groups.push(Group::Processes);
+        if CARRY.set(carry).is_err() {
+            return 3;
+        }
+    }
+    if groups.is_empty() {
+        return 0;
+    }
+    match std::panic::catch_unwind(|| install(&hooks::table(), &groups)) {
         Ok(missed) if missed.is_empty() => 0,
         Ok(missed) => {
             say(&format!("ipvirt: could not detour {}", missed.join(", ")));

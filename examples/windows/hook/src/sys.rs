@@ -20,12 +20,17 @@ pub(crate) const WS2_32: &[&str] = &["ws2_32.dll"];
 /// The module that exports `AcceptEx`, `GetAcceptExSockaddrs`, `TransmitFile` (no `ConnectEx`:
 /// that one is only handed out by `WSAIoctl`).
 pub(crate) const MSWSOCK: &[&str] = &["mswsock.dll"];
+/// The modules that export the process-creation functions: kernelbase (Windows 8 and later, and
+/// Wine: kernel32's and advapi32's exports lead there) or, where it has none, kernel32.
+pub(crate) const KERNEL: &[&str] = &["kernelbase.dll", "kernel32.dll"];
 
 /// When a hook of the table is installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Group {
     /// In a process whose socket calls ipvirt rewrites.
     Sockets,
+    /// In every process of a virtualized session: its children are of the session.
+    Processes,
 }
 
 /// One entry of the hook table ([`crate::hooks::table`]).

@@ -55,8 +55,10 @@ fn setup() {
             Some(VIP.parse().unwrap()),
         );
         assert!(STATE.set(State { rw, debug: false }).is_ok());
+        // Every hook of the table, the process-creation ones too (no session to pass on is
+        // set here: they let CreateProcess through).
         assert_eq!(
-            install(&hooks::table(), &[Group::Sockets]),
+            install(&hooks::table(), &[Group::Sockets, Group::Processes]),
             Vec::<String>::new()
         );
     });
@@ -877,5 +879,95 @@ mod registry_values {
         // wherever they are, reading them must work.
         let mut policy = Policy::default();
         registry::apply(&mut policy).unwrap();
+    }
+}
+
+mod children {
+    use std::ffi::OsString;
+    use std::path::PathBuf;
+
+    use crate::calls::process::{child_environment, own_dll, with_session};
+    use crate::config::Carry;
+    use crate::inject::Target;
+
+    fn entries(block: &[u16]) -> Vec<String> {
+        block
+            .split(|&c| c == 0)
+            .filter(|e| !e.is_empty())
+            .map(String::from_utf16_lossy)
+            .collect()
+    }
+
+    fn carry() -> Carry {
+        Carry {
+            vars: vec![
+                ("IPVIRT_SESSION", Some(OsString::from("7"))),
+                ("IPVIRT_VIP", None),
+            ],
+            dll: PathBuf::from(r"C:\ipvirt\ipvirt_winhook.dll"),
+            init_offset: 0,
+            job: false,
+            debug: false,
+        }
+    }
+
+    #[test]
+    fn a_childs_environment_carries_the_sessions_variables_whatever_the_program_passes() {
+        let wide = |s: &str| s.encode_utf16().collect::<Vec<u16>>();
+        let given = vec![
+            wide("Path=C:\\bin"),
+            wide("ipvirt_session=99"),
+            wide("IPVIRT_VIP=198.51.100.1"),
+            wide("=C:=C:\\"),
+            wide("ALPHA=1"),
+        ];
+        let block = with_session(given, &carry());
+        // Two NULs at the end, sorted by name without case, the session's values only.
+        assert_eq!(&block[block.len() - 2..], &[0, 0]);
+        assert_eq!(
+            entries(&block),
+            ["=C:=C:\\", "ALPHA=1", "IPVIRT_SESSION=7", "Path=C:\\bin"]
+        );
+        // An empty environment still gets the session's.
+        assert_eq!(
+            entries(&with_session(Vec::new(), &carry())),
+            ["IPVIRT_SESSION=7"]
+        );
+    }
+
+    #[test]
+    fn an_ansi_or_a_unicode_block_is_read_and_a_null_one_is_this_processs() {
+        let ansi = b"A=1\0B=two\0\0";
+        // SAFETY: a block of NUL-terminated strings ended by an empty one.
+        let got = unsafe { child_environment(ansi.as_ptr().cast(), false) };
+        assert_eq!(
+            got,
+            [
+                "A=1".encode_utf16().collect::<Vec<_>>(),
+                "B=two".encode_utf16().collect()
+            ]
+        );
+        let w: Vec<u16> = "A=1\0B=two\0\0".encode_utf16().collect();
+        // SAFETY: as above, in UTF-16.
+        let got = unsafe { child_environment(w.as_ptr().cast(), true) };
+        assert_eq!(got.len(), 2);
+        // SAFETY: NULL: this process's environment.
+        let own = unsafe { child_environment(std::ptr::null(), false) };
+        assert!(own.iter().any(|e| {
+            String::from_utf16_lossy(e)
+                .to_uppercase()
+                .starts_with("PATH=")
+        }));
+    }
+
+    #[test]
+    fn this_process_is_64_bit_and_knows_its_own_module() {
+        use windows_sys::Win32::System::Threading::GetCurrentProcess;
+        // SAFETY: the pseudo handle of this process, which has every right.
+        let me = unsafe { Target::new(GetCurrentProcess()) };
+        assert_eq!(me.is_32bit(), Ok(false));
+        let (path, offset) = own_dll().unwrap();
+        assert!(path.is_file(), "{}", path.display());
+        assert!(offset > 0);
     }
 }

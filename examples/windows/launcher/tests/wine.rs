@@ -260,6 +260,14 @@ impl Running {
         self.stdin = None;
     }
 
+    /// Writes `line` and a newline on the program's input.
+    fn send_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("started with_stdin");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
     fn spawn(mut c: Command, what: &str, stdin: Stdio) -> Running {
         let mut child = c
             .stdin(stdin)
@@ -485,6 +493,149 @@ fn iocp_programs(w: &Wine, policy: &Path) {
     assert!(out.contains(&format!("local 127.0.0.1:{port}")), "{out:?}");
 }
 
+/// The port of the `spawner 127.0.0.1:PORT` line a `spawn` probe printed.
+fn spawner_port(lines: &[String]) -> u16 {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("spawner 127.0.0.1:"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no spawner line in {lines:?}"))
+}
+
+/// Two sessions' programs start the same server on `127.0.0.1:PORT` as a child, `how` says
+/// (`create`: `CreateProcessW`, from Rust with an environment of its own; `cmd`: through
+/// `cmd.exe /c`, which is not listed; `system`: the C runtime's `system()`, which runs
+/// `cmd.exe`): each child lands on its session's loopback and serves its session's client. The
+/// spawners are listed too: their own listeners are on their sessions' loopbacks.
+fn children(w: &Wine, policy: &Path, spawner: &Path, server: &Path, how: &str) {
+    let port = free_port();
+    let p = port.to_string();
+    let pol = win(policy);
+    let srv = win(server);
+    let mut running = Vec::new();
+    for (id, tag) in [("7", "c7"), ("8", "c8")] {
+        let what = format!("session {id}: {} spawn {how}", spawner.display());
+        let mut r = Running::start(
+            w.session(
+                &["--id", id, "--policy", &pol],
+                spawner,
+                &["spawn", how, &srv, "server", &p, tag],
+            ),
+            &what,
+        );
+        r.wait_for("ready");
+        running.push(r);
+    }
+    assert_eq!(
+        listeners(port),
+        [format!("127.0.0.8:{port}"), format!("127.0.0.9:{port}")],
+        "spawn {how}"
+    );
+    for (r, lo) in running.iter().zip(["127.0.0.8", "127.0.0.9"]) {
+        let q = spawner_port(&r.seen);
+        assert_eq!(
+            listeners(q),
+            [format!("{lo}:{q}")],
+            "spawn {how}: the spawner"
+        );
+    }
+    for (id, tag) in [("7", "c7"), ("8", "c8")] {
+        let out = client(
+            w.session(&["--id", id, "--policy", &pol], &w.cprobe, &["client", &p]),
+            &format!("session {id} client of a spawned server"),
+        );
+        assert!(out.contains(&format!("got {tag}")), "spawn {how}: {out:?}");
+    }
+    for r in running {
+        let out = r.finish();
+        assert!(out.contains(&format!("bound 127.0.0.1:{port}")), "{out:?}");
+        assert!(has(&out, "accepted 127.0.0.1:"), "{out:?}");
+    }
+}
+
+/// Children's children, through unlisted intermediates: an unlisted C program runs `cmd.exe /c`
+/// of the Rust probe, which runs the C server with `system()` (another `cmd.exe`). The server, a
+/// great-great-grandchild, lands on the session's loopback; the listed Rust spawner does too; the
+/// unlisted C spawner stays on `127.0.0.1` (it passes the layer on without being rewritten).
+fn grandchildren(w: &Wine, policy: &Path, unlisted: &Path) {
+    let port = free_port();
+    let p = port.to_string();
+    let mut r = Running::start(
+        w.session(
+            &["--id", "7", "--policy", &win(policy)],
+            unlisted,
+            &[
+                "spawn",
+                "cmd",
+                &win(&w.rprobe),
+                "spawn",
+                "system",
+                &win(&w.cprobe),
+                "server",
+                &p,
+                "deep",
+            ],
+        ),
+        "session 7: a chain of spawners",
+    );
+    r.wait_for("ready");
+    assert_eq!(listeners(port), [format!("127.0.0.8:{port}")]);
+    let ports: Vec<u16> = r
+        .seen
+        .iter()
+        .filter_map(|l| l.strip_prefix("spawner 127.0.0.1:"))
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    assert_eq!(ports.len(), 2, "{:?}", r.seen);
+    assert_eq!(listeners(ports[0]), [format!("127.0.0.1:{}", ports[0])]);
+    assert_eq!(listeners(ports[1]), [format!("127.0.0.8:{}", ports[1])]);
+    let out = client(
+        w.session(
+            &["--id", "7", "--policy", &win(policy)],
+            &w.cprobe,
+            &["client", &p],
+        ),
+        "session 7 client of the chain's server",
+    );
+    assert!(out.contains(&"got deep".to_string()), "{out:?}");
+    r.finish();
+}
+
+/// Fail closed: a child whose layer cannot start (here: the policy it reads became invalid after
+/// its parent started) is not run, and the parent's `CreateProcessW` fails with
+/// `ERROR_DLL_INIT_FAILED` (1114), the reason on stderr.
+fn child_not_virtualized(w: &Wine, good: &str) {
+    let policy = w.dir.join("child-policy.toml");
+    std::fs::write(&policy, good).unwrap();
+    let port = free_port();
+    let p = port.to_string();
+    let mut r = Running::with_stdin(
+        w.session(
+            &["--id", "7", "--policy", &win(&policy)],
+            &w.cprobe,
+            &["spawn", "wait-create", &win(&w.cprobe), "server", &p, "x"],
+        ),
+        "session 7: a spawner whose child cannot be virtualized",
+    );
+    r.wait_for("waiting");
+    std::fs::write(&policy, "[virtual_loopback]\nenabled = maybe\n").unwrap();
+    r.send_line("go");
+    r.wait_for("error CreateProcess 1114");
+    let status = r.child.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let err = r.child.wait_with_output_lossy();
+    assert!(
+        err.contains("child process") && err.contains("not started"),
+        "{err}"
+    );
+    assert!(
+        !r.seen.iter().any(|l| l.starts_with("bound")),
+        "{:?}",
+        r.seen
+    );
+    assert_eq!(listeners(port), Vec::<String>::new());
+}
+
 /// A server that must stay on `127.0.0.1:port` (out of scope), checked with `ss`, then ended by a
 /// client outside any session.
 fn left_alone(w: &Wine, session_opts: &[&str], server: &Path, port: u16, what: &str) {
@@ -541,6 +692,29 @@ for i in $(seq 100); do
   sleep 0.2
 done
 echo "RECLAIMED [$LEFT]"
+# A program that starts a server and ends at once: the server (in the session's job object) holds
+# the lease after the program and its launcher are gone, and releases it when it ends. Its output
+# comes through a FIFO, read with a deadline.
+mkfifo "$DIR/e.fifo"
+"$WINE" "$LAUNCHER" --id 10 --policy "$POLICY" --lease-book "$STATE" -- "$PROBE" spawn detach "$PROBE" server "$PORT4" s10 0.0.0.0 >"$DIR/e.fifo" 2>&1 &
+LPID=$!
+exec 3<"$DIR/e.fifo"
+ADDR4=
+while IFS= read -t 60 -r l <&3; do
+  echo "E $l"
+  case "$l" in bound*) ADDR4=$(echo "$l" | sed -n 's/^bound \(.*\):.*/\1/p');; ready*) break;; esac
+done
+wait "$LPID"; echo "DETACHED $?"
+"$WINE" "$LAUNCHER" --policy "$POLICY" --lease-book "$STATE" --status 2>&1 | sed 's/^/HELD /'
+"$WINE" "$CPROBE" client "$PORT4" "$ADDR4" 2>&1 | sed 's/^/PLAIN4 /'
+while IFS= read -t 60 -r l <&3; do echo "E $l"; done
+exec 3<&-
+for i in $(seq 100); do
+  LEFT=$("$WINE" "$LAUNCHER" --policy "$POLICY" --lease-book "$STATE" --status 2>/dev/null)
+  [ -z "$LEFT" ] && break
+  sleep 0.2
+done
+echo "RELEASED [$LEFT]"
 sed 's/^/A /' "$DIR/a.log"
 sed 's/^/B /' "$DIR/b.log"
 "#;
@@ -591,6 +765,11 @@ fn winsock_programs_in_sessions_under_wine() {
     two_sessions(&w, &policy, &w.rprobe, [(&w.rprobe, &[]), (&w.cprobe, &[])]);
     // IOCP: ConnectEx after the program's own wildcard bind; mswsock's exported AcceptEx.
     iocp_programs(&w, &policy);
+    // Children: the C and the Rust probe each start the other's server three ways.
+    for how in ["create", "cmd", "system"] {
+        children(&w, &policy, &w.cprobe, &w.rprobe, how);
+        children(&w, &policy, &w.rprobe, &w.cprobe, how);
+    }
 
     // Left alone: an excluded port, an unlisted program, the console session (by --console, and by
     // being the session WTSGetActiveConsoleSessionId names: Wine's only session, 1).
@@ -604,6 +783,8 @@ fn winsock_programs_in_sessions_under_wine() {
     );
     let other = w.dir.join("bin").join("other.exe");
     std::fs::copy(&w.cprobe, &other).unwrap();
+    grandchildren(&w, &policy, &other);
+    child_not_virtualized(&w, &std::fs::read_to_string(&policy).unwrap());
     left_alone(
         &w,
         &["--id", "7", "--policy", &pol],
@@ -694,10 +875,10 @@ fn winsock_programs_in_sessions_under_wine() {
         "[virtual_ip]\npool = [\"192.0.2.101-192.0.2.102\"]\n",
     )
     .unwrap();
-    let (port, port2, port3) = (free_port(), free_port(), free_port());
+    let (port, port2, port3, port4) = (free_port(), free_port(), free_port(), free_port());
     let out = w
         .env(&mut Command::new("timeout"))
-        .args(["120", "unshare", "-n", "sh", "-c", VIP_SCRIPT])
+        .args(["180", "unshare", "-n", "bash", "-c", VIP_SCRIPT])
         .env("WINE", &w.loader)
         .env("LAUNCHER", &w.launcher)
         .env("PROBE", win(&w.cprobe))
@@ -708,6 +889,7 @@ fn winsock_programs_in_sessions_under_wine() {
         .env("PORT", port.to_string())
         .env("PORT2", port2.to_string())
         .env("PORT3", port3.to_string())
+        .env("PORT4", port4.to_string())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -773,5 +955,21 @@ fn winsock_programs_in_sessions_under_wine() {
     );
     assert!(line("PLAIN3").contains(&"got s9"), "{t}");
     assert_eq!(line("RECLAIMED"), ["[]"], "{t}");
+    // The detached server: its program ended (status 0) while it ran on the session's VIP and
+    // held the lease (its job: one holder), and the lease ended with it.
+    assert_eq!(line("DETACHED"), ["0"], "{t}");
+    let held = line("HELD");
+    assert!(
+        held.len() == 1
+            && held[0].starts_with("session 10 192.0.2.10")
+            && held[0].ends_with(" holders=1"),
+        "{t}"
+    );
+    assert!(
+        line("E").iter().any(|l| l.starts_with("bound 192.0.2.10")),
+        "{t}"
+    );
+    assert!(line("PLAIN4").contains(&"got s10"), "{t}");
+    assert_eq!(line("RELEASED"), ["[]"], "{t}");
     assert!(t.contains("session 8: virtual IP 192.0.2.102"), "{t}");
 }

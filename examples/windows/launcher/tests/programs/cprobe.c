@@ -6,6 +6,14 @@
  *                                  connect resolved with GetProcAddress; to ADDR:PORT when an
  *                                  address is given), print "local A:P", "peer A:P" and
  *                                  "got TEXT", exit 0
+ *   cprobe spawn HOW COMMAND...    listen on 127.0.0.1:0 and print "spawner A:P" (as the system
+ *                                  has it when the spawner is not hooked), then run COMMAND (its
+ *                                  words joined by spaces) as a child: HOW is `create`
+ *                                  (CreateProcessW), `cmd` (CreateProcessW of `cmd.exe /c
+ *                                  COMMAND`), `system` (the C runtime's system()), `wait-create`
+ *                                  (CreateProcessW after a line on stdin) or `detach`
+ *                                  (CreateProcessW, then exit 0 at once); wait for it and exit
+ *                                  with its exit code
  * Any failure prints "error WHAT CODE" and exits 1. */
 #include <winsock2.h>
 #include <ws2tcpip.h>
@@ -27,6 +35,56 @@ static int fail(const char *what)
 }
 
 typedef int (WSAAPI *connect_fn)(SOCKET, const struct sockaddr *, int);
+
+/* The words of argv from `from` on, joined by spaces, after `prefix`. */
+static wchar_t *joined(const wchar_t *prefix, int argc, char **argv, int from)
+{
+    static wchar_t line[4096];
+    int i, n = swprintf(line, 4096, L"%ls", prefix);
+    for (i = from; i < argc && n >= 0 && n < 4000; i++)
+        n += swprintf(line + n, 4096 - n, L"%hs%hs", i > from ? " " : "", argv[i]);
+    return line;
+}
+
+static int spawn(int argc, char **argv)
+{
+    STARTUPINFOW si;
+    PROCESS_INFORMATION pi;
+    DWORD code = 1;
+    const char *how = argv[2];
+    int cmd = strcmp(how, "cmd") == 0;
+    if (strcmp(how, "system") == 0) {
+        char line[4096];
+        int i, n = 0;
+        line[0] = 0;
+        for (i = 3; i < argc && n < 4000; i++)
+            n += snprintf(line + n, sizeof line - n, "%s%s", i > 3 ? " " : "", argv[i]);
+        return system(line);
+    }
+    if (strcmp(how, "wait-create") == 0) {
+        char buf[16];
+        printf("waiting\n");
+        fflush(stdout);
+        if (!fgets(buf, sizeof buf, stdin))
+            return 2;
+    } else if (!cmd && strcmp(how, "create") != 0 && strcmp(how, "detach") != 0)
+        return 2;
+    memset(&si, 0, sizeof si);
+    si.cb = sizeof si;
+    if (!CreateProcessW(NULL, joined(cmd ? L"cmd.exe /c " : L"", argc, argv, 3), NULL, NULL,
+                        TRUE, 0, NULL, NULL, &si, &pi)) {
+        printf("error CreateProcess %lu\n", GetLastError());
+        fflush(stdout);
+        return 1;
+    }
+    if (strcmp(how, "detach") == 0)
+        return 0;
+    WaitForSingleObject(pi.hProcess, INFINITE);
+    GetExitCodeProcess(pi.hProcess, &code);
+    CloseHandle(pi.hThread);
+    CloseHandle(pi.hProcess);
+    return (int)code;
+}
 
 int main(int argc, char **argv)
 {
@@ -72,6 +130,16 @@ int main(int argc, char **argv)
         recv(c, buf, sizeof buf, 0);
         closesocket(c);
         return 0;
+    }
+    if (strcmp(argv[1], "spawn") == 0 && argc >= 4) {
+        a.sin_port = 0;
+        if (bind(s, (struct sockaddr *)&a, sizeof a) != 0 || listen(s, 1) != 0)
+            return fail("bind");
+        len = sizeof b;
+        if (getsockname(s, (struct sockaddr *)&b, &len) != 0)
+            return fail("getsockname");
+        show("spawner", &b);
+        return spawn(argc, argv);
     }
     if (strcmp(argv[1], "client") == 0) {
         int n, total = 0;
