@@ -71,13 +71,15 @@
 //! `ConnectEx` needs a bound socket) gets the source a plain `connect` gets: the `bind` of a stream
 //! socket to `0.0.0.0:0` or `[::]:0` is held back and made when the socket is used — by the
 //! connect's rules for `connect`, `WSAConnect` and `ConnectEx`, by the bind's for `listen`
-//! (`pending.rs`); `getsockname` meanwhile reports what the program bound.
+//! (`pending.rs`), and by the bind's for `getsockname` too (a program that asks for its name
+//! before it connects wants the port the system chose).
 //!
 //! ## Limits
 //!
-//! - A held-back wildcard bind reports port 0 until the socket is used (natively the system
-//!   chooses the port at bind time); a UDP socket bound to the wildcard is bound at once (it may
-//!   receive before it sends), so its datagrams leave from the address the system chooses.
+//! - A client that asks for its name (`getsockname`) between its wildcard bind and its connect
+//!   leaves from the address the system chooses; a UDP socket bound to the wildcard is bound at
+//!   once (it may receive before it sends), so its datagrams leave from the address the system
+//!   chooses.
 //! - Processes made by `CreateProcessWithLogonW`/`CreateProcessWithTokenW` (the secondary logon
 //!   service creates them, for another user) or by another process on the session's behalf (a
 //!   COM server, a service, the Task Scheduler) are not followed: they are not children of the

@@ -9,9 +9,10 @@
 //!
 //! - `connect`, `WSAConnect`, `ConnectEx`: the connect's own rules choose the source, as for an
 //!   unbound socket; where they choose none, the program's wildcard is bound first, as it asked;
-//! - `listen`: the program's bind is made then, with the bind rules (`0.0.0.0` → the VIP);
-//! - `getsockname`: the address the program bound (port 0: the system has chosen none yet; natively
-//!   it would show the ephemeral port it chose at bind time);
+//! - `listen` and `getsockname`: the program's bind is made then, with the bind rules (`0.0.0.0` →
+//!   the VIP): a server, or a program that wants the port the system chose (`bind(0)` then
+//!   `getsockname` is how programs find a free port). A client that asks for its name before it
+//!   connects thus leaves from the address the system picks, as before;
 //! - a second `bind`: `WSAEINVAL`, as on a bound socket;
 //! - `closesocket`: the record is dropped.
 //!

@@ -14,9 +14,9 @@ use std::sync::Once;
 
 use ipvirt::{Host, Policy, Session, SessionId, read_sockaddr, write_sockaddr};
 use windows_sys::Win32::Networking::WinSock::{
-    ADDRINFOA, AF_INET, INVALID_SOCKET, IPPROTO_TCP, IPPROTO_UDP, SOCK_DGRAM, SOCK_STREAM,
-    SOCKET_ERROR, SOL_SOCKET, WSADATA, WSAEACCES, WSAEADDRNOTAVAIL, WSAECONNREFUSED, WSAEINVAL,
-    WSAStartup, closesocket, freeaddrinfo, gethostbyname, socket,
+    ADDRINFOA, AF_INET, AF_INET6, INVALID_SOCKET, IPPROTO_TCP, IPPROTO_UDP, SOCK_DGRAM,
+    SOCK_STREAM, SOCKET_ERROR, SOL_SOCKET, WSADATA, WSAEACCES, WSAEADDRNOTAVAIL, WSAECONNREFUSED,
+    WSAEINVAL, WSAStartup, closesocket, freeaddrinfo, gethostbyname, socket,
 };
 
 use crate::addrs::{LAYOUT, STORAGE, fix_reported, is_bound};
@@ -99,10 +99,19 @@ fn seen_name(s: Socket) -> SocketAddr {
     read_sockaddr(&b[..len as usize], LAYOUT).unwrap()
 }
 
+/// `addr` as a `sockaddr_in` or `sockaddr_in6`, and its length.
+fn sa(addr: &str) -> ([u8; 28], i32) {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let mut b = [0u8; 28];
+    let n = if addr.is_ipv4() { 16 } else { 28 };
+    write_sockaddr(addr, &mut b[..n], LAYOUT).unwrap();
+    (b, n as i32)
+}
+
 fn hooked_bind(s: Socket, addr: &str) -> Result<(), i32> {
-    let a = sin(addr);
-    // SAFETY: a holds 16 bytes; the call goes through the detour.
-    let r = unsafe { windows_sys::Win32::Networking::WinSock::bind(s, a.as_ptr().cast(), 16) };
+    let (a, n) = sa(addr);
+    // SAFETY: a holds n bytes; the call goes through the detour.
+    let r = unsafe { windows_sys::Win32::Networking::WinSock::bind(s, a.as_ptr().cast(), n) };
     if r == 0 { Ok(()) } else { Err(last_error()) }
 }
 
@@ -203,14 +212,23 @@ fn a_wildcard_bind_with_port_0_of_a_stream_socket_is_held_back() {
     setup();
     let s = tcp();
     assert_eq!(hooked_bind(s, "0.0.0.0:0"), Ok(()));
-    // Not bound on the system; the program sees what it bound; a second bind fails as on a
-    // bound socket.
+    // Not bound on the system; a second bind fails as on a bound socket.
     assert!(!is_bound(s));
-    assert_eq!(seen_name(s), "0.0.0.0:0".parse().unwrap());
     assert_eq!(hooked_bind(s, "127.0.0.1:0"), Err(WSAEINVAL));
     // closesocket forgets it (the handle value is reused).
     close(s);
     assert!(crate::pending::peek(s).is_none());
+    // getsockname makes the bind (bind(0) then getsockname finds a free port): on a v6-only
+    // socket `::` stays `::` (no VIP there), and the system chose a port.
+    // SAFETY: no memory preconditions.
+    let v6 = unsafe { socket(i32::from(AF_INET6), SOCK_STREAM, IPPROTO_TCP) };
+    assert_ne!(v6, INVALID_SOCKET);
+    assert_eq!(hooked_bind(v6, "[::]:0"), Ok(()));
+    assert!(!is_bound(v6));
+    let name = seen_name(v6);
+    assert!(name.ip().is_unspecified() && name.port() != 0, "{name}");
+    assert!(is_bound(v6));
+    close(v6);
     // A datagram socket is bound at once (it may receive before it sends): 0.0.0.0 is the VIP
     // here, which Wine 8.0 widens back to 0.0.0.0 for UDP; bound either way.
     let u = udp();
@@ -258,6 +276,35 @@ fn a_connect_after_a_wildcard_bind_leaves_from_the_session_loopback() {
     let seen = seen_name(c);
     assert_eq!(seen.ip(), "127.0.0.1".parse::<IpAddr>().unwrap());
     assert_eq!(seen.port(), real_name(c).port());
+    for s in [c, l] {
+        close(s);
+    }
+}
+
+#[test]
+fn a_connect_the_layer_chooses_no_source_for_makes_the_programs_own_wildcard_bind() {
+    use windows_sys::Win32::Networking::WinSock::{connect, listen};
+    setup();
+    // [::1] is left alone here (ipv6 = "unchanged"): no source is chosen, and the program's
+    // [::]:0 is bound as it asked before the connect.
+    // SAFETY: no memory preconditions.
+    let (l, c) = unsafe {
+        (
+            socket(i32::from(AF_INET6), SOCK_STREAM, IPPROTO_TCP),
+            socket(i32::from(AF_INET6), SOCK_STREAM, IPPROTO_TCP),
+        )
+    };
+    assert!(l != INVALID_SOCKET && c != INVALID_SOCKET);
+    hooked_bind(l, "[::1]:0").unwrap();
+    let port = real_name(l).port();
+    // SAFETY: l is bound.
+    assert_eq!(unsafe { listen(l, 1) }, 0);
+    hooked_bind(c, "[::]:0").unwrap();
+    let (dest, n) = sa(&format!("[::1]:{port}"));
+    // SAFETY: dest holds n bytes; through the detour.
+    let r = unsafe { connect(c, dest.as_ptr().cast(), n) };
+    assert_eq!(r, 0, "{}", last_error());
+    assert_eq!(real_name(c).ip(), "::1".parse::<IpAddr>().unwrap());
     for s in [c, l] {
         close(s);
     }

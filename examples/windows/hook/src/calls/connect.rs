@@ -88,24 +88,33 @@ pub(crate) unsafe extern "system" fn listen(s: Socket, backlog: i32) -> i32 {
     let depth = Depth::enter();
     if depth.outermost()
         && let Some(st) = state()
-        && let Some(held) = pending::take(s)
     {
-        let r = match bind_as_asked(st, s, held.addr, held.len) {
-            Some(r) => r,
-            None => match bind_held(s, &held) {
-                Ok(()) => 0,
-                Err(code) => {
-                    set_last_error(code);
-                    SOCKET_ERROR
-                }
-            },
-        };
+        let r = bind_now(st, s);
         if r != 0 {
             return r;
         }
     }
     // SAFETY: forwarded unchanged.
     unsafe { real(s, backlog) }
+}
+
+/// Makes the held-back bind of `s`, if any, with the bind rules (the wildcard becomes the VIP):
+/// the socket is used as a server, or the program asks for its name. 0, or `SOCKET_ERROR` with
+/// the bind's error.
+pub(crate) fn bind_now(st: &State, s: Socket) -> i32 {
+    let Some(held) = pending::take(s) else {
+        return 0;
+    };
+    match bind_as_asked(st, s, held.addr, held.len) {
+        Some(r) => r,
+        None => match bind_held(s, &held) {
+            Ok(()) => 0,
+            Err(code) => {
+                set_last_error(code);
+                SOCKET_ERROR
+            }
+        },
+    }
 }
 
 /// `closesocket`: a held-back bind of the socket is forgotten (its handle value will be reused).

@@ -1,15 +1,14 @@
 //! `getsockname`, `getpeername`, `accept`, `WSAAccept`: the addresses handed back.
 
 use std::ffi::c_void;
-use std::ptr;
 
-use windows_sys::Win32::Networking::WinSock::{INVALID_SOCKET, SOCKET_ERROR, WSAEFAULT};
+use windows_sys::Win32::Networking::WinSock::INVALID_SOCKET;
 
 use crate::addrs::{fix_reported_len, read_len};
+use crate::calls::connect::bind_now;
 use crate::config::state;
 use crate::hooks::GetSockName;
-use crate::pending::{self, Held};
-use crate::sys::{Depth, Socket, set_last_error};
+use crate::sys::{Depth, Socket};
 
 /// The body of the two `get*name` hooks.
 ///
@@ -33,8 +32,10 @@ unsafe fn name_of(real: GetSockName, s: Socket, name: *mut u8, namelen: *mut i32
     r
 }
 
-/// `getsockname`: the session's loopback reported as the localhost address the program used; a
-/// held-back bind reported as the program made it (see [`crate::pending`]).
+/// `getsockname`: the session's loopback reported as the localhost address the program used. A
+/// held-back bind (see [`crate::pending`]) is made first, with the bind rules: a program that asks
+/// for its name before it connects or listens wants the port the system chose (`bind(0)`, then
+/// `getsockname`, is how programs find a free port).
 ///
 /// # Safety
 ///
@@ -45,33 +46,17 @@ pub(crate) unsafe extern "system" fn getsockname(
     namelen: *mut i32,
 ) -> i32 {
     let real = real!(GetSockName);
-    if let Some(held) = pending::peek(s) {
-        // SAFETY: the caller's contract.
-        return unsafe { report_held(&held, name, namelen) };
+    {
+        let depth = Depth::enter();
+        if let Some(st) = state().filter(|_| depth.outermost()) {
+            let r = bind_now(st, s);
+            if r != 0 {
+                return r;
+            }
+        }
     }
     // SAFETY: the caller's contract.
     unsafe { name_of(real, s, name, namelen) }
-}
-
-/// The address of a held-back bind, as `getsockname` reports a bound one: `WSAEFAULT` when the
-/// program's buffer is too small for it.
-///
-/// # Safety
-///
-/// As Winsock's `getsockname`.
-unsafe fn report_held(held: &Held, name: *mut u8, namelen: *mut i32) -> i32 {
-    // SAFETY: namelen is NULL or points at an int (Winsock requires it).
-    let cap = unsafe { read_len(namelen) };
-    if name.is_null() || usize::try_from(cap).is_ok_and(|c| c < held.len) || cap < 0 {
-        set_last_error(WSAEFAULT);
-        return SOCKET_ERROR;
-    }
-    // SAFETY: name holds cap >= held.len writable bytes; namelen points at an int.
-    unsafe {
-        ptr::copy_nonoverlapping(held.addr.as_ptr(), name, held.len);
-        *namelen = held.len as i32;
-    }
-    0
 }
 
 /// `getpeername`: as [`getsockname`].

@@ -4,8 +4,8 @@
  *                          client with mswsock.dll's exported AcceptEx on a completion port, read
  *                          its addresses with mswsock's exported GetAcceptExSockaddrs and print
  *                          "accepted A:P" (remote) and "local A:P"; send TAG, exit 0
- *   iocp client PORT [hold]  bind 0.0.0.0:0 (as libuv and Go do before ConnectEx), print
- *                          "prebind A:P" (getsockname); ConnectEx (from WSAIoctl) to
+ *   iocp client PORT [hold]  bind 0.0.0.0:0 (as libuv and Go do before ConnectEx); ConnectEx
+ *                          (from WSAIoctl) to
  *                          127.0.0.1:PORT on a completion port; print "local A:P" and "peer A:P",
  *                          read to the end, print "got TEXT"; with `hold`, print "holding" and
  *                          keep the connection open until stdin ends; exit 0
@@ -116,10 +116,6 @@ static int client(unsigned short port, int hold)
     b.sin_family = AF_INET;
     if (bind(s, (struct sockaddr *)&b, sizeof b) != 0)
         return fail("bind");
-    len = sizeof b;
-    if (getsockname(s, (struct sockaddr *)&b, &len) != 0)
-        return fail("getsockname");
-    show("prebind", (struct sockaddr *)&b);
     if (WSAIoctl(s, SIO_GET_EXTENSION_FUNCTION_POINTER, &guid, sizeof guid, &connect_ex,
                  sizeof connect_ex, &n, NULL, NULL) != 0)
         return fail("WSAIoctl");
