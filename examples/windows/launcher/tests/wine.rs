@@ -435,22 +435,29 @@ fn connections(port: u16) -> Vec<String> {
         .collect()
 }
 
-/// A libuv/Go-style client and an IOCP server in session 7: the client binds `0.0.0.0:0` itself
-/// and then connects with `ConnectEx`; the server accepts with mswsock's exported `AcceptEx` and
-/// reads the addresses with mswsock's `GetAcceptExSockaddrs`. On the wire the connection is the
-/// session's (`127.0.0.8` at both ends); both programs see `127.0.0.1`, as they would natively.
-fn iocp_programs(w: &Wine, policy: &Path) {
+/// A libuv/Go-style client and an IOCP server in session 7: the client binds the wildcard with
+/// port 0 itself and then connects with `ConnectEx`; the server accepts with mswsock's exported
+/// `AcceptEx` and reads the addresses with mswsock's `GetAcceptExSockaddrs`. On the wire the
+/// connection is the session's (`127.0.0.8` at both ends); both programs see the localhost
+/// address they used, as they would natively. `six`: dual-stack IPv6 sockets on `[::1]` with
+/// `ipv6 = "map"` in the policy (Node's `localhost`), `[::ffff:127.0.0.8]` on the wire.
+fn iocp_programs(w: &Wine, policy: &Path, six: bool) {
     let port = free_port();
     let p = port.to_string();
+    let (server_mode, client_mode, seen, wire) = if six {
+        ("server6", "client6", "[::1]", "[::ffff:127.0.0.8]")
+    } else {
+        ("server", "client", "127.0.0.1", "127.0.0.8")
+    };
     let opts = ["--id", "7", "--policy", &win(policy)];
     let mut server = Running::start(
-        w.session(&opts, &w.iocp, &["server", &p, "s7"]),
+        w.session(&opts, &w.iocp, &[server_mode, &p, "s7"]),
         "session 7 IOCP server",
     );
     server.wait_for("ready");
-    assert_eq!(listeners(port), [format!("127.0.0.8:{port}")]);
+    assert_eq!(listeners(port), [format!("{wire}:{port}")]);
     let mut client = Running::with_stdin(
-        w.session(&opts, &w.iocp, &["client", &p, "hold"]),
+        w.session(&opts, &w.iocp, &[client_mode, &p, "hold"]),
         "session 7 IOCP client",
     );
     client.wait_for("holding");
@@ -460,30 +467,27 @@ fn iocp_programs(w: &Wine, policy: &Path) {
         client.seen
     );
     assert!(
-        client.seen.contains(&format!("peer 127.0.0.1:{port}")),
+        client.seen.contains(&format!("peer {seen}:{port}")),
         "{:?}",
         client.seen
     );
     let local = client
         .seen
         .iter()
-        .find_map(|l| l.strip_prefix("local 127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no local 127.0.0.1:P in {:?}", client.seen))
+        .find_map(|l| l.strip_prefix(&format!("local {seen}:")))
+        .unwrap_or_else(|| panic!("no local {seen}:P in {:?}", client.seen))
         .to_string();
     // The connection is still open: on the wire it leaves from the session's loopback.
     assert!(
-        connections(port).contains(&format!("127.0.0.8:{local} 127.0.0.8:{port}")),
+        connections(port).contains(&format!("{wire}:{local} {wire}:{port}")),
         "{:?}",
         connections(port)
     );
     client.close_stdin();
     client.finish();
     let out = server.finish();
-    assert!(
-        out.contains(&format!("accepted 127.0.0.1:{local}")),
-        "{out:?}"
-    );
-    assert!(out.contains(&format!("local 127.0.0.1:{port}")), "{out:?}");
+    assert!(out.contains(&format!("accepted {seen}:{local}")), "{out:?}");
+    assert!(out.contains(&format!("local {seen}:{port}")), "{out:?}");
 }
 
 /// The port of the `spawner 127.0.0.1:PORT` line a `spawn` probe printed.
@@ -757,7 +761,14 @@ fn winsock_programs_in_sessions_under_wine() {
     // The Rust std::net server; the C client imports connect.
     two_sessions(&w, &policy, &w.rprobe, [(&w.rprobe, &[]), (&w.cprobe, &[])]);
     // IOCP: ConnectEx after the program's own wildcard bind; mswsock's exported AcceptEx.
-    iocp_programs(&w, &policy);
+    iocp_programs(&w, &policy, false);
+    let map = w.dir.join("map.toml");
+    std::fs::write(
+        &map,
+        "[virtual_loopback]\nenabled = true\nipv6 = \"map\"\nprograms = [\"iocp.exe\"]\n",
+    )
+    .unwrap();
+    iocp_programs(&w, &map, true);
     // Children: the C and the Rust probe each start the other's server three ways.
     for how in ["create", "cmd", "system"] {
         children(&w, &policy, &w.cprobe, &w.rprobe, how);

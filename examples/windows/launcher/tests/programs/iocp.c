@@ -9,6 +9,9 @@
  *                          127.0.0.1:PORT on a completion port; print "local A:P" and "peer A:P",
  *                          read to the end, print "got TEXT"; with `hold`, print "holding" and
  *                          keep the connection open until stdin ends; exit 0
+ *   iocp server6 PORT TAG, iocp client6 PORT [hold]  the same on dual-stack IPv6 sockets
+ *                          (IPV6_V6ONLY off, as libuv makes them): the server on [::1]:PORT, the
+ *                          client bound to [::]:0 and connecting to [::1]:PORT
  * Any failure prints "error WHAT CODE" and exits 1. */
 #include <winsock2.h>
 #include <ws2tcpip.h>
@@ -19,9 +22,36 @@
 
 static void show(const char *what, const struct sockaddr *sa)
 {
-    const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-    printf("%s %s:%u\n", what, inet_ntoa(a->sin_addr), ntohs(a->sin_port));
+    char text[64];
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text);
+        printf("%s [%s]:%u\n", what, text, ntohs(a->sin6_port));
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+        printf("%s %s:%u\n", what, inet_ntoa(a->sin_addr), ntohs(a->sin_port));
+    }
     fflush(stdout);
+}
+
+/* The loopback (or, with any, the wildcard) address of the family with the port. */
+static int address(int family, int any, unsigned short port, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof *ss);
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons(port);
+        if (!any)
+            a->sin6_addr = in6addr_loopback;
+        return sizeof *a;
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons(port);
+        a->sin_addr.s_addr = any ? INADDR_ANY : inet_addr("127.0.0.1");
+        return sizeof *a;
+    }
 }
 
 static int fail(const char *what)
@@ -45,28 +75,29 @@ static int wait_port(HANDLE port, const char *what)
     return 0;
 }
 
-static SOCKET overlapped_socket(void)
+static SOCKET overlapped_socket(int family)
 {
-    return WSASocketW(AF_INET, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
+    DWORD off = 0;
+    SOCKET s = WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
+    if (s != INVALID_SOCKET && family == AF_INET6)
+        setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, (char *)&off, sizeof off);
+    return s;
 }
 
-static int server(unsigned short port, const char *tag)
+static int server(int family, unsigned short port, const char *tag)
 {
-    struct sockaddr_in a;
+    struct sockaddr_storage a;
     struct sockaddr *local, *remote;
     int len, llen, rlen;
     char buf[2 * (sizeof(struct sockaddr_storage) + 16)], tmp[16];
     DWORD got = 0;
     OVERLAPPED ov;
     HANDLE cp;
-    SOCKET l = overlapped_socket(), c = overlapped_socket();
+    SOCKET l = overlapped_socket(family), c = overlapped_socket(family);
     if (l == INVALID_SOCKET || c == INVALID_SOCKET)
         return fail("socket");
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = inet_addr("127.0.0.1");
-    if (bind(l, (struct sockaddr *)&a, sizeof a) != 0)
+    len = address(family, 0, port, &a);
+    if (bind(l, (struct sockaddr *)&a, len) != 0)
         return fail("bind");
     if (listen(l, 4) != 0)
         return fail("listen");
@@ -98,9 +129,9 @@ static int server(unsigned short port, const char *tag)
     return 0;
 }
 
-static int client(unsigned short port, int hold)
+static int client(int family, unsigned short port, int hold)
 {
-    struct sockaddr_in a, b;
+    struct sockaddr_storage a, b;
     GUID guid = WSAID_CONNECTEX;
     LPFN_CONNECTEX connect_ex = NULL;
     DWORD n = 0;
@@ -108,13 +139,12 @@ static int client(unsigned short port, int hold)
     HANDLE cp;
     int len, got, total = 0;
     char buf[256];
-    SOCKET s = overlapped_socket();
+    SOCKET s = overlapped_socket(family);
     if (s == INVALID_SOCKET)
         return fail("socket");
     /* What libuv's uv__tcp_try_connect and Go's fd.connect do: bind the wildcard first. */
-    memset(&b, 0, sizeof b);
-    b.sin_family = AF_INET;
-    if (bind(s, (struct sockaddr *)&b, sizeof b) != 0)
+    len = address(family, 1, 0, &b);
+    if (bind(s, (struct sockaddr *)&b, len) != 0)
         return fail("bind");
     if (WSAIoctl(s, SIO_GET_EXTENSION_FUNCTION_POINTER, &guid, sizeof guid, &connect_ex,
                  sizeof connect_ex, &n, NULL, NULL) != 0)
@@ -122,12 +152,9 @@ static int client(unsigned short port, int hold)
     cp = CreateIoCompletionPort((HANDLE)s, NULL, 1, 0);
     if (!cp)
         return fail("CreateIoCompletionPort");
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = inet_addr("127.0.0.1");
+    len = address(family, 0, port, &a);
     memset(&ov, 0, sizeof ov);
-    if (!connect_ex(s, (struct sockaddr *)&a, sizeof a, NULL, 0, NULL, &ov)
+    if (!connect_ex(s, (struct sockaddr *)&a, len, NULL, 0, NULL, &ov)
         && WSAGetLastError() != ERROR_IO_PENDING)
         return fail("ConnectEx");
     if (wait_port(cp, "ConnectEx"))
@@ -163,8 +190,14 @@ int main(int argc, char **argv)
     if (argc < 3 || WSAStartup(MAKEWORD(2, 2), &wsa) != 0)
         return 2;
     if (strcmp(argv[1], "server") == 0 && argc >= 4)
-        return server((unsigned short)atoi(argv[2]), argv[3]);
+        return server(AF_INET, (unsigned short)atoi(argv[2]), argv[3]);
+    if (strcmp(argv[1], "server6") == 0 && argc >= 4)
+        return server(AF_INET6, (unsigned short)atoi(argv[2]), argv[3]);
     if (strcmp(argv[1], "client") == 0)
-        return client((unsigned short)atoi(argv[2]), argc >= 4 && strcmp(argv[3], "hold") == 0);
+        return client(AF_INET, (unsigned short)atoi(argv[2]),
+                      argc >= 4 && strcmp(argv[3], "hold") == 0);
+    if (strcmp(argv[1], "client6") == 0)
+        return client(AF_INET6, (unsigned short)atoi(argv[2]),
+                      argc >= 4 && strcmp(argv[3], "hold") == 0);
     return 2;
 }
