@@ -46,8 +46,10 @@
 //! the create call fails — `ERROR_NOT_SUPPORTED` for a 32-bit child (this DLL is 64-bit, and a
 //! 32-bit one is not built), `ERROR_DLL_INIT_FAILED` when the DLL does not load or its
 //! `ipvirt_init` fails — with the reason on stderr and in the debugger output
-//! (`OutputDebugString`). `CREATE_BREAKAWAY_FROM_JOB` is dropped while the session has a job
-//! object, so no child leaves the lease's holder (`calls/process.rs`).
+//! (`OutputDebugString`); a child to be debugged by its creator (`DEBUG_PROCESS`) is refused with
+//! `ERROR_NOT_SUPPORTED` (its threads would wait for the thread that waits for the DLL: attach a
+//! debugger to the running program instead). `CREATE_BREAKAWAY_FROM_JOB` is dropped while the
+//! session has a job object, so no child leaves the lease's holder (`calls/process.rs`).
 //!
 //! ## What is intercepted
 //!
@@ -97,9 +99,9 @@
 //! signature); `sys.rs` installing the detours, the trampolines, the depth guard, the Winsock
 //! error; `config.rs` the configuration (the registry keys through `ipvirt_host::registry`);
 //! `addrs.rs` copying addresses and what the families share; `pending.rs` the wildcard binds held
-//! back until the socket is used; `calls/` the hooks, one file per call family. Every address goes through ipvirt's sockaddr layer with
-//! `ipvirt::SockaddrLayout::WINDOWS`. `inject.rs` (public: the launcher uses it too) loads the
-//! DLL into a suspended process.
+//! back until the socket is used; `calls/` the hooks, one file per call family; `inject.rs`
+//! (public: the launcher uses it too) loading the DLL into a suspended process. Every address
+//! goes through ipvirt's sockaddr layer with `ipvirt::SockaddrLayout::WINDOWS`.
 
 // An FFI shim: the hooks are unsafe by nature.
 #![allow(unsafe_code)]

@@ -9,10 +9,10 @@
 //!
 //! - `connect`, `WSAConnect`, `ConnectEx`: the connect's own rules choose the source, as for an
 //!   unbound socket; where they choose none, the program's wildcard is bound first, as it asked;
-//! - `listen` and `getsockname`: the program's bind is made then, with the bind rules (`0.0.0.0` →
-//!   the VIP): a server, or a program that wants the port the system chose (`bind(0)` then
-//!   `getsockname` is how programs find a free port). A client that asks for its name before it
-//!   connects thus leaves from the address the system picks, as before;
+//! - `listen` and `getsockname`: the program's bind is made then, with the bind rules
+//!   (`0.0.0.0` → the VIP): a server, or a program that wants the port the system chose
+//!   (`bind(0)` then `getsockname` is how programs find a free port). A client that asks for its
+//!   name before it connects thus leaves from the address the system picks, as before;
 //! - a second `bind`: `WSAEINVAL`, as on a bound socket;
 //! - `closesocket`: the record is dropped.
 //!

@@ -1007,6 +1007,65 @@ mod children {
         }));
     }
 
+    /// `CreateProcessW` of `cmd.exe /c exit 0` through the detour, with `flags`; its result and
+    /// error.
+    fn create(flags: u32) -> (i32, u32) {
+        use windows_sys::Win32::Foundation::{CloseHandle, GetLastError};
+        use windows_sys::Win32::System::Threading::{
+            CreateProcessW, PROCESS_INFORMATION, STARTUPINFOW,
+        };
+        let mut line: Vec<u16> = "cmd.exe /c exit 0\0".encode_utf16().collect();
+        // SAFETY: zeroed structures are valid initial values.
+        let mut si: STARTUPINFOW = unsafe { std::mem::zeroed() };
+        si.cb = std::mem::size_of::<STARTUPINFOW>() as u32;
+        // SAFETY: as above.
+        let mut pi: PROCESS_INFORMATION = unsafe { std::mem::zeroed() };
+        // SAFETY: line is writable and NUL-terminated; the structures are valid.
+        let r = unsafe {
+            CreateProcessW(
+                std::ptr::null(),
+                line.as_mut_ptr(),
+                std::ptr::null(),
+                std::ptr::null(),
+                0,
+                flags,
+                std::ptr::null(),
+                std::ptr::null(),
+                &si,
+                &mut pi,
+            )
+        };
+        // SAFETY: no preconditions.
+        let e = unsafe { GetLastError() };
+        if r != 0 {
+            // SAFETY: the handles the call returned.
+            unsafe {
+                CloseHandle(pi.hThread);
+                CloseHandle(pi.hProcess);
+            }
+        }
+        assert!(
+            r != 0 || pi.hProcess.is_null(),
+            "a failed call returns no handles"
+        );
+        (r, e)
+    }
+
+    #[test]
+    fn a_child_that_cannot_be_virtualized_is_not_started() {
+        use windows_sys::Win32::Foundation::{ERROR_DLL_INIT_FAILED, ERROR_NOT_SUPPORTED};
+        use windows_sys::Win32::System::Threading::DEBUG_ONLY_THIS_PROCESS;
+        super::setup();
+        // A session to pass on whose DLL does not exist: every child fails closed. (No other test
+        // creates a process.)
+        let mut c = carry();
+        c.dll = PathBuf::from(r"C:\nowhere\ipvirt_winhook.dll");
+        assert!(crate::config::CARRY.set(c).is_ok());
+        assert_eq!(create(0), (0, ERROR_DLL_INIT_FAILED));
+        // A child its creator is to debug is refused before it is created.
+        assert_eq!(create(DEBUG_ONLY_THIS_PROCESS), (0, ERROR_NOT_SUPPORTED));
+    }
+
     #[test]
     fn this_process_is_64_bit_and_knows_its_own_module() {
         use windows_sys::Win32::System::Threading::GetCurrentProcess;

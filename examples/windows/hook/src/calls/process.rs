@@ -13,8 +13,10 @@
 //! a DLL that does not load, an `ipvirt_init` that fails — is terminated before it ran an
 //! instruction of its own, and the create call fails: `ERROR_NOT_SUPPORTED` for a 32-bit child,
 //! `ERROR_DLL_INIT_FAILED` otherwise, with the reason on stderr and in the debugger output
-//! (`OutputDebugString`). A session never has a process on the shared `127.0.0.1` it did not ask
-//! for.
+//! (`OutputDebugString`). A child its creator is to debug (`DEBUG_PROCESS`,
+//! `DEBUG_ONLY_THIS_PROCESS`) is refused before it is created, with `ERROR_NOT_SUPPORTED`: its
+//! threads would wait for the debugger, the very thread that waits here for the DLL to load. A
+//! session never has a process on the shared `127.0.0.1` it did not ask for.
 //!
 //! While the session holds a lease, its processes are in the launcher's job object (the lease's
 //! holder): `CREATE_BREAKAWAY_FROM_JOB` is dropped from the flags, so no child leaves it.
@@ -34,8 +36,8 @@ use windows_sys::Win32::System::LibraryLoader::{
     GetModuleFileNameW, GetModuleHandleExW,
 };
 use windows_sys::Win32::System::Threading::{
-    CREATE_BREAKAWAY_FROM_JOB, CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT, PROCESS_INFORMATION,
-    ResumeThread, TerminateProcess,
+    CREATE_BREAKAWAY_FROM_JOB, CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT,
+    DEBUG_ONLY_THIS_PROCESS, DEBUG_PROCESS, PROCESS_INFORMATION, ResumeThread, TerminateProcess,
 };
 
 use crate::config::{CARRIED, Carry, carry, say};
@@ -180,6 +182,18 @@ unsafe fn follow(
     let Some(carry) = carry().filter(|_| depth.outermost() && !info.is_null()) else {
         return create(flags, env);
     };
+    if flags & (DEBUG_PROCESS | DEBUG_ONLY_THIS_PROCESS) != 0 {
+        // The creating thread is the child's debugger: the child's threads stop at every debug
+        // event until that thread answers, and it is waiting here for the DLL to load in the
+        // child. Refused before anything is created.
+        say(
+            "ipvirt: a child to be debugged by its creator (DEBUG_PROCESS) cannot be given the \
+             layer, so it is not started; attach the debugger to the running program instead",
+        );
+        // SAFETY: no preconditions.
+        unsafe { SetLastError(ERROR_NOT_SUPPORTED) };
+        return 0;
+    }
     // SAFETY: the caller's contract: env is NULL or a block of the kind flags says.
     let block = unsafe { child_environment(env, flags & CREATE_UNICODE_ENVIRONMENT != 0) };
     let block = with_session(block, carry);
