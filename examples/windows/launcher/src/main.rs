@@ -341,6 +341,13 @@ mod windows {
         }
         match target.inject(hook, init_offset(hook)?)? {
             0 => {}
+            3 => {
+                return Err(
+                    "the program has the hook already: this launcher runs inside a session, \
+                     whose processes all stay in it (the program was not run)"
+                        .into(),
+                );
+            }
             code => {
                 return Err(format!(
                     "the hook's ipvirt_init failed (code {code}: 1 configuration, 2 detours; its \

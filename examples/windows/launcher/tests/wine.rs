@@ -789,6 +789,38 @@ fn winsock_programs_in_sessions_under_wine() {
     std::fs::copy(&w.cprobe, &other).unwrap();
     grandchildren(&w, &policy, &other);
     child_not_virtualized(&w, &std::fs::read_to_string(&policy).unwrap());
+    // A launcher started inside a session cannot start another session: its program is the
+    // session's already (the hook is in it), and it is not run.
+    let out = w
+        .session(
+            &["--id", "7", "--policy", &pol],
+            &w.cprobe,
+            &[
+                "spawn",
+                "create",
+                &win(&w.launcher),
+                "--id",
+                "8",
+                "--policy",
+                &pol,
+                "--",
+                &win(&w.cprobe),
+                "server",
+                &free_port().to_string(),
+                "x",
+            ],
+        )
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("runs inside a session"), "{t}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l == "ready"),
+        "the server ran: {t}"
+    );
     left_alone(
         &w,
         &["--id", "7", "--policy", &pol],
