@@ -13,6 +13,11 @@
 //!
 //! Debian's Wine 8.0 lacks `bcryptprimitives.dll!ProcessPrng`, which Rust std imports: the stub
 //! `examples/windows/prng_stub.c` is built and placed in the prefix's `system32`.
+//!
+//! It drives Wine from a Unix host (`ss`, `unshare`, `wineserver`): on Windows it builds to
+//! nothing.
+
+#![cfg(unix)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
