@@ -10,16 +10,21 @@
  *                                  has it when the spawner is not hooked), then run COMMAND (its
  *                                  words joined by spaces) as a child: HOW is `create`
  *                                  (CreateProcessW), `cmd` (CreateProcessW of `cmd.exe /c
- *                                  COMMAND`), `system` (the C runtime's system()), `wait-create`
+ *                                  COMMAND`), `system` (the C runtime's system()), `spawnv`
+ *                                  (_spawnv), `execv` (_execv: this process ends, the child
+ *                                  stays), `shell` (ShellExecuteExW), `wait-create`
  *                                  (CreateProcessW after a line on stdin) or `detach`
  *                                  (CreateProcessW, then exit 0 at once); wait for it and exit
  *                                  with its exit code
  * Any failure prints "error WHAT CODE" and exits 1. */
 #include <winsock2.h>
 #include <ws2tcpip.h>
+#include <shellapi.h>
+#include <process.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 
 static void show(const char *what, const struct sockaddr_in *a)
 {
@@ -60,6 +65,34 @@ static int spawn(int argc, char **argv)
         for (i = 3; i < argc && n < 4000; i++)
             n += snprintf(line + n, sizeof line - n, "%s%s", i > 3 ? " " : "", argv[i]);
         return system(line);
+    }
+    if (strcmp(how, "spawnv") == 0)
+        return (int)_spawnv(_P_WAIT, argv[3], (const char *const *)&argv[3]);
+    if (strcmp(how, "execv") == 0) {
+        _execv(argv[3], (const char *const *)&argv[3]);
+        printf("error execv %d\n", errno);
+        fflush(stdout);
+        return 1;
+    }
+    if (strcmp(how, "shell") == 0) {
+        SHELLEXECUTEINFOW sei;
+        wchar_t file[1024];
+        memset(&sei, 0, sizeof sei);
+        sei.cbSize = sizeof sei;
+        sei.fMask = SEE_MASK_NOCLOSEPROCESS | SEE_MASK_NO_CONSOLE | SEE_MASK_FLAG_NO_UI;
+        swprintf(file, 1024, L"%hs", argv[3]);
+        sei.lpFile = file;
+        sei.lpParameters = joined(L"", argc, argv, 4);
+        sei.nShow = SW_HIDE;
+        if (!ShellExecuteExW(&sei) || !sei.hProcess) {
+            printf("error ShellExecuteEx %lu\n", GetLastError());
+            fflush(stdout);
+            return 1;
+        }
+        WaitForSingleObject(sei.hProcess, INFINITE);
+        GetExitCodeProcess(sei.hProcess, &code);
+        CloseHandle(sei.hProcess);
+        return (int)code;
     }
     if (strcmp(how, "wait-create") == 0) {
         char buf[16];
