@@ -507,7 +507,9 @@ fn spawner_port(lines: &[String]) -> u16 {
 /// Two sessions' programs start the same server on `127.0.0.1:PORT` as a child, `how` says
 /// (`create`: `CreateProcessW`, from Rust with an environment of its own; `cmd`: through
 /// `cmd.exe /c`, which is not listed; `system`: the C runtime's `system()`, which runs
-/// `cmd.exe`; from C also `spawnv`, `execv`, `shell`: `_spawnv`, `_execv`, `ShellExecuteExW`): each child lands on its session's loopback and serves its session's client. The
+/// `cmd.exe`; from C also `spawnv`, `execv`, `shell`: `_spawnv`, `_execv`, `ShellExecuteExW`, and
+/// `uv`: what libuv's `uv_spawn` does, suspended, with an environment block without the
+/// session's variables, in a job of its own): each child lands on its session's loopback and serves its session's client. The
 /// spawners are listed too: their own listeners are on their sessions' loopbacks.
 fn children(w: &Wine, policy: &Path, spawner: &Path, server: &Path, how: &str) {
     let port = free_port();
@@ -782,7 +784,7 @@ fn winsock_programs_in_sessions_under_wine() {
         children(&w, &policy, &w.cprobe, &w.rprobe, how);
         children(&w, &policy, &w.rprobe, &w.cprobe, how);
     }
-    for how in ["spawnv", "execv", "shell"] {
+    for how in ["spawnv", "execv", "shell", "uv"] {
         children(&w, &policy, &w.cprobe, &w.rprobe, how);
     }
 

@@ -12,7 +12,10 @@
  *                                  (CreateProcessW), `cmd` (CreateProcessW of `cmd.exe /c
  *                                  COMMAND`), `system` (the C runtime's system()), `spawnv`
  *                                  (_spawnv), `execv` (_execv: this process ends, the child
- *                                  stays), `shell` (ShellExecuteExW), `wait-create`
+ *                                  stays), `shell` (ShellExecuteExW), `uv` (what libuv's
+ *                                  uv_spawn does: CreateProcessW suspended with a Unicode
+ *                                  environment block of its own, the child put in a job object
+ *                                  that kills it with the parent, then resumed), `wait-create`
  *                                  (CreateProcessW after a line on stdin) or `detach`
  *                                  (CreateProcessW, then exit 0 at once); wait for it and exit
  *                                  with its exit code
@@ -100,6 +103,42 @@ static int spawn(int argc, char **argv)
         fflush(stdout);
         if (!fgets(buf, sizeof buf, stdin))
             return 2;
+    } else if (strcmp(how, "uv") == 0) {
+        /* libuv's uv_spawn (src/win/process.c): its own environment block, CREATE_SUSPENDED,
+         * a global job with KILL_ON_JOB_CLOSE, then ResumeThread. */
+        static wchar_t env[32768];
+        wchar_t *own = GetEnvironmentStringsW(), *p = own;
+        size_t n = 0;
+        HANDLE job = CreateJobObjectW(NULL, NULL);
+        JOBOBJECT_EXTENDED_LIMIT_INFORMATION limits;
+        while (*p && n < 32000) {
+            size_t len = wcslen(p) + 1;
+            if (_wcsnicmp(p, L"IPVIRT_", 7) != 0) { /* a program may pass anything */
+                memcpy(env + n, p, len * sizeof *p);
+                n += len;
+            }
+            p += len;
+        }
+        env[n] = 0;
+        FreeEnvironmentStringsW(own);
+        memset(&limits, 0, sizeof limits);
+        limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_BREAKAWAY_OK
+            | JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK | JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+        SetInformationJobObject(job, JobObjectExtendedLimitInformation, &limits, sizeof limits);
+        memset(&si, 0, sizeof si);
+        si.cb = sizeof si;
+        if (!CreateProcessW(NULL, joined(L"", argc, argv, 3), NULL, NULL, TRUE,
+                            CREATE_UNICODE_ENVIRONMENT | CREATE_SUSPENDED, env, NULL, &si, &pi)) {
+            printf("error CreateProcess %lu\n", GetLastError());
+            fflush(stdout);
+            return 1;
+        }
+        AssignProcessToJobObject(job, pi.hProcess); /* libuv carries on when this fails */
+        if (ResumeThread(pi.hThread) == (DWORD)-1)
+            return fail("ResumeThread");
+        WaitForSingleObject(pi.hProcess, INFINITE);
+        GetExitCodeProcess(pi.hProcess, &code);
+        return (int)code;
     } else if (!cmd && strcmp(how, "create") != 0 && strcmp(how, "detach") != 0)
         return 2;
     memset(&si, 0, sizeof si);
