@@ -2,6 +2,13 @@
 //! `ipvirt-winhook` and `ipvirt-winsession`) built for `x86_64-pc-windows-gnu`, Winsock programs
 //! in C (mingw) and in Rust (`std::net`), a private Wine prefix booted for this run.
 //!
+//! The programs (`tests/programs/`): `cprobe.c` and `rprobe.rs` are a TCP server and client that
+//! print what they see, and spawners (`spawn HOW COMMAND…`: `CreateProcessW`, `cmd.exe /c`,
+//! `system()`, and from C `_spawnv`, `_execv`, `ShellExecuteExW`, libuv's way, detached);
+//! `iocp.c` is a client and a server as libuv and Go write them (a wildcard bind before
+//! `ConnectEx`; mswsock's exported `AcceptEx` and `GetAcceptExSockaddrs`), on IPv4 or dual-stack
+//! IPv6. Each is built here with mingw or `rustc`, never with cargo.
+//!
 //! Wine maps Winsock onto Linux sockets created by `wineserver`, so `ss` on the host shows where a
 //! Windows program really bound. The Windows artefacts are built beforehand, never by the test:
 //! `cargo build --target x86_64-pc-windows-gnu -p ipvirt-winhook -p ipvirt-winsession` (`.ci/run`
