@@ -14,7 +14,8 @@
 //! - **Holders**: a lease lives while one of its session's holders does ([`Holder`]): a process
 //!   (its id and start time, so a reused id is not mistaken for it) or any process carrying its
 //!   token in the environment (Linux), or a cgroup with processes in it (Linux: the kernel
-//!   layer's and the service's sessions). Several launchers of one session share its lease; it
+//!   layer's and the service's sessions), or a job object with processes in it (Windows: a
+//!   launcher's session). Several launchers of one session share its lease; it
 //!   ends with the last holder.
 //! - **Reclaiming**: every transaction first drops the holders that are gone and releases the
 //!   leases of sessions left without one — a launcher that was SIGKILLed, OOM-killed or lost to a
@@ -75,6 +76,9 @@ pub enum Holder {
     },
     /// A cgroup, alive while it has processes (Linux: a kernel-layer or service session).
     Cgroup(PathBuf),
+    /// A named job object, alive while it has processes (Windows: the program a launcher started
+    /// and every process it starts; see [`holder::job_active`]).
+    Job(String),
 }
 
 impl Holder {
@@ -114,7 +118,7 @@ impl Holder {
     pub fn token(&self) -> Option<&str> {
         match self {
             Holder::Process { token, .. } => token.as_deref(),
-            Holder::Cgroup(_) => None,
+            Holder::Cgroup(_) | Holder::Job(_) => None,
         }
     }
 }
@@ -506,6 +510,7 @@ impl Open<'_> {
                     !ending.contains(h) && holder::start_time(*pid) == Some(*start)
                 }
                 Holder::Cgroup(dir) => !ending.contains(h) && holder::populated(dir),
+                Holder::Job(name) => !ending.contains(h) && holder::job_active(name),
             })
             .collect();
         // The tokens to look for: those of holds whose process no longer runs (or is ending).

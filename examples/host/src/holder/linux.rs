@@ -47,6 +47,11 @@ pub fn populated(dir: &Path) -> bool {
     }
 }
 
+/// Job objects are a Windows notion: none has processes here.
+pub fn job_active(_name: &str) -> bool {
+    false
+}
+
 /// `PF_KTHREAD` in `/proc/PID/stat`'s flags: a kernel thread, which has no environment at all.
 const PF_KTHREAD: u64 = 0x0020_0000;
 

@@ -1,4 +1,5 @@
-//! What Windows tells about a lease's holders: a process's creation time and whether it runs.
+//! What Windows tells about a lease's holders: a process's creation time and whether it runs, and
+//! whether a job object has processes.
 
 // OpenProcess and friends: FFI.
 #![allow(unsafe_code)]
@@ -7,8 +8,14 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use windows_sys::Win32::Foundation::{CloseHandle, FILETIME, STILL_ACTIVE};
+use windows_sys::Win32::System::JobObjects::{
+    JOBOBJECT_BASIC_ACCOUNTING_INFORMATION, JobObjectBasicAccountingInformation, OpenJobObjectW,
+    QueryInformationJobObject,
+};
+use windows_sys::Win32::System::RemoteDesktop::ProcessIdToSessionId;
 use windows_sys::Win32::System::Threading::{
-    GetExitCodeProcess, GetProcessTimes, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+    GetCurrentProcessId, GetExitCodeProcess, GetProcessTimes, OpenProcess,
+    PROCESS_QUERY_LIMITED_INFORMATION,
 };
 
 /// No boot identity is kept on Windows: a process's creation time tells boots apart.
@@ -44,6 +51,54 @@ pub fn start_time(pid: u32) -> Option<u64> {
 /// Token holders are a Linux notion: none is in use here.
 pub fn tokens_in_use(_wanted: &HashSet<String>) -> HashSet<String> {
     HashSet::new()
+}
+
+/// The right to query a job object (`winnt.h`).
+const JOB_OBJECT_QUERY: u32 = 0x0004;
+
+/// Whether the job object named `name` has processes
+/// (`JOBOBJECT_BASIC_ACCOUNTING_INFORMATION.ActiveProcesses`). A name that does not open is gone,
+/// with one exception: a `Local\ipvirt-SESSION-…` name of another Windows session than this
+/// process's lives in that session's namespace, which this process cannot see, so it is taken to
+/// have processes (never give away what may still be in use); a reader in that session decides.
+pub fn job_active(name: &str) -> bool {
+    let wide: Vec<u16> = name.encode_utf16().chain(Some(0)).collect();
+    // SAFETY: wide is NUL-terminated.
+    let h = unsafe { OpenJobObjectW(JOB_OBJECT_QUERY, 0, wide.as_ptr()) };
+    if h.is_null() {
+        return other_sessions_local_name(name);
+    }
+    // SAFETY: a zeroed structure of integers is a valid value.
+    let mut info: JOBOBJECT_BASIC_ACCOUNTING_INFORMATION = unsafe { std::mem::zeroed() };
+    // SAFETY: h is an open job handle; info holds the size given.
+    let ok = unsafe {
+        QueryInformationJobObject(
+            h,
+            JobObjectBasicAccountingInformation,
+            (&raw mut info).cast(),
+            std::mem::size_of_val(&info) as u32,
+            std::ptr::null_mut(),
+        )
+    };
+    // SAFETY: closed once.
+    unsafe { CloseHandle(h) };
+    // A job that cannot be queried is taken to have processes.
+    ok == 0 || info.ActiveProcesses > 0
+}
+
+/// Whether `name` is `Local\ipvirt-SESSION-…` with a Windows session other than this process's.
+fn other_sessions_local_name(name: &str) -> bool {
+    let Some(session) = name
+        .strip_prefix("Local\\ipvirt-")
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|s| s.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    let mut own = 0u32;
+    // SAFETY: own is a valid out pointer.
+    let ok = unsafe { ProcessIdToSessionId(GetCurrentProcessId(), &mut own) };
+    ok == 0 || own != session
 }
 
 /// Cgroup holders are a Linux notion: none has processes here.

@@ -1,8 +1,21 @@
 //! Copying addresses in and out of the program's memory, and what the call families share.
 
-#![allow(clippy::wildcard_imports)]
+use std::ptr;
 
-use crate::*;
+use ipvirt::{Call, RawError, RawOutcome, Refusal, SockaddrLayout, Stack, read_sockaddr};
+use windows_sys::Win32::Networking::WinSock::{
+    IPPROTO_IPV6, IPV6_V6ONLY, SO_PROTOCOL_INFOW, SO_TYPE, SOCK_DGRAM, SOCK_STREAM, SOCKET_ERROR,
+    SOL_SOCKET, WSAEINVAL, WSAPROTOCOL_INFOW, getsockopt,
+};
+
+use crate::config::{State, say};
+use crate::pending::{self, Held};
+use crate::sys::{Socket, last_error, set_last_error};
+
+/// Winsock's `sockaddr` layout (`AF_INET6` is 23).
+pub(crate) const LAYOUT: SockaddrLayout = SockaddrLayout::WINDOWS;
+/// The size of a `SOCKADDR_STORAGE`: room for any address the layer handles.
+pub(crate) const STORAGE: usize = ipvirt::SOCKADDR_STORAGE_LEN;
 
 /// A private copy of the program's address: as many bytes as its family needs (never more than it
 /// said it has), the rest zero, and the length to pass on: the program's, or the size of the copy
@@ -104,7 +117,7 @@ pub(crate) fn is_bound(s: Socket) -> bool {
     let mut buf = [0u8; STORAGE];
     let mut len = STORAGE as i32;
     let saved = last_error();
-    let getsockname = real!(F::GetSockName, AddrOutFn);
+    let getsockname = real!(GetSockName);
     // SAFETY: buf holds len bytes.
     let r = unsafe { getsockname(s, buf.as_mut_ptr(), &mut len) };
     set_last_error(saved);
@@ -117,7 +130,7 @@ pub(crate) fn bind_source(s: Socket, source: &[u8]) -> Result<bool, i32> {
     if is_bound(s) {
         return Ok(false);
     }
-    let bind = real!(F::Bind, AddrInFn);
+    let bind = real!(Bind);
     let len = i32::try_from(source.len()).unwrap_or(0);
     // SAFETY: source holds a complete sockaddr of its length.
     let r = unsafe { bind(s, source.as_ptr(), len) };
@@ -147,8 +160,11 @@ pub(crate) unsafe fn destination(
     call: Call,
     send: bool,
 ) -> Result<Option<([u8; STORAGE], i32)>, i32> {
+    // A wildcard bind the layer held back (see `pending`): a connect makes it now.
+    let held = if send { None } else { pending::take(s) };
     // SAFETY: the caller's contract.
     let Some((mut buf, n)) = (unsafe { copy_in(addr, len) }) else {
+        held.map_or(Ok(()), |h| bind_held(s, &h))?;
         return Ok(None);
     };
     let before = st.debug.then_some(buf);
@@ -157,10 +173,14 @@ pub(crate) unsafe fn destination(
     match st.rw.raw(LAYOUT).connect(view, &mut src) {
         Ok(raw) => {
             let changed = raw.dest == RawOutcome::Rewritten;
-            if let Some(sl) = raw.source_len
-                && (!send || socket_type(s) == Some(SOCK_DGRAM))
-            {
-                bind_source(s, src.get(..sl).unwrap_or(&[]))?;
+            match (raw.source_len, held) {
+                // The source the connect's rules choose, as on an unbound socket.
+                (Some(sl), _) if !send || socket_type(s) == Some(SOCK_DGRAM) => {
+                    bind_source(s, src.get(..sl).unwrap_or(&[]))?;
+                }
+                // No source chosen: the program's own wildcard bind.
+                (_, Some(h)) => bind_held(s, &h)?,
+                _ => {}
             }
             if changed || raw.source_len.is_some() {
                 debug(before, n, st, call);
@@ -169,11 +189,77 @@ pub(crate) unsafe fn destination(
         }
         Err(RawError::Refused(r)) => {
             debug(before, n, st, call);
+            // Refused before anything happened: the socket stays as the program left it.
+            if let Some(h) = held {
+                pending::hold(s, h);
+            }
             Err(r.wsa_error())
         }
         // A short buffer: Winsock refuses it itself.
-        Err(RawError::Sockaddr(_)) => Ok(None),
+        Err(RawError::Sockaddr(_)) => {
+            held.map_or(Ok(()), |h| bind_held(s, &h))?;
+            Ok(None)
+        }
     }
+}
+
+/// Makes a held-back wildcard bind as the program asked it (the address unchanged: a connect
+/// chose no source). `Err(code)`: the bind failed with that Winsock error.
+pub(crate) fn bind_held(s: Socket, held: &Held) -> Result<(), i32> {
+    let bind = real!(Bind);
+    let len = i32::try_from(held.len).unwrap_or(0);
+    // SAFETY: held holds a complete sockaddr of its length.
+    if unsafe { bind(s, held.addr.as_ptr(), len) } == 0 {
+        Ok(())
+    } else {
+        Err(last_error())
+    }
+}
+
+/// Whether the `bind` of `view` (the program's address) on `s` is one the layer holds back (see
+/// `pending`): the wildcard with port 0, of the socket's own family, on an unbound stream socket.
+pub(crate) fn holds_back(s: Socket, view: &[u8]) -> Option<Held> {
+    let addr = read_sockaddr(view, LAYOUT).ok()?;
+    if !addr.ip().is_unspecified() || addr.port() != 0 {
+        return None;
+    }
+    let len = if addr.is_ipv4() {
+        ipvirt::SOCKADDR_IN_LEN
+    } else {
+        ipvirt::SOCKADDR_IN6_LEN
+    };
+    let family = LAYOUT.family(view).ok()?;
+    let info = protocol_info(s)?;
+    if info.iSocketType != SOCK_STREAM || info.iAddressFamily != i32::from(family) || is_bound(s) {
+        return None;
+    }
+    let mut held = Held {
+        addr: [0; STORAGE],
+        len,
+    };
+    held.addr.get_mut(..len)?.copy_from_slice(view.get(..len)?);
+    Some(held)
+}
+
+/// The socket's `SO_PROTOCOL_INFOW` (its family and type), or `None` when it cannot be read.
+/// The program's last error is kept.
+fn protocol_info(s: Socket) -> Option<WSAPROTOCOL_INFOW> {
+    // SAFETY: a zeroed WSAPROTOCOL_INFOW is a valid value (integers and arrays).
+    let mut info: WSAPROTOCOL_INFOW = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<WSAPROTOCOL_INFOW>() as i32;
+    let saved = last_error();
+    // SAFETY: info holds len bytes.
+    let r = unsafe {
+        getsockopt(
+            s,
+            SOL_SOCKET,
+            SO_PROTOCOL_INFOW,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
+    set_last_error(saved);
+    (r == 0).then_some(info)
 }
 
 /// `getsockopt(level, name)` as an `int`, or `None` when it fails. The program's last error is

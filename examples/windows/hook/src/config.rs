@@ -1,30 +1,83 @@
 //! The configuration as Windows has it, read once by `ipvirt_init`, and the state built from it.
 
-#![allow(clippy::wildcard_imports)]
-
-use crate::*;
-
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::ptr;
 use std::sync::OnceLock;
 
+use ipvirt::{Host, Policy, Rewriter, Session, SessionId, SessionKind, Vip, read_sockaddr};
+use ipvirt_host::registry;
+
+use windows_sys::Win32::System::Diagnostics::Debug::OutputDebugStringW;
+use windows_sys::Win32::System::JobObjects::OpenJobObjectW;
 use windows_sys::Win32::System::LibraryLoader::GetModuleFileNameW;
 use windows_sys::Win32::System::RemoteDesktop::{
     ProcessIdToSessionId, WTSGetActiveConsoleSessionId,
 };
 use windows_sys::Win32::System::Threading::GetCurrentProcessId;
 
-/// What the hooks read: the process's rewriter and whether to print each rewrite.
+use crate::addrs::LAYOUT;
+use crate::calls::process::own_dll;
+use crate::sys::wide;
+
+/// What the socket hooks read: the process's rewriter and whether to print each rewrite.
 pub(crate) struct State {
     pub(crate) rw: Rewriter,
     pub(crate) debug: bool,
 }
 
-/// Set once by `ipvirt_init`, before any detour is enabled.
+/// Set once by `ipvirt_init` when ipvirt rewrites this process's socket calls, before any detour
+/// is enabled.
 pub(crate) static STATE: OnceLock<State> = OnceLock::new();
 
-/// The state; the hooks run only after it is set (the detours are installed after it).
+/// The state; the socket hooks run only after it is set (the detours are installed after it).
 #[inline]
 pub(crate) fn state() -> Option<&'static State> {
     STATE.get()
+}
+
+/// The session's configuration: the variables every process of the session gets, as the
+/// launcher set them (the hook sets them in every child's environment, whatever the program
+/// passes).
+pub(crate) const CARRIED: [&str; 7] = [
+    "IPVIRT_SESSION",
+    "IPVIRT_SESSION_KIND",
+    "IPVIRT_POLICY",
+    "IPVIRT_VIP",
+    "IPVIRT_SERVER_ADDRS",
+    "IPVIRT_DEBUG",
+    "IPVIRT_JOB",
+];
+
+/// What the process-creation hooks read: how to make a child of the session.
+pub(crate) struct Carry {
+    /// [`CARRIED`] and their values in this process's environment at `ipvirt_init`.
+    pub(crate) vars: Vec<(&'static str, Option<OsString>)>,
+    /// This DLL, and the offset of `ipvirt_init` from its base.
+    pub(crate) dll: PathBuf,
+    pub(crate) init_offset: usize,
+    /// Whether the session's processes are in a job object (`IPVIRT_JOB`): none may leave it.
+    pub(crate) job: bool,
+    /// Print each child started.
+    pub(crate) debug: bool,
+}
+
+/// Set once by `ipvirt_init` when the session is virtualized, before any detour is enabled.
+pub(crate) static CARRY: OnceLock<Carry> = OnceLock::new();
+
+/// How to make a child of the session; `None` when the session is not virtualized (its children
+/// are not either).
+#[inline]
+pub(crate) fn carry() -> Option<&'static Carry> {
+    CARRY.get()
+}
+
+/// What `ipvirt_init` found: the socket state (`None`: nothing of this process is rewritten) and
+/// how to pass the session on (`None`: the session is not virtualized).
+pub(crate) struct Built {
+    pub(crate) sockets: Option<State>,
+    pub(crate) carry: Option<Carry>,
 }
 
 /// The largest policy file read (a policy lists programs and ports: a few KiB).
@@ -220,9 +273,11 @@ pub(crate) fn servers(virtual_ip: bool) -> Result<Vec<IpAddr>, String> {
         .collect()
 }
 
-/// Reads the configuration. `Ok(None)`: nothing to rewrite in this process (no policy, out of
-/// scope, console session). `Err`: the configuration is present but wrong.
-pub(crate) fn build() -> Result<Option<State>, String> {
+/// Reads the configuration. `sockets` is `None` when nothing of this process is rewritten (no
+/// policy, not listed, console session); `carry` is `None` when the session is not virtualized
+/// (console, or neither virtual loopback nor virtual IPs on). `Err`: the configuration is present
+/// but wrong.
+pub(crate) fn build() -> Result<Built, String> {
     let debug = var("IPVIRT_DEBUG")?.is_some_and(|v| v != "0");
     let session = session()?;
     let mut policy = match var("IPVIRT_POLICY")? {
@@ -248,11 +303,59 @@ pub(crate) fn build() -> Result<Option<State>, String> {
     if debug {
         say(&format!("ipvirt: {}", engine.explain(session, &image)));
     }
-    Ok(rw.is_active().then_some(State { rw, debug }))
+    let follow =
+        session.is_virtualized() && (policy.virtual_loopback.enabled || policy.virtual_ip.enabled);
+    let carry = if follow {
+        let job = var("IPVIRT_JOB")?;
+        if let Some(name) = &job {
+            hold_job(name)?;
+        }
+        let (dll, init_offset) = own_dll()?;
+        Some(Carry {
+            vars: CARRIED
+                .iter()
+                .map(|&n| (n, std::env::var_os(n).filter(|v| !v.is_empty())))
+                .collect(),
+            dll,
+            init_offset,
+            job: job.is_some(),
+            debug,
+        })
+    } else {
+        None
+    };
+    Ok(Built {
+        sockets: rw.is_active().then_some(State { rw, debug }),
+        carry,
+    })
 }
 
-/// Writes one line on the process's stderr, ignoring errors.
+/// Opens the session's job object `name` and keeps the handle for the life of the process:
+/// Windows removes a job's name when its last handle is closed, and the lease book finds the
+/// session's job by name (the launcher's handle ends with the launcher).
+fn hold_job(name: &str) -> Result<(), String> {
+    /// The right to query a job object (`winnt.h`).
+    const JOB_OBJECT_QUERY: u32 = 0x0004;
+    let w = wide(name);
+    // SAFETY: w is NUL-terminated.
+    let h = unsafe { OpenJobObjectW(JOB_OBJECT_QUERY, 0, w.as_ptr()) };
+    if h.is_null() {
+        return Err(format!(
+            "IPVIRT_JOB={name:?}: cannot open the session's job object: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // The handle is never closed: it keeps the name while this process runs.
+    Ok(())
+}
+
+/// Writes one line on the process's stderr, ignoring errors, and in the debugger output
+/// (`OutputDebugString`: a program without a console has no stderr to read).
 pub(crate) fn say(line: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{}", line.trim_end());
+    let line = line.trim_end();
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    let w = wide(&format!("{line}\n"));
+    // SAFETY: w is NUL-terminated.
+    unsafe { OutputDebugStringW(w.as_ptr()) };
 }

@@ -3,7 +3,7 @@
 //! `LD_PRELOAD` layer (`examples/preload/`); on other targets it builds to an empty library.
 //!
 //! ```text
-//! cargo build --target x86_64-pc-windows-gnu --example ipvirt_winhook --example winsession
+//! cargo build --target x86_64-pc-windows-gnu -p ipvirt-winhook -p ipvirt-winsession
 //! winsession.exe --id 7 --policy C:\ipvirt\policy.toml -- C:\Apps\crm.exe
 //! ```
 //!
@@ -26,48 +26,89 @@
 //! | `IPVIRT_SESSION` | **launcher and test facility**: the session id to use instead of the process's own. Wine runs every program in one Windows session, so the tests give each launch its own id this way; on a real server the launcher leaves it unset |
 //! | `IPVIRT_SESSION_KIND` | `console` or `remote`: overrides the console-session check (tests) |
 //! | `IPVIRT_DEBUG` | `1`: print each rewrite and its reason to stderr |
+//! | `IPVIRT_JOB` | the session's job object (the holder of its lease), which the process keeps open so that its name lives while any process of the session runs |
 //!
 //! A configuration that is present but wrong makes `ipvirt_init` fail with a message on stderr;
 //! the launcher then does not run the program (fail closed: a session must not silently share
 //! `127.0.0.1`).
 //!
+//! ## The session's children
+//!
+//! In a virtualized session (a remote session with virtual loopback or virtual IPs on) the DLL
+//! detours `CreateProcessW`, `CreateProcessA`, `CreateProcessAsUserW` and `CreateProcessAsUserA`
+//! in every process, listed or not (kernelbase's, which kernel32's and advapi32's lead to; what
+//! `ShellExecute`, `_spawn`/`_exec`, `system` and libuv's `uv_spawn` start comes through them).
+//! Each child is created suspended, with the session's `IPVIRT_*` variables in its environment
+//! (whatever environment the program passes), gets this DLL and its `ipvirt_init`, and then runs:
+//! a session is every process it starts, children's children included. A child that is not
+//! listed (`cmd.exe` in `cmd.exe /c crm.exe`) has nothing of its own rewritten and passes the
+//! layer on. **Fail closed**: a child that cannot be virtualized is terminated before it ran and
+//! the create call fails — `ERROR_NOT_SUPPORTED` for a 32-bit child (this DLL is 64-bit, and a
+//! 32-bit one is not built), `ERROR_DLL_INIT_FAILED` when the DLL does not load or its
+//! `ipvirt_init` fails — with the reason on stderr and in the debugger output
+//! (`OutputDebugString`); a child to be debugged by its creator (`DEBUG_PROCESS`) is refused with
+//! `ERROR_NOT_SUPPORTED` (its threads would wait for the thread that waits for the DLL: attach a
+//! debugger to the running program instead). `CREATE_BREAKAWAY_FROM_JOB` is dropped while the
+//! session has a job object, so no child leaves the lease's holder (`calls/process.rs`).
+//!
 //! ## What is intercepted
 //!
-//! Inline detours (the `retour` crate) of the ws2_32 exports `bind`, `connect`, `WSAConnect`,
-//! `sendto`, `WSASendTo` (destinations, and the implicit source bind of an unbound socket),
+//! Inline detours (the `retour` crate) of the ws2_32 exports `bind`, `listen`, `closesocket`,
+//! `connect`, `WSAConnect`, `sendto`, `WSASendTo` (destinations, and the implicit source bind of
+//! an unbound socket),
 //! `getsockname`, `getpeername`, `accept`, `WSAAccept`, `recvfrom`, `WSARecvFrom` (addresses handed
 //! back), `getaddrinfo`, `GetAddrInfoW`, `gethostbyname` (results), and `WSAIoctl`, which hands out
-//! wrappers of `ConnectEx` and `GetAcceptExSockaddrs` (`AcceptEx`'s addresses are read through the
-//! latter). The function's own code is patched, so calls through `GetProcAddress` are caught as
-//! well as imported ones. Wine's and Windows' ws2_32 call their own exports (`WSAConnect` calls
-//! `connect`, `GetAddrInfoW` calls `getaddrinfo`): a per-thread depth counter lets only the
-//! outermost hook rewrite. Refusals fail the call with `SOCKET_ERROR` and the Winsock code of
+//! wrappers of `ConnectEx` and `GetAcceptExSockaddrs`; and of `mswsock.dll`'s own
+//! `GetAcceptExSockaddrs` export. mswsock exports `AcceptEx`, `GetAcceptExSockaddrs` and
+//! `TransmitFile` but no `ConnectEx` (that one only comes from `WSAIoctl`); `AcceptEx` and
+//! `TransmitFile` take no address, and the two `AcceptEx` writes are read with
+//! `GetAcceptExSockaddrs`. The function's own code is patched, so calls through `GetProcAddress`
+//! are caught as well as imported ones. Wine's and Windows' ws2_32 call their own exports
+//! (`WSAConnect` calls `connect`, `GetAddrInfoW` calls `getaddrinfo`, Wine's mswsock asks
+//! `WSAIoctl` for the provider's functions): a per-thread depth counter lets only the outermost
+//! hook rewrite. Refusals fail the call with `SOCKET_ERROR` and the Winsock code of
 //! `ipvirt::Refusal::wsa_error` (`WSAEADDRNOTAVAIL`, `WSAECONNREFUSED`, `WSAEACCES`).
+//!
+//! A client that binds the wildcard with port 0 itself before it connects (libuv and Go do, since
+//! `ConnectEx` needs a bound socket) gets the source a plain `connect` gets: the `bind` of a stream
+//! socket to `0.0.0.0:0` or `[::]:0` is held back and made when the socket is used — by the
+//! connect's rules for `connect`, `WSAConnect` and `ConnectEx`, by the bind's for `listen`
+//! (`pending.rs`), and by the bind's for `getsockname` too (a program that asks for its name
+//! before it connects wants the port the system chose).
 //!
 //! ## Limits
 //!
-//! - Only the launched process is hooked: programs it starts run without the layer.
+//! - A client that asks for its name (`getsockname`) between its wildcard bind and its connect
+//!   leaves from the address the system chooses; a UDP socket bound to the wildcard is bound at
+//!   once (it may receive before it sends), so its datagrams leave from the address the system
+//!   chooses.
+//! - Processes made by `CreateProcessWithLogonW`/`CreateProcessWithTokenW` (the secondary logon
+//!   service creates them, for another user) or by another process on the session's behalf (a
+//!   COM server, a service, the Task Scheduler) are not followed: they are not children of the
+//!   session's processes.
 //! - An overlapped `WSARecvFrom` that is still pending when the call returns gets its sender's
 //!   address from the system later, unrewritten; the condition function of `WSAAccept` sees the
-//!   address as the system has it; `AcceptEx`/`ConnectEx` exported by `mswsock.dll` and called
-//!   directly (not obtained through `WSAIoctl`) are not wrapped.
+//!   address as the system has it.
 //! - Under Wine 8.0, a UDP bind to `127.0.0.8` is widened to `0.0.0.0` by wineserver
 //!   (`server/sock.c`, `bind_to_interface`; fixed upstream): the hook does its part, the host
 //!   does not. TCP is unaffected.
 //!
 //! ## Files
 //!
-//! `sys.rs`: the real functions (trampolines), installing the detours, the depth guard, the Winsock
-//! error; `config.rs` the configuration (the registry keys through `ipvirt_host::registry`); `addrs.rs` copying
-//! addresses and what the families share; `calls/` the hooks, one file per call family. Every
-//! address goes through ipvirt's sockaddr layer with `ipvirt::SockaddrLayout::WINDOWS`.
+//! `hooks.rs`: the one hook table (every detoured function once: module, export, hook,
+//! signature); `sys.rs` installing the detours, the trampolines, the depth guard, the Winsock
+//! error; `config.rs` the configuration (the registry keys through `ipvirt_host::registry`);
+//! `addrs.rs` copying addresses and what the families share; `pending.rs` the wildcard binds held
+//! back until the socket is used; `calls/` the hooks, one file per call family; `inject.rs`
+//! (public: the launcher uses it too) loading the DLL into a suspended process. Every address
+//! goes through ipvirt's sockaddr layer with `ipvirt::SockaddrLayout::WINDOWS`.
 
 // An FFI shim: the hooks are unsafe by nature.
 #![allow(unsafe_code)]
 
 #[cfg(windows)]
 #[macro_use]
-mod sys;
+mod hooks;
 #[cfg(windows)]
 mod addrs;
 #[cfg(windows)]
@@ -75,205 +116,35 @@ mod calls;
 #[cfg(windows)]
 mod config;
 #[cfg(windows)]
-use ipvirt_host::registry;
+pub mod inject;
+#[cfg(windows)]
+mod pending;
+#[cfg(windows)]
+mod sys;
 #[cfg(all(windows, test))]
 mod tests;
 
 #[cfg(windows)]
-pub(crate) use {addrs::*, config::*, sys::*};
+use std::ffi::c_void;
+#[cfg(windows)]
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[cfg(windows)]
-pub(crate) use std::{
-    ffi::{CStr, c_void},
-    net::{IpAddr, Ipv4Addr, SocketAddr},
-    ptr,
-    sync::atomic::{AtomicUsize, Ordering},
-};
-
+use crate::config::{CARRY, STATE, build, say};
 #[cfg(windows)]
-pub(crate) use ipvirt::{
-    Call, Host, Policy, RawError, RawOutcome, Refusal, Rewriter, Session, SessionId, SessionKind,
-    SockaddrLayout, Stack, Vip, read_sockaddr, write_sockaddr,
-};
-#[cfg(windows)]
-pub(crate) use windows_sys::Win32::Networking::WinSock::{
-    INVALID_SOCKET, IPPROTO_IPV6, IPV6_V6ONLY, SO_TYPE, SOCK_DGRAM, SOCKET_ERROR, SOL_SOCKET,
-    WSAEINVAL, getsockopt,
-};
-
-/// A Winsock `SOCKET`.
-#[cfg(windows)]
-pub(crate) type Socket = usize;
-
-#[cfg(windows)]
-pub(crate) const LAYOUT: SockaddrLayout = SockaddrLayout::WINDOWS;
-#[cfg(windows)]
-pub(crate) const STORAGE: usize = ipvirt::SOCKADDR_STORAGE_LEN;
-
-/// `bind`, `connect`.
-#[cfg(windows)]
-pub(crate) type AddrInFn = unsafe extern "system" fn(Socket, *const u8, i32) -> i32;
-/// `getsockname`, `getpeername`.
-#[cfg(windows)]
-pub(crate) type AddrOutFn = unsafe extern "system" fn(Socket, *mut u8, *mut i32) -> i32;
-#[cfg(windows)]
-pub(crate) type AcceptFn = unsafe extern "system" fn(Socket, *mut u8, *mut i32) -> Socket;
-#[cfg(windows)]
-pub(crate) type WsaAcceptFn =
-    unsafe extern "system" fn(Socket, *mut u8, *mut i32, *const c_void, usize) -> Socket;
-#[cfg(windows)]
-pub(crate) type WsaConnectFn = unsafe extern "system" fn(
-    Socket,
-    *const u8,
-    i32,
-    *const c_void,
-    *mut c_void,
-    *const c_void,
-    *const c_void,
-) -> i32;
-#[cfg(windows)]
-pub(crate) type SendToFn =
-    unsafe extern "system" fn(Socket, *const u8, i32, i32, *const u8, i32) -> i32;
-#[cfg(windows)]
-pub(crate) type WsaSendToFn = unsafe extern "system" fn(
-    Socket,
-    *const c_void,
-    u32,
-    *mut u32,
-    u32,
-    *const u8,
-    i32,
-    *mut c_void,
-    *const c_void,
-) -> i32;
-#[cfg(windows)]
-pub(crate) type RecvFromFn =
-    unsafe extern "system" fn(Socket, *mut u8, i32, i32, *mut u8, *mut i32) -> i32;
-#[cfg(windows)]
-pub(crate) type WsaRecvFromFn = unsafe extern "system" fn(
-    Socket,
-    *const c_void,
-    u32,
-    *mut u32,
-    *mut u32,
-    *mut u8,
-    *mut i32,
-    *mut c_void,
-    *const c_void,
-) -> i32;
-#[cfg(windows)]
-pub(crate) type GetAddrInfoFn = unsafe extern "system" fn(
-    *const u8,
-    *const u8,
-    *const c_void,
-    *mut *mut windows_sys::Win32::Networking::WinSock::ADDRINFOA,
-) -> i32;
-#[cfg(windows)]
-pub(crate) type GetAddrInfoWFn = unsafe extern "system" fn(
-    *const u16,
-    *const u16,
-    *const c_void,
-    *mut *mut windows_sys::Win32::Networking::WinSock::ADDRINFOA,
-) -> i32;
-#[cfg(windows)]
-pub(crate) type GetHostByNameFn =
-    unsafe extern "system" fn(*const u8) -> *mut windows_sys::Win32::Networking::WinSock::HOSTENT;
-#[cfg(windows)]
-pub(crate) type WsaIoctlFn = unsafe extern "system" fn(
-    Socket,
-    u32,
-    *const c_void,
-    u32,
-    *mut c_void,
-    u32,
-    *mut u32,
-    *mut c_void,
-    *const c_void,
-) -> i32;
-
-/// The hooks, by function: what [`sys::install`] detours.
-#[cfg(windows)]
-fn hooks() -> [(F, &'static CStr, usize); COUNT] {
-    use calls::{connect, datagram, ext, names, resolve};
-    [
-        (F::Bind, c"bind", connect::bind as AddrInFn as usize),
-        (
-            F::Connect,
-            c"connect",
-            connect::connect as AddrInFn as usize,
-        ),
-        (
-            F::WsaConnect,
-            c"WSAConnect",
-            connect::wsa_connect as WsaConnectFn as usize,
-        ),
-        (F::SendTo, c"sendto", datagram::sendto as SendToFn as usize),
-        (
-            F::WsaSendTo,
-            c"WSASendTo",
-            datagram::wsa_send_to as WsaSendToFn as usize,
-        ),
-        (
-            F::GetSockName,
-            c"getsockname",
-            names::getsockname as AddrOutFn as usize,
-        ),
-        (
-            F::GetPeerName,
-            c"getpeername",
-            names::getpeername as AddrOutFn as usize,
-        ),
-        (F::Accept, c"accept", names::accept as AcceptFn as usize),
-        (
-            F::WsaAccept,
-            c"WSAAccept",
-            names::wsa_accept as WsaAcceptFn as usize,
-        ),
-        (
-            F::RecvFrom,
-            c"recvfrom",
-            datagram::recvfrom as RecvFromFn as usize,
-        ),
-        (
-            F::WsaRecvFrom,
-            c"WSARecvFrom",
-            datagram::wsa_recv_from as WsaRecvFromFn as usize,
-        ),
-        (
-            F::GetAddrInfo,
-            c"getaddrinfo",
-            resolve::getaddrinfo as GetAddrInfoFn as usize,
-        ),
-        (
-            F::GetAddrInfoW,
-            c"GetAddrInfoW",
-            resolve::get_addr_info_w as GetAddrInfoWFn as usize,
-        ),
-        (
-            F::GetHostByName,
-            c"gethostbyname",
-            resolve::gethostbyname as GetHostByNameFn as usize,
-        ),
-        (
-            F::WsaIoctl,
-            c"WSAIoctl",
-            ext::wsa_ioctl as WsaIoctlFn as usize,
-        ),
-    ]
-}
+use crate::sys::{Group, install};
 
 /// What `ipvirt_init` returns: 0 the layer is on or has nothing to do in this process; 1 the
 /// configuration is wrong; 2 a detour could not be installed; 3 it was called twice.
 #[cfg(windows)]
 pub(crate) fn init() -> u32 {
-    if STATE.get().is_some() {
+    static CALLED: AtomicBool = AtomicBool::new(false);
+    if CALLED.swap(true, Ordering::AcqRel) {
         return 3;
     }
     // A panic must not unwind into the thread that called us: it counts as a failure.
-    let built = std::panic::catch_unwind(build);
-    let st = match built {
-        Ok(Ok(Some(st))) => st,
-        Ok(Ok(None)) => return 0,
+    let built = match std::panic::catch_unwind(build) {
+        Ok(Ok(built)) => built,
         Ok(Err(msg)) => {
             say(&format!("ipvirt: {msg}"));
             return 1;
@@ -283,17 +154,28 @@ pub(crate) fn init() -> u32 {
             return 1;
         }
     };
-    if STATE.set(st).is_err() {
-        return 3;
-    }
-    match std::panic::catch_unwind(|| install(&hooks())) {
-        Ok(Ok(missed)) if missed.is_empty() => 0,
-        Ok(Ok(missed)) => {
-            say(&format!("ipvirt: could not detour {}", missed.join(", ")));
-            2
+    // The socket hooks where ipvirt rewrites this process's calls; the process hooks wherever
+    // the session is virtualized, listed or not (an unlisted `cmd.exe` passes the layer on).
+    let mut groups = Vec::new();
+    if let Some(st) = built.sockets {
+        groups.push(Group::Sockets);
+        if STATE.set(st).is_err() {
+            return 3;
         }
-        Ok(Err(msg)) => {
-            say(&format!("ipvirt: {msg}"));
+    }
+    if let Some(carry) = built.carry {
+        groups.push(Group::Processes);
+        if CARRY.set(carry).is_err() {
+            return 3;
+        }
+    }
+    if groups.is_empty() {
+        return 0;
+    }
+    match std::panic::catch_unwind(|| install(&hooks::table(), &groups)) {
+        Ok(missed) if missed.is_empty() => 0,
+        Ok(missed) => {
+            say(&format!("ipvirt: could not detour {}", missed.join(", ")));
             2
         }
         Err(_) => {

@@ -1,54 +1,56 @@
 //! The real Winsock functions (the detours' trampolines), installing the detours, the per-thread
 //! depth guard and the Winsock last error.
 
-#![allow(clippy::wildcard_imports)]
-
-use crate::*;
-
 use std::cell::Cell;
+use std::ffi::CString;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use retour::RawDetour;
+use windows_sys::Win32::Foundation::HMODULE;
 use windows_sys::Win32::Networking::WinSock::{WSAGetLastError, WSASetLastError};
 use windows_sys::Win32::System::LibraryLoader::{GetProcAddress, LoadLibraryW};
 
-/// The detoured functions. The value indexes [`REAL`].
+use crate::hooks::{COUNT, F};
+
+/// A Winsock `SOCKET`.
+pub(crate) type Socket = usize;
+
+/// The modules that export Winsock's functions.
+pub(crate) const WS2_32: &[&str] = &["ws2_32.dll"];
+/// The module that exports `AcceptEx`, `GetAcceptExSockaddrs`, `TransmitFile` (no `ConnectEx`:
+/// that one is only handed out by `WSAIoctl`).
+pub(crate) const MSWSOCK: &[&str] = &["mswsock.dll"];
+/// The modules that export the process-creation functions: kernelbase (Windows 8 and later, and
+/// Wine: kernel32's and advapi32's exports lead there) or, where it has none, kernel32.
+pub(crate) const KERNEL: &[&str] = &["kernelbase.dll", "kernel32.dll"];
+
+/// When a hook of the table is installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(usize)]
-pub(crate) enum F {
-    Bind,
-    Connect,
-    WsaConnect,
-    SendTo,
-    WsaSendTo,
-    GetSockName,
-    GetPeerName,
-    Accept,
-    WsaAccept,
-    RecvFrom,
-    WsaRecvFrom,
-    GetAddrInfo,
-    GetAddrInfoW,
-    GetHostByName,
-    WsaIoctl,
+pub(crate) enum Group {
+    /// In a process whose socket calls ipvirt rewrites.
+    Sockets,
+    /// In every process of a virtualized session: its children are of the session.
+    Processes,
 }
 
-/// How many functions are detoured.
-pub(crate) const COUNT: usize = 15;
+/// One entry of the hook table ([`crate::hooks::table`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hook {
+    /// Which function: the index of its trampoline in [`REAL`].
+    pub(crate) f: F,
+    /// When it is installed.
+    pub(crate) group: Group,
+    /// The modules that may export it, tried in order.
+    pub(crate) modules: &'static [&'static str],
+    /// Its export name.
+    pub(crate) export: &'static str,
+    /// The hook's address.
+    pub(crate) hook: usize,
+}
 
 /// The trampolines (the original code) of the detoured functions, set before each detour is
 /// enabled; 0 until then.
 pub(crate) static REAL: [AtomicUsize; COUNT] = [const { AtomicUsize::new(0) }; COUNT];
-
-/// The real function `$f` (an [`F`]) as the function pointer type `$ty`.
-macro_rules! real {
-    ($f:expr, $ty:ty) => {{
-        let p = $crate::sys::REAL[$f as usize].load(::std::sync::atomic::Ordering::Acquire);
-        // SAFETY: a detour is enabled only after its trampoline was stored here, and the hooks
-        // run only through an enabled detour; the trampoline has the signature of the export `$f`
-        // names, which `$ty` spells.
-        unsafe { ::std::mem::transmute::<usize, $ty>(p) }
-    }};
-}
 
 thread_local! {
     /// How many hooks are running on this thread (Wine's and Windows' ws2_32 call their own
@@ -112,49 +114,58 @@ pub(crate) fn wide(s: &str) -> Vec<u16> {
     s.encode_utf16().chain(Some(0)).collect()
 }
 
-/// The address of `name` in ws2_32, or `None` when it is missing.
-fn export(ws2: windows_sys::Win32::Foundation::HMODULE, name: &CStr) -> Option<usize> {
-    // SAFETY: ws2 is a loaded module; name is NUL-terminated.
-    unsafe { GetProcAddress(ws2, name.as_ptr().cast()) }.map(|f| f as usize)
+/// The address of `name` in the module `m`, or `None` when it is missing.
+fn export(m: HMODULE, name: &str) -> Option<usize> {
+    let name = CString::new(name).ok()?;
+    // SAFETY: m is a loaded module; name is NUL-terminated.
+    unsafe { GetProcAddress(m, name.as_ptr().cast()) }.map(|f| f as usize)
 }
 
-/// Detours every function of `hooks` (the function, its export name, the hook's address).
-/// Returns the names that could not be detoured (missing export, or code retour cannot move).
+/// The first of `modules` that loads and exports `name`, and the function's address.
+fn find(modules: &[&str], name: &str) -> Option<usize> {
+    modules.iter().find_map(|m| {
+        let wname = wide(m);
+        // SAFETY: wname is NUL-terminated; the modules are system libraries whose DllMain is
+        // Windows' own.
+        let h = unsafe { LoadLibraryW(wname.as_ptr()) };
+        (!h.is_null()).then(|| export(h, name)).flatten()
+    })
+}
+
+/// Detours every function of `hooks` whose group is in `groups`. Returns the names that could
+/// not be detoured (missing export, or code retour cannot move).
 ///
 /// The detours are leaked: they stay for the life of the process.
-pub(crate) fn install(hooks: &[(F, &CStr, usize)]) -> Result<Vec<String>, String> {
-    let name = wide("ws2_32.dll");
-    // SAFETY: name is NUL-terminated; ws2_32 is a system library whose DllMain is Windows'.
-    let ws2 = unsafe { LoadLibraryW(name.as_ptr()) };
-    if ws2.is_null() {
-        return Err("cannot load ws2_32.dll".into());
-    }
+pub(crate) fn install(hooks: &[Hook], groups: &[Group]) -> Vec<String> {
     let mut missed = Vec::new();
-    for &(f, export_name, hook) in hooks {
-        let shown = export_name.to_string_lossy().into_owned();
-        let Some(target) = export(ws2, export_name) else {
-            missed.push(format!("{shown} (not exported)"));
+    for h in hooks.iter().filter(|h| groups.contains(&h.group)) {
+        let Some(target) = find(h.modules, h.export) else {
+            missed.push(format!(
+                "{} (not exported by {})",
+                h.export,
+                h.modules.join(" or ")
+            ));
             continue;
         };
-        // SAFETY: target is the entry of an exported function of ws2_32 and hook a function of
-        // the same signature; retour copies and relocates the first instructions into a
-        // trampoline and patches the entry with a jump to the hook.
-        let detour = match unsafe { RawDetour::new(target as *const (), hook as *const ()) } {
+        // SAFETY: target is the entry of an exported function and hook a function of the same
+        // signature (the table casts it to the export's type); retour copies and relocates the
+        // first instructions into a trampoline and patches the entry with a jump to the hook.
+        let detour = match unsafe { RawDetour::new(target as *const (), h.hook as *const ()) } {
             Ok(d) => d,
             Err(e) => {
-                missed.push(format!("{shown} ({e})"));
+                missed.push(format!("{} ({e})", h.export));
                 continue;
             }
         };
-        REAL[f as usize].store(detour.trampoline() as *const () as usize, Ordering::Release);
+        REAL[h.f as usize].store(detour.trampoline() as *const () as usize, Ordering::Release);
         // SAFETY: the trampoline is stored above, so the hook can call the original code as soon
         // as the jump is in place.
         if let Err(e) = unsafe { detour.enable() } {
-            missed.push(format!("{shown} ({e})"));
+            missed.push(format!("{} ({e})", h.export));
             continue;
         }
         // The detour must outlive every call: it is never disabled.
         std::mem::forget(detour);
     }
-    Ok(missed)
+    missed
 }

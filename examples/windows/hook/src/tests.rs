@@ -1,5 +1,5 @@
 //! Unit tests of the hooks, run on Windows or under Wine (`cargo test --target
-//! x86_64-pc-windows-gnu --example ipvirt_winhook`, Wine as the runner): the detours are installed
+//! x86_64-pc-windows-gnu -p ipvirt-winhook --lib`, Wine as the runner): the detours are installed
 //! in the test process itself, with one state for every test (session 7, virtual loopback with
 //! isolation and an excluded port, a VIP, preferred loopback), and the tests call Winsock.
 //!
@@ -7,17 +7,24 @@
 //! `0.0.0.0` on the host (see the crate documentation), so two sessions' UDP services cannot be
 //! told apart under Wine; what the hooks decide and do is visible in the process.
 
-#![allow(clippy::wildcard_imports)]
-
-use crate::*;
-
+use std::ffi::c_void;
+use std::net::{IpAddr, SocketAddr};
+use std::ptr;
 use std::sync::Once;
 
+use ipvirt::{Host, Policy, Session, SessionId, read_sockaddr, write_sockaddr};
 use windows_sys::Win32::Networking::WinSock::{
-    ADDRINFOA, AF_INET, IPPROTO_TCP, IPPROTO_UDP, SOCK_STREAM, WSADATA, WSAEACCES,
-    WSAEADDRNOTAVAIL, WSAECONNREFUSED, WSAStartup, closesocket, freeaddrinfo, gethostbyname,
-    socket,
+    ADDRINFOA, AF_INET, AF_INET6, INVALID_SOCKET, IPPROTO_TCP, IPPROTO_UDP, SOCK_DGRAM,
+    SOCK_STREAM, SOCKET_ERROR, SOL_SOCKET, WSADATA, WSAEACCES, WSAEADDRNOTAVAIL, WSAECONNREFUSED,
+    WSAEINVAL, WSAStartup, closesocket, freeaddrinfo, gethostbyname, socket,
 };
+
+use crate::addrs::{LAYOUT, STORAGE, fix_reported, is_bound};
+use crate::calls::ext::{ConnectExFn, connect_ex, provided_get_accept_ex_sockaddrs};
+use crate::config::{STATE, State, state};
+use crate::hooks;
+use crate::hooks::GetAcceptExSockaddrs;
+use crate::sys::{Depth, Group, Socket, install, last_error, set_last_error};
 
 const PORT_EXCLUDED: u16 = 27001;
 const SERVER: &str = "192.0.2.10";
@@ -48,7 +55,12 @@ fn setup() {
             Some(VIP.parse().unwrap()),
         );
         assert!(STATE.set(State { rw, debug: false }).is_ok());
-        assert_eq!(install(&hooks()).unwrap(), Vec::<String>::new());
+        // Every hook of the table, the process-creation ones too (no session to pass on is
+        // set here: they let CreateProcess through).
+        assert_eq!(
+            install(&hooks::table(), &[Group::Sockets, Group::Processes]),
+            Vec::<String>::new()
+        );
     });
 }
 
@@ -69,7 +81,7 @@ fn sin(addr: &str) -> [u8; 16] {
 fn real_name(s: Socket) -> SocketAddr {
     let mut b = [0u8; STORAGE];
     let mut len = STORAGE as i32;
-    let f = real!(F::GetSockName, AddrOutFn);
+    let f = real!(GetSockName);
     // SAFETY: b holds len bytes.
     assert_eq!(unsafe { f(s, b.as_mut_ptr(), &mut len) }, 0);
     read_sockaddr(&b[..len as usize], LAYOUT).unwrap()
@@ -87,10 +99,19 @@ fn seen_name(s: Socket) -> SocketAddr {
     read_sockaddr(&b[..len as usize], LAYOUT).unwrap()
 }
 
+/// `addr` as a `sockaddr_in` or `sockaddr_in6`, and its length.
+fn sa(addr: &str) -> ([u8; 28], i32) {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let mut b = [0u8; 28];
+    let n = if addr.is_ipv4() { 16 } else { 28 };
+    write_sockaddr(addr, &mut b[..n], LAYOUT).unwrap();
+    (b, n as i32)
+}
+
 fn hooked_bind(s: Socket, addr: &str) -> Result<(), i32> {
-    let a = sin(addr);
-    // SAFETY: a holds 16 bytes; the call goes through the detour.
-    let r = unsafe { windows_sys::Win32::Networking::WinSock::bind(s, a.as_ptr().cast(), 16) };
+    let (a, n) = sa(addr);
+    // SAFETY: a holds n bytes; the call goes through the detour.
+    let r = unsafe { windows_sys::Win32::Networking::WinSock::bind(s, a.as_ptr().cast(), n) };
     if r == 0 { Ok(()) } else { Err(last_error()) }
 }
 
@@ -182,8 +203,140 @@ fn a_bind_of_the_wildcard_goes_to_the_vip() {
     // SAFETY: no memory preconditions.
     let s = unsafe { socket(i32::from(AF_INET), SOCK_STREAM, IPPROTO_TCP) };
     assert_ne!(s, INVALID_SOCKET);
-    assert_eq!(hooked_bind(s, "0.0.0.0:0"), Err(WSAEADDRNOTAVAIL));
+    assert_eq!(hooked_bind(s, "0.0.0.0:47001"), Err(WSAEADDRNOTAVAIL));
     close(s);
+}
+
+#[test]
+fn a_wildcard_bind_with_port_0_of_a_stream_socket_is_held_back() {
+    setup();
+    let s = tcp();
+    assert_eq!(hooked_bind(s, "0.0.0.0:0"), Ok(()));
+    // Not bound on the system; a second bind fails as on a bound socket.
+    assert!(!is_bound(s));
+    assert_eq!(hooked_bind(s, "127.0.0.1:0"), Err(WSAEINVAL));
+    // closesocket forgets it (the handle value is reused).
+    close(s);
+    assert!(crate::pending::peek(s).is_none());
+    // getsockname makes the bind (bind(0) then getsockname finds a free port): on a v6-only
+    // socket `::` stays `::` (no VIP there), and the system chose a port.
+    // SAFETY: no memory preconditions.
+    let v6 = unsafe { socket(i32::from(AF_INET6), SOCK_STREAM, IPPROTO_TCP) };
+    assert_ne!(v6, INVALID_SOCKET);
+    assert_eq!(hooked_bind(v6, "[::]:0"), Ok(()));
+    assert!(!is_bound(v6));
+    let name = seen_name(v6);
+    assert!(name.ip().is_unspecified() && name.port() != 0, "{name}");
+    assert!(is_bound(v6));
+    close(v6);
+    // A datagram socket is bound at once (it may receive before it sends): 0.0.0.0 is the VIP
+    // here, which Wine 8.0 widens back to 0.0.0.0 for UDP; bound either way.
+    let u = udp();
+    hooked_bind(u, "0.0.0.0:0").unwrap();
+    assert!(is_bound(u));
+    close(u);
+}
+
+#[test]
+fn listen_makes_a_held_back_bind_with_the_bind_rules() {
+    use windows_sys::Win32::Networking::WinSock::listen;
+    setup();
+    let s = tcp();
+    assert_eq!(hooked_bind(s, "0.0.0.0:0"), Ok(()));
+    // A server on the wildcard gets the VIP, which is on no interface here: the bind fails then.
+    // SAFETY: s is ours; through the detour.
+    assert_eq!(unsafe { listen(s, 1) }, SOCKET_ERROR);
+    assert_eq!(last_error(), WSAEADDRNOTAVAIL);
+    close(s);
+}
+
+#[test]
+fn a_connect_after_a_wildcard_bind_leaves_from_the_session_loopback() {
+    use windows_sys::Win32::Networking::WinSock::{connect, listen};
+    setup();
+    let l = tcp();
+    hooked_bind(l, "127.0.0.1:0").unwrap();
+    let port = real_name(l).port();
+    // SAFETY: l is bound.
+    assert_eq!(unsafe { listen(l, 1) }, 0);
+    let c = tcp();
+    hooked_bind(c, "0.0.0.0:0").unwrap();
+    // Another session's loopback is refused (isolation), and the socket stays as it was.
+    let other = sin(&format!("127.0.0.9:{port}"));
+    // SAFETY: other holds 16 bytes; through the detour.
+    let r = unsafe { connect(c, other.as_ptr().cast(), 16) };
+    assert_eq!(r, SOCKET_ERROR);
+    assert_eq!(last_error(), WSAECONNREFUSED);
+    assert!(crate::pending::peek(c).is_some());
+    let dest = sin(&format!("127.0.0.1:{port}"));
+    // SAFETY: dest holds 16 bytes; through the detour.
+    let r = unsafe { connect(c, dest.as_ptr().cast(), 16) };
+    assert_eq!(r, 0, "{}", last_error());
+    assert_eq!(real_name(c).ip(), "127.0.0.8".parse::<IpAddr>().unwrap());
+    let seen = seen_name(c);
+    assert_eq!(seen.ip(), "127.0.0.1".parse::<IpAddr>().unwrap());
+    assert_eq!(seen.port(), real_name(c).port());
+    for s in [c, l] {
+        close(s);
+    }
+}
+
+#[test]
+fn a_connect_the_layer_chooses_no_source_for_makes_the_programs_own_wildcard_bind() {
+    use windows_sys::Win32::Networking::WinSock::{connect, listen};
+    setup();
+    // [::1] is left alone here (ipv6 = "unchanged"): no source is chosen, and the program's
+    // [::]:0 is bound as it asked before the connect.
+    // SAFETY: no memory preconditions.
+    let (l, c) = unsafe {
+        (
+            socket(i32::from(AF_INET6), SOCK_STREAM, IPPROTO_TCP),
+            socket(i32::from(AF_INET6), SOCK_STREAM, IPPROTO_TCP),
+        )
+    };
+    assert!(l != INVALID_SOCKET && c != INVALID_SOCKET);
+    hooked_bind(l, "[::1]:0").unwrap();
+    let port = real_name(l).port();
+    // SAFETY: l is bound.
+    assert_eq!(unsafe { listen(l, 1) }, 0);
+    hooked_bind(c, "[::]:0").unwrap();
+    let (dest, n) = sa(&format!("[::1]:{port}"));
+    // SAFETY: dest holds n bytes; through the detour.
+    let r = unsafe { connect(c, dest.as_ptr().cast(), n) };
+    assert_eq!(r, 0, "{}", last_error());
+    assert_eq!(real_name(c).ip(), "::1".parse::<IpAddr>().unwrap());
+    for s in [c, l] {
+        close(s);
+    }
+}
+
+#[test]
+fn connect_ex_after_a_wildcard_bind_leaves_from_the_session_loopback() {
+    use windows_sys::Win32::Networking::WinSock::{WSAID_ACCEPTEX, WSAID_GETACCEPTEXSOCKADDRS};
+    setup();
+    let s = tcp();
+    // SAFETY: the functions WSAIoctl handed out for these GUIDs.
+    let (accept_ex, addrs) = unsafe {
+        (
+            std::mem::transmute::<usize, AcceptExFn>(extension(s, WSAID_ACCEPTEX)),
+            std::mem::transmute::<usize, GetAcceptExSockaddrs>(extension(
+                s,
+                WSAID_GETACCEPTEXSOCKADDRS,
+            )),
+        )
+    };
+    close(s);
+    // libuv and Go: bind 0.0.0.0:0, then ConnectEx.
+    let r = accept_ex_round(accept_ex, addrs, "0.0.0.0:0");
+    // On the wire the client is the session's; the server and the client see 127.0.0.1, as
+    // they would natively.
+    assert_eq!(r.client_real.ip(), "127.0.0.8".parse::<IpAddr>().unwrap());
+    assert_eq!(
+        r.client_seen,
+        SocketAddr::from(([127, 0, 0, 1], r.client_real.port()))
+    );
+    assert_eq!(r.remote, r.client_seen);
+    assert_eq!(r.local, format!("127.0.0.1:{}", r.port).parse().unwrap());
 }
 
 #[test]
@@ -443,51 +596,49 @@ fn completed(s: Socket, ov: &windows_sys::Win32::System::IO::OVERLAPPED) -> bool
     use windows_sys::Win32::Networking::WinSock::WSAGetOverlappedResult;
     use windows_sys::Win32::System::Threading::WaitForSingleObject;
     // SAFETY: the event is ours.
-    assert_eq!(
-        unsafe { WaitForSingleObject(ov.hEvent, 30_000) },
-        WAIT_OBJECT_0
-    );
+    let waited = unsafe { WaitForSingleObject(ov.hEvent, 30_000) };
+    assert_eq!(waited, WAIT_OBJECT_0);
     let (mut n, mut flags) = (0u32, 0u32);
     // SAFETY: ov is the operation's OVERLAPPED; it completed.
     unsafe { WSAGetOverlappedResult(s, ov, &mut n, 0, &mut flags) != 0 }
 }
 
-#[test]
-fn connect_ex_and_get_accept_ex_sockaddrs_from_wsaioctl_are_wrapped() {
-    use crate::calls::ext::{
-        ConnectExFn, GetAcceptExSockaddrsFn, connect_ex, get_accept_ex_sockaddrs,
-    };
+type AcceptExFn = unsafe extern "system" fn(
+    Socket,
+    Socket,
+    *mut c_void,
+    u32,
+    u32,
+    u32,
+    *mut u32,
+    *mut windows_sys::Win32::System::IO::OVERLAPPED,
+) -> i32;
+
+/// What one [`accept_ex_round`] saw.
+struct Round {
+    /// The listener's port.
+    port: u16,
+    /// The accepted connection's local and remote addresses, as `GetAcceptExSockaddrs` reported.
+    local: SocketAddr,
+    remote: SocketAddr,
+    /// The client's address as the system has it, and as the client sees it (`getsockname`).
+    client_real: SocketAddr,
+    client_seen: SocketAddr,
+}
+
+/// A listener of the session on `127.0.0.1:0` accepts with `accept_ex` a client that binds
+/// `client_bind` and connects to `127.0.0.1:PORT` with `ConnectEx` (from `WSAIoctl`); `addrs`
+/// reads the accepted connection's addresses.
+fn accept_ex_round(accept_ex: AcceptExFn, addrs: GetAcceptExSockaddrs, client_bind: &str) -> Round {
     use windows_sys::Win32::Networking::WinSock::{
-        WSA_IO_PENDING, WSAID_ACCEPTEX, WSAID_CONNECTEX, WSAID_GETACCEPTEXSOCKADDRS, listen,
+        SO_UPDATE_CONNECT_CONTEXT, WSA_IO_PENDING, WSAID_CONNECTEX, listen, setsockopt,
     };
-    setup();
     let l = tcp();
     hooked_bind(l, "127.0.0.1:0").unwrap();
     let port = real_name(l).port();
     assert_eq!(real_name(l), format!("127.0.0.8:{port}").parse().unwrap());
     // SAFETY: l is a bound socket.
     assert_eq!(unsafe { listen(l, 1) }, 0);
-
-    let connect_fn = extension(l, WSAID_CONNECTEX);
-    let addrs_fn = extension(l, WSAID_GETACCEPTEXSOCKADDRS);
-    assert_eq!(connect_fn, connect_ex as ConnectExFn as usize);
-    assert_eq!(
-        addrs_fn,
-        get_accept_ex_sockaddrs as GetAcceptExSockaddrsFn as usize
-    );
-    type AcceptExFn = unsafe extern "system" fn(
-        Socket,
-        Socket,
-        *mut c_void,
-        u32,
-        u32,
-        u32,
-        *mut u32,
-        *mut windows_sys::Win32::System::IO::OVERLAPPED,
-    ) -> i32;
-    // SAFETY: the provider's AcceptEx (not wrapped: its addresses are read below).
-    let accept_ex =
-        unsafe { std::mem::transmute::<usize, AcceptExFn>(extension(l, WSAID_ACCEPTEX)) };
 
     let a = tcp();
     const ROOM: u32 = (STORAGE + 16) as u32;
@@ -513,12 +664,14 @@ fn connect_ex_and_get_accept_ex_sockaddrs_from_wsaioctl_are_wrapped() {
         last_error()
     );
 
-    // ConnectEx needs a bound socket: the program binds 127.0.0.1:0 (the session loopback).
+    // ConnectEx needs a bound socket: the program binds it itself.
     let c = tcp();
-    hooked_bind(c, "127.0.0.1:0").unwrap();
+    hooked_bind(c, client_bind).unwrap();
     let dest = sin(&format!("127.0.0.1:{port}"));
     let mut ov_c = overlapped();
-    let connect = connect_ex as ConnectExFn;
+    // SAFETY: the function WSAIoctl handed out for WSAID_CONNECTEX.
+    let connect =
+        unsafe { std::mem::transmute::<usize, ConnectExFn>(extension(c, WSAID_CONNECTEX)) };
     // SAFETY: dest holds 16 bytes; no data; ov_c outlives the operation.
     let r = unsafe {
         connect(
@@ -540,9 +693,11 @@ fn connect_ex_and_get_accept_ex_sockaddrs_from_wsaioctl_are_wrapped() {
     // 127.0.0.8.
     assert!(completed(c, &ov_c), "ConnectEx failed: {}", last_error());
     assert!(completed(l, &ov_a), "AcceptEx failed: {}", last_error());
+    // SAFETY: no option value; c is connected (what programs do after ConnectEx).
+    let r = unsafe { setsockopt(c, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, ptr::null(), 0) };
+    assert_eq!(r, 0, "SO_UPDATE_CONNECT_CONTEXT: {}", last_error());
 
     let (mut lp, mut ll, mut rp, mut rl) = (ptr::null_mut(), 0i32, ptr::null_mut(), 0i32);
-    let addrs = get_accept_ex_sockaddrs as GetAcceptExSockaddrsFn;
     // SAFETY: buf is AcceptEx's completed output buffer with the sizes given to it.
     unsafe {
         addrs(
@@ -563,17 +718,82 @@ fn connect_ex_and_get_accept_ex_sockaddrs_from_wsaioctl_are_wrapped() {
             std::slice::from_raw_parts(rp.cast_const(), rl as usize),
         )
     };
-    assert_eq!(
-        read_sockaddr(local, LAYOUT).unwrap(),
-        format!("127.0.0.1:{port}").parse().unwrap()
-    );
-    assert_eq!(
-        read_sockaddr(remote, LAYOUT).unwrap().ip(),
-        "127.0.0.1".parse::<IpAddr>().unwrap()
-    );
+    let round = Round {
+        port,
+        local: read_sockaddr(local, LAYOUT).unwrap(),
+        remote: read_sockaddr(remote, LAYOUT).unwrap(),
+        client_real: real_name(c),
+        client_seen: seen_name(c),
+    };
     for s in [a, c, l] {
         close(s);
     }
+    round
+}
+
+#[test]
+fn connect_ex_and_get_accept_ex_sockaddrs_from_wsaioctl_are_wrapped() {
+    use windows_sys::Win32::Networking::WinSock::{
+        WSAID_ACCEPTEX, WSAID_CONNECTEX, WSAID_GETACCEPTEXSOCKADDRS,
+    };
+    setup();
+    let s = tcp();
+    assert_eq!(
+        extension(s, WSAID_CONNECTEX),
+        connect_ex as ConnectExFn as usize
+    );
+    let addrs = extension(s, WSAID_GETACCEPTEXSOCKADDRS);
+    assert_eq!(
+        addrs,
+        provided_get_accept_ex_sockaddrs as GetAcceptExSockaddrs as usize
+    );
+    // SAFETY: the functions WSAIoctl handed out for these GUIDs (AcceptEx is the provider's
+    // own, not wrapped: its addresses are read through GetAcceptExSockaddrs).
+    let (accept_ex, addrs) = unsafe {
+        (
+            std::mem::transmute::<usize, AcceptExFn>(extension(s, WSAID_ACCEPTEX)),
+            std::mem::transmute::<usize, GetAcceptExSockaddrs>(addrs),
+        )
+    };
+    close(s);
+    let r = accept_ex_round(accept_ex, addrs, "127.0.0.1:0");
+    assert_eq!(r.local, format!("127.0.0.1:{}", r.port).parse().unwrap());
+    assert_eq!(r.remote.ip(), "127.0.0.1".parse::<IpAddr>().unwrap());
+    assert_eq!(r.client_real.ip(), "127.0.0.8".parse::<IpAddr>().unwrap());
+    assert_eq!(r.client_seen.ip(), "127.0.0.1".parse::<IpAddr>().unwrap());
+}
+
+/// `name` as `mswsock.dll` exports it (the detoured entry, if the table detours it).
+fn mswsock(name: &std::ffi::CStr) -> usize {
+    use windows_sys::Win32::System::LibraryLoader::{GetProcAddress, LoadLibraryW};
+    let m = crate::sys::wide("mswsock.dll");
+    // SAFETY: m is NUL-terminated; mswsock is a system library.
+    let h = unsafe { LoadLibraryW(m.as_ptr()) };
+    assert!(!h.is_null());
+    // SAFETY: h is loaded; name is NUL-terminated.
+    unsafe { GetProcAddress(h, name.as_ptr().cast()) }.unwrap() as usize
+}
+
+#[test]
+fn mswsocks_own_accept_ex_and_get_accept_ex_sockaddrs_report_localhost() {
+    setup();
+    // The export is detoured (under Wine, mswsock's function asks WSAIoctl for the provider's and
+    // would meet the WSAIoctl wrapper too; on Windows it is the provider's own code).
+    let f = crate::hooks::F::GetAcceptExSockaddrs as usize;
+    assert_ne!(
+        crate::sys::REAL[f].load(std::sync::atomic::Ordering::Acquire),
+        0
+    );
+    // SAFETY: mswsock's exports of these names have these signatures.
+    let (accept_ex, addrs) = unsafe {
+        (
+            std::mem::transmute::<usize, AcceptExFn>(mswsock(c"AcceptEx")),
+            std::mem::transmute::<usize, GetAcceptExSockaddrs>(mswsock(c"GetAcceptExSockaddrs")),
+        )
+    };
+    let r = accept_ex_round(accept_ex, addrs, "127.0.0.1:0");
+    assert_eq!(r.local, format!("127.0.0.1:{}", r.port).parse().unwrap());
+    assert_eq!(r.remote.ip(), "127.0.0.1".parse::<IpAddr>().unwrap());
 }
 
 #[test]
@@ -598,7 +818,7 @@ fn get_addr_info_w_resolves_the_servers_address_as_the_vip() {
 }
 
 mod registry_values {
-    use super::*;
+    use ipvirt::Policy;
     use ipvirt_host::registry::{self, KEYS, Value, merge};
     use windows_sys::Win32::System::Registry::{REG_DWORD, REG_MULTI_SZ, REG_SZ};
 
@@ -706,5 +926,154 @@ mod registry_values {
         // wherever they are, reading them must work.
         let mut policy = Policy::default();
         registry::apply(&mut policy).unwrap();
+    }
+}
+
+mod children {
+    use std::ffi::OsString;
+    use std::path::PathBuf;
+
+    use crate::calls::process::{child_environment, own_dll, with_session};
+    use crate::config::Carry;
+    use crate::inject::Target;
+
+    fn entries(block: &[u16]) -> Vec<String> {
+        block
+            .split(|&c| c == 0)
+            .filter(|e| !e.is_empty())
+            .map(String::from_utf16_lossy)
+            .collect()
+    }
+
+    fn carry() -> Carry {
+        Carry {
+            vars: vec![
+                ("IPVIRT_SESSION", Some(OsString::from("7"))),
+                ("IPVIRT_VIP", None),
+            ],
+            dll: PathBuf::from(r"C:\ipvirt\ipvirt_winhook.dll"),
+            init_offset: 0,
+            job: false,
+            debug: false,
+        }
+    }
+
+    #[test]
+    fn a_childs_environment_carries_the_sessions_variables_whatever_the_program_passes() {
+        let wide = |s: &str| s.encode_utf16().collect::<Vec<u16>>();
+        let given = vec![
+            wide("Path=C:\\bin"),
+            wide("ipvirt_session=99"),
+            wide("IPVIRT_VIP=198.51.100.1"),
+            wide("=C:=C:\\"),
+            wide("ALPHA=1"),
+        ];
+        let block = with_session(given, &carry());
+        // Two NULs at the end, sorted by name without case, the session's values only.
+        assert_eq!(&block[block.len() - 2..], &[0, 0]);
+        assert_eq!(
+            entries(&block),
+            ["=C:=C:\\", "ALPHA=1", "IPVIRT_SESSION=7", "Path=C:\\bin"]
+        );
+        // An empty environment still gets the session's.
+        assert_eq!(
+            entries(&with_session(Vec::new(), &carry())),
+            ["IPVIRT_SESSION=7"]
+        );
+    }
+
+    #[test]
+    fn an_ansi_or_a_unicode_block_is_read_and_a_null_one_is_this_processs() {
+        let ansi = b"A=1\0B=two\0\0";
+        // SAFETY: a block of NUL-terminated strings ended by an empty one.
+        let got = unsafe { child_environment(ansi.as_ptr().cast(), false) };
+        assert_eq!(
+            got,
+            [
+                "A=1".encode_utf16().collect::<Vec<_>>(),
+                "B=two".encode_utf16().collect()
+            ]
+        );
+        let w: Vec<u16> = "A=1\0B=two\0\0".encode_utf16().collect();
+        // SAFETY: as above, in UTF-16.
+        let got = unsafe { child_environment(w.as_ptr().cast(), true) };
+        assert_eq!(got.len(), 2);
+        // SAFETY: NULL: this process's environment.
+        let own = unsafe { child_environment(std::ptr::null(), false) };
+        assert!(own.iter().any(|e| {
+            String::from_utf16_lossy(e)
+                .to_uppercase()
+                .starts_with("PATH=")
+        }));
+    }
+
+    /// `CreateProcessW` of `cmd.exe /c exit 0` through the detour, with `flags`; its result and
+    /// error.
+    fn create(flags: u32) -> (i32, u32) {
+        use windows_sys::Win32::Foundation::{CloseHandle, GetLastError};
+        use windows_sys::Win32::System::Threading::{
+            CreateProcessW, PROCESS_INFORMATION, STARTUPINFOW,
+        };
+        let mut line: Vec<u16> = "cmd.exe /c exit 0\0".encode_utf16().collect();
+        // SAFETY: zeroed structures are valid initial values.
+        let mut si: STARTUPINFOW = unsafe { std::mem::zeroed() };
+        si.cb = std::mem::size_of::<STARTUPINFOW>() as u32;
+        // SAFETY: as above.
+        let mut pi: PROCESS_INFORMATION = unsafe { std::mem::zeroed() };
+        // SAFETY: line is writable and NUL-terminated; the structures are valid.
+        let r = unsafe {
+            CreateProcessW(
+                std::ptr::null(),
+                line.as_mut_ptr(),
+                std::ptr::null(),
+                std::ptr::null(),
+                0,
+                flags,
+                std::ptr::null(),
+                std::ptr::null(),
+                &si,
+                &mut pi,
+            )
+        };
+        // SAFETY: no preconditions.
+        let e = unsafe { GetLastError() };
+        if r != 0 {
+            // SAFETY: the handles the call returned.
+            unsafe {
+                CloseHandle(pi.hThread);
+                CloseHandle(pi.hProcess);
+            }
+        }
+        assert!(
+            r != 0 || pi.hProcess.is_null(),
+            "a failed call returns no handles"
+        );
+        (r, e)
+    }
+
+    #[test]
+    fn a_child_that_cannot_be_virtualized_is_not_started() {
+        use windows_sys::Win32::Foundation::{ERROR_DLL_INIT_FAILED, ERROR_NOT_SUPPORTED};
+        use windows_sys::Win32::System::Threading::DEBUG_ONLY_THIS_PROCESS;
+        super::setup();
+        // A session to pass on whose DLL does not exist: every child fails closed. (No other test
+        // creates a process.)
+        let mut c = carry();
+        c.dll = PathBuf::from(r"C:\nowhere\ipvirt_winhook.dll");
+        assert!(crate::config::CARRY.set(c).is_ok());
+        assert_eq!(create(0), (0, ERROR_DLL_INIT_FAILED));
+        // A child its creator is to debug is refused before it is created.
+        assert_eq!(create(DEBUG_ONLY_THIS_PROCESS), (0, ERROR_NOT_SUPPORTED));
+    }
+
+    #[test]
+    fn this_process_is_64_bit_and_knows_its_own_module() {
+        use windows_sys::Win32::System::Threading::GetCurrentProcess;
+        // SAFETY: the pseudo handle of this process, which has every right.
+        let me = unsafe { Target::new(GetCurrentProcess()) };
+        assert_eq!(me.is_32bit(), Ok(false));
+        let (path, offset) = own_dll().unwrap();
+        assert!(path.is_file(), "{}", path.display());
+        assert!(offset > 0);
     }
 }

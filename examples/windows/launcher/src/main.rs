@@ -3,7 +3,7 @@
 //! `ipvirt_init`, lets the program run, waits for it and exits with its exit code.
 //!
 //! ```text
-//! cargo build --target x86_64-pc-windows-gnu --example ipvirt_winhook --example winsession
+//! cargo build --target x86_64-pc-windows-gnu -p ipvirt-winhook -p ipvirt-winsession
 //! winsession.exe --policy C:\ipvirt\policy.toml -- C:\Apps\crm.exe --port 9000
 //! ```
 //!
@@ -20,19 +20,27 @@
 //!   --debug             the hook prints each rewrite and its reason
 //!   --status            print the live leases (session, VIP, holders) and exit
 //!
-//! The program gets `IPVIRT_SESSION`, `IPVIRT_POLICY`, `IPVIRT_VIP`, `IPVIRT_SERVER_ADDRS` in its
-//! environment (see the hook's documentation). If the hook cannot be loaded or initialised the
+//! The program gets `IPVIRT_SESSION`, `IPVIRT_POLICY`, `IPVIRT_VIP`, `IPVIRT_SERVER_ADDRS`,
+//! `IPVIRT_JOB` in its environment (see the hook's documentation), and the hook passes them on to
+//! every process the program starts, which gets the hook too. If the hook cannot be loaded or
+//! initialised — or the program is a 32-bit one, which the 64-bit DLL cannot be loaded into — the
 //! program is terminated before it ran a single instruction of its own, and the launcher exits
-//! with status 2 and the reason: a session never silently runs without its addresses. Leases go
-//! through the host's one lease book (`ipvirt_host::lease_book`): the launcher and the program it
-//! started hold the session's lease, which ends with the last of them. On other targets this
-//! program only says that it needs Windows.
+//! with status 2 and the reason: a session never silently runs without its addresses.
+//!
+//! Leases go through the host's one lease book (`ipvirt_host::lease_book`). The session's holders
+//! are the launcher and the session's job object (`job.rs`): the program is put in a named job
+//! before it runs, its children and theirs are in it too, and the job holds the lease while any of
+//! them runs — after the program ended (a server it started) and after the launcher was killed.
+//! The launcher exits when the program ends. On other targets this program only says that it
+//! needs Windows.
 
 // Process creation, injection and process inspection are Win32 calls.
 #![allow(unsafe_code)]
 
 #[cfg(windows)]
-mod inject;
+mod job;
+#[cfg(windows)]
+mod start;
 
 #[cfg(not(windows))]
 fn main() -> std::process::ExitCode {
@@ -62,7 +70,9 @@ mod windows {
         GetExitCodeProcess, INFINITE, WaitForSingleObject,
     };
 
-    use crate::inject::Suspended;
+    use crate::job::Job;
+    use crate::start::Suspended;
+    use ipvirt_winhook::inject::init_offset;
 
     const USAGE: &str = "usage: winsession [--id ID] [--console] [--policy FILE] [--lease-book FILE] \
 [--server-addr IP]... [--hook FILE] [--debug] -- COMMAND [ARGS...]\n       winsession [--policy FILE] [--lease-book FILE] --status";
@@ -266,6 +276,10 @@ mod windows {
 
         let me = Holder::this_process().ok_or("cannot read this launcher's own process times")?;
         let leasing = vip_on && !console;
+        // The session's processes, for the lease: the program and every process it starts are in
+        // this job, which holds the lease while any of them runs (see job.rs).
+        let job = if leasing { Some(Job::create()?) } else { None };
+        set("IPVIRT_JOB", job.as_ref().map(|j| j.name().to_owned()));
         let vip = if leasing {
             let got = book
                 .acquire(pool()?, id, std::slice::from_ref(&me))
@@ -287,32 +301,53 @@ mod windows {
         };
         set("IPVIRT_VIP", vip.map(|v| v.to_string()));
 
-        let result = start_and_wait(args, &hook, vip.is_some().then_some((&book, &pool, id)));
-        let mut holders = vec![me];
-        if let Ok((_, Some(child))) = &result {
-            holders.push(child.clone());
-        }
+        let lease = match (vip, &job) {
+            (Some(_), Some(job)) => Some((&book, &pool as &PoolFn<'_>, id, job)),
+            _ => None,
+        };
+        let result = start_and_wait(args, &hook, job.as_ref(), lease);
         if vip.is_some() {
-            match book.release(pool()?, id, &holders) {
+            // The launcher's own hold ends; the job's lives on while a process of the session
+            // runs (checked now, and by every later transaction of the book).
+            match book.release(pool()?, id, std::slice::from_ref(&me)) {
                 Ok(notes) => notes.iter().for_each(|n| say(n)),
                 Err(e) => say(&format!("could not release the lease now: {e}")),
             }
         }
-        result.map(|(code, _)| code)
+        result
     }
 
     type PoolFn<'a> = dyn Fn() -> Result<StaticPool, String> + 'a;
 
-    /// Starts the program with the hook, waits for it; its exit code and, when it holds a lease,
-    /// its holder entry.
+    /// Starts the program with the hook (in `job`, when given), records the job as a holder of
+    /// the lease, lets the program run and waits for it; its exit code.
     fn start_and_wait(
         args: &Args,
         hook: &Path,
-        lease: Option<(&LeaseBook, &PoolFn<'_>, SessionId)>,
-    ) -> Result<(u32, Option<Holder>), String> {
+        job: Option<&Job>,
+        lease: Option<(&LeaseBook, &PoolFn<'_>, SessionId, &Job)>,
+    ) -> Result<u32, String> {
         let mut child = Suspended::start(&args.command)?;
-        match child.inject(hook)? {
+        let target = child.target();
+        if target.is_32bit()? {
+            return Err(format!(
+                "{} is a 32-bit program: the hook DLL is 64-bit and cannot be loaded into it; \
+                 the program was not run",
+                args.command.first().map(String::as_str).unwrap_or("")
+            ));
+        }
+        if let Some(job) = job {
+            job.assign(child.process)?;
+        }
+        match target.inject(hook, init_offset(hook)?)? {
             0 => {}
+            3 => {
+                return Err(
+                    "the program has the hook already: this launcher runs inside a session, \
+                     whose processes all stay in it (the program was not run)"
+                        .into(),
+                );
+            }
             code => {
                 return Err(format!(
                     "the hook's ipvirt_init failed (code {code}: 1 configuration, 2 detours; its \
@@ -320,20 +355,15 @@ mod windows {
                 ));
             }
         }
-        let holder = match lease {
-            Some((book, pool, id)) => {
-                let h =
-                    Holder::process(child.pid).ok_or("cannot read the program's process times")?;
-                for n in book
-                    .hold(Some(pool()?), id, std::slice::from_ref(&h))
-                    .map_err(|e| e.to_string())?
-                {
-                    say(&n);
-                }
-                Some(h)
+        if let Some((book, pool, id, job)) = lease {
+            let h = Holder::Job(job.name().to_owned());
+            for n in book
+                .hold(Some(pool()?), id, std::slice::from_ref(&h))
+                .map_err(|e| e.to_string())?
+            {
+                say(&n);
             }
-            None => None,
-        };
+        }
         child.resume()?;
         // SAFETY: the process handle is ours.
         if unsafe { WaitForSingleObject(child.process, INFINITE) } != WAIT_OBJECT_0 {
@@ -350,6 +380,6 @@ mod windows {
                 std::io::Error::last_os_error()
             ));
         }
-        Ok((code, holder))
+        Ok(code)
     }
 }

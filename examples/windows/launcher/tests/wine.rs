@@ -2,6 +2,13 @@
 //! `ipvirt-winhook` and `ipvirt-winsession`) built for `x86_64-pc-windows-gnu`, Winsock programs
 //! in C (mingw) and in Rust (`std::net`), a private Wine prefix booted for this run.
 //!
+//! The programs (`tests/programs/`): `cprobe.c` and `rprobe.rs` are a TCP server and client that
+//! print what they see, and spawners (`spawn HOW COMMAND…`: `CreateProcessW`, `cmd.exe /c`,
+//! `system()`, and from C `_spawnv`, `_execv`, `ShellExecuteExW`, libuv's way, detached);
+//! `iocp.c` is a client and a server as libuv and Go write them (a wildcard bind before
+//! `ConnectEx`; mswsock's exported `AcceptEx` and `GetAcceptExSockaddrs`), on IPv4 or dual-stack
+//! IPv6. Each is built here with mingw or `rustc`, never with cargo.
+//!
 //! Wine maps Winsock onto Linux sockets created by `wineserver`, so `ss` on the host shows where a
 //! Windows program really bound. The Windows artefacts are built beforehand, never by the test:
 //! `cargo build --target x86_64-pc-windows-gnu -p ipvirt-winhook -p ipvirt-winsession` (`.ci/run`
@@ -13,6 +20,11 @@
 //!
 //! Debian's Wine 8.0 lacks `bcryptprimitives.dll!ProcessPrng`, which Rust std imports: the stub
 //! `examples/windows/prng_stub.c` is built and placed in the prefix's `system32`.
+//!
+//! It drives Wine from a Unix host (`ss`, `unshare`, `wineserver`): on Windows it builds to
+//! nothing.
+
+#![cfg(unix)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -96,6 +108,7 @@ struct Wine {
     launcher: PathBuf,
     cprobe: PathBuf,
     rprobe: PathBuf,
+    iocp: PathBuf,
 }
 
 impl Drop for Wine {
@@ -131,7 +144,18 @@ impl Wine {
                 .args(["-O2", "-o"])
                 .arg(&cprobe)
                 .arg(src.join("tests/programs/cprobe.c"))
-                .arg("-lws2_32")
+                .args(["-lws2_32", "-lshell32"])
+                .output()
+                .unwrap(),
+        );
+        let iocp = bin.join("iocp.exe");
+        check(
+            "mingw: iocp.c",
+            Command::new(MINGW)
+                .args(["-O2", "-o"])
+                .arg(&iocp)
+                .arg(src.join("tests/programs/iocp.c"))
+                .args(["-lws2_32", "-lmswsock"])
                 .output()
                 .unwrap(),
         );
@@ -163,6 +187,7 @@ impl Wine {
             launcher: bin.join("winsession.exe"),
             cprobe,
             rprobe,
+            iocp,
             dir,
         };
         check(
@@ -224,14 +249,40 @@ impl Wine {
 /// A running program whose stdout lines arrive on a channel.
 struct Running {
     child: Child,
+    /// Its stdin, when it was started with [`Running::with_stdin`]; dropped, the program sees
+    /// the end of its input.
+    stdin: Option<std::process::ChildStdin>,
     lines: Receiver<String>,
     seen: Vec<String>,
     what: String,
 }
 
 impl Running {
-    fn start(mut c: Command, what: &str) -> Running {
+    fn start(c: Command, what: &str) -> Running {
+        Running::spawn(c, what, Stdio::null())
+    }
+
+    /// As [`Running::start`], with a pipe on the program's stdin ([`Running::close_stdin`]).
+    fn with_stdin(c: Command, what: &str) -> Running {
+        Running::spawn(c, what, Stdio::piped())
+    }
+
+    /// Ends the program's input.
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Writes `line` and a newline on the program's input.
+    fn send_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("started with_stdin");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn spawn(mut c: Command, what: &str, stdin: Stdio) -> Running {
         let mut child = c
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -246,6 +297,7 @@ impl Running {
             }
         });
         Running {
+            stdin: child.stdin.take(),
             child,
             lines,
             seen: Vec::new(),
@@ -382,6 +434,222 @@ fn two_sessions(w: &Wine, policy: &Path, server: &Path, client_for: [(&Path, &[&
     }
 }
 
+/// The TCP connections to `port` that are not listeners, as `LOCAL PEER` (`ss -tn`).
+fn connections(port: u16) -> Vec<String> {
+    let out = Command::new("ss").arg("-tnH").output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some(format!("{} {}", f.get(3)?, f.get(4)?))
+        })
+        .filter(|c| c.ends_with(&format!(":{port}")))
+        .collect()
+}
+
+/// A libuv/Go-style client and an IOCP server in session 7: the client binds the wildcard with
+/// port 0 itself and then connects with `ConnectEx`; the server accepts with mswsock's exported
+/// `AcceptEx` and reads the addresses with mswsock's `GetAcceptExSockaddrs`. On the wire the
+/// connection is the session's (`127.0.0.8` at both ends); both programs see the localhost
+/// address they used, as they would natively. `six`: dual-stack IPv6 sockets on `[::1]` with
+/// `ipv6 = "map"` in the policy (Node's `localhost`), `[::ffff:127.0.0.8]` on the wire.
+fn iocp_programs(w: &Wine, policy: &Path, six: bool) {
+    let port = free_port();
+    let p = port.to_string();
+    let (server_mode, client_mode, seen, wire) = if six {
+        ("server6", "client6", "[::1]", "[::ffff:127.0.0.8]")
+    } else {
+        ("server", "client", "127.0.0.1", "127.0.0.8")
+    };
+    let opts = ["--id", "7", "--policy", &win(policy)];
+    let mut server = Running::start(
+        w.session(&opts, &w.iocp, &[server_mode, &p, "s7"]),
+        "session 7 IOCP server",
+    );
+    server.wait_for("ready");
+    assert_eq!(listeners(port), [format!("{wire}:{port}")]);
+    let mut client = Running::with_stdin(
+        w.session(&opts, &w.iocp, &[client_mode, &p, "hold"]),
+        "session 7 IOCP client",
+    );
+    client.wait_for("holding");
+    assert!(
+        client.seen.contains(&"got s7".to_string()),
+        "{:?}",
+        client.seen
+    );
+    assert!(
+        client.seen.contains(&format!("peer {seen}:{port}")),
+        "{:?}",
+        client.seen
+    );
+    let local = client
+        .seen
+        .iter()
+        .find_map(|l| l.strip_prefix(&format!("local {seen}:")))
+        .unwrap_or_else(|| panic!("no local {seen}:P in {:?}", client.seen))
+        .to_string();
+    // The connection is still open: on the wire it leaves from the session's loopback.
+    assert!(
+        connections(port).contains(&format!("{wire}:{local} {wire}:{port}")),
+        "{:?}",
+        connections(port)
+    );
+    client.close_stdin();
+    client.finish();
+    let out = server.finish();
+    assert!(out.contains(&format!("accepted {seen}:{local}")), "{out:?}");
+    assert!(out.contains(&format!("local {seen}:{port}")), "{out:?}");
+}
+
+/// The port of the `spawner 127.0.0.1:PORT` line a `spawn` probe printed.
+fn spawner_port(lines: &[String]) -> u16 {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("spawner 127.0.0.1:"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no spawner line in {lines:?}"))
+}
+
+/// Two sessions' programs start the same server on `127.0.0.1:PORT` as a child, `how` says
+/// (`create`: `CreateProcessW`, from Rust with an environment of its own; `cmd`: through
+/// `cmd.exe /c`, which is not listed; `system`: the C runtime's `system()`, which runs
+/// `cmd.exe`; from C also `spawnv`, `execv`, `shell`: `_spawnv`, `_execv`, `ShellExecuteExW`, and
+/// `uv`: what libuv's `uv_spawn` does, suspended, with an environment block without the
+/// session's variables, in a job of its own): each child lands on its session's loopback and serves its session's client. The
+/// spawners are listed too: their own listeners are on their sessions' loopbacks.
+fn children(w: &Wine, policy: &Path, spawner: &Path, server: &Path, how: &str) {
+    let port = free_port();
+    let p = port.to_string();
+    let pol = win(policy);
+    let srv = win(server);
+    let mut running = Vec::new();
+    for (id, tag) in [("7", "c7"), ("8", "c8")] {
+        let what = format!("session {id}: {} spawn {how}", spawner.display());
+        let mut r = Running::start(
+            w.session(
+                &["--id", id, "--policy", &pol],
+                spawner,
+                &["spawn", how, &srv, "server", &p, tag],
+            ),
+            &what,
+        );
+        r.wait_for("ready");
+        running.push(r);
+    }
+    assert_eq!(
+        listeners(port),
+        [format!("127.0.0.8:{port}"), format!("127.0.0.9:{port}")],
+        "spawn {how}"
+    );
+    // (After _execv the spawner is gone.)
+    for (r, lo) in running.iter().zip(["127.0.0.8", "127.0.0.9"]) {
+        let q = spawner_port(&r.seen);
+        if how != "execv" {
+            assert_eq!(
+                listeners(q),
+                [format!("{lo}:{q}")],
+                "spawn {how}: the spawner"
+            );
+        }
+    }
+    for (id, tag) in [("7", "c7"), ("8", "c8")] {
+        let out = client(
+            w.session(&["--id", id, "--policy", &pol], &w.cprobe, &["client", &p]),
+            &format!("session {id} client of a spawned server"),
+        );
+        assert!(out.contains(&format!("got {tag}")), "spawn {how}: {out:?}");
+    }
+    for r in running {
+        let out = r.finish();
+        assert!(out.contains(&format!("bound 127.0.0.1:{port}")), "{out:?}");
+        assert!(has(&out, "accepted 127.0.0.1:"), "{out:?}");
+    }
+}
+
+/// Children's children, through unlisted intermediates: an unlisted C program runs `cmd.exe /c`
+/// of the Rust probe, which runs the C server with `system()` (another `cmd.exe`). The server, a
+/// great-great-grandchild, lands on the session's loopback; the listed Rust spawner does too; the
+/// unlisted C spawner stays on `127.0.0.1` (it passes the layer on without being rewritten).
+fn grandchildren(w: &Wine, policy: &Path, unlisted: &Path) {
+    let port = free_port();
+    let p = port.to_string();
+    let mut r = Running::start(
+        w.session(
+            &["--id", "7", "--policy", &win(policy)],
+            unlisted,
+            &[
+                "spawn",
+                "cmd",
+                &win(&w.rprobe),
+                "spawn",
+                "system",
+                &win(&w.cprobe),
+                "server",
+                &p,
+                "deep",
+            ],
+        ),
+        "session 7: a chain of spawners",
+    );
+    r.wait_for("ready");
+    assert_eq!(listeners(port), [format!("127.0.0.8:{port}")]);
+    let ports: Vec<u16> = r
+        .seen
+        .iter()
+        .filter_map(|l| l.strip_prefix("spawner 127.0.0.1:"))
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    assert_eq!(ports.len(), 2, "{:?}", r.seen);
+    assert_eq!(listeners(ports[0]), [format!("127.0.0.1:{}", ports[0])]);
+    assert_eq!(listeners(ports[1]), [format!("127.0.0.8:{}", ports[1])]);
+    let out = client(
+        w.session(
+            &["--id", "7", "--policy", &win(policy)],
+            &w.cprobe,
+            &["client", &p],
+        ),
+        "session 7 client of the chain's server",
+    );
+    assert!(out.contains(&"got deep".to_string()), "{out:?}");
+    r.finish();
+}
+
+/// Fail closed: a child whose layer cannot start (here: the policy it reads became invalid after
+/// its parent started) is not run, and the parent's `CreateProcessW` fails with
+/// `ERROR_DLL_INIT_FAILED` (1114), the reason on stderr.
+fn child_not_virtualized(w: &Wine, good: &str) {
+    let policy = w.dir.join("child-policy.toml");
+    std::fs::write(&policy, good).unwrap();
+    let port = free_port();
+    let p = port.to_string();
+    let mut r = Running::with_stdin(
+        w.session(
+            &["--id", "7", "--policy", &win(&policy)],
+            &w.cprobe,
+            &["spawn", "wait-create", &win(&w.cprobe), "server", &p, "x"],
+        ),
+        "session 7: a spawner whose child cannot be virtualized",
+    );
+    r.wait_for("waiting");
+    std::fs::write(&policy, "[virtual_loopback]\nenabled = maybe\n").unwrap();
+    r.send_line("go");
+    r.wait_for("error CreateProcess 1114");
+    let status = r.child.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let err = r.child.wait_with_output_lossy();
+    assert!(
+        err.contains("child process") && err.contains("not started"),
+        "{err}"
+    );
+    assert!(
+        !r.seen.iter().any(|l| l.starts_with("bound")),
+        "{:?}",
+        r.seen
+    );
+    assert_eq!(listeners(port), Vec::<String>::new());
+}
+
 /// A server that must stay on `127.0.0.1:port` (out of scope), checked with `ss`, then ended by a
 /// client outside any session.
 fn left_alone(w: &Wine, session_opts: &[&str], server: &Path, port: u16, what: &str) {
@@ -438,6 +706,29 @@ for i in $(seq 100); do
   sleep 0.2
 done
 echo "RECLAIMED [$LEFT]"
+# A program that starts a server and ends at once: the server (in the session's job object) holds
+# the lease after the program and its launcher are gone, and releases it when it ends. Its output
+# comes through a FIFO, read with a deadline.
+mkfifo "$DIR/e.fifo"
+"$WINE" "$LAUNCHER" --id 10 --policy "$POLICY" --lease-book "$STATE" -- "$PROBE" spawn detach "$PROBE" server "$PORT4" s10 0.0.0.0 >"$DIR/e.fifo" 2>&1 &
+LPID=$!
+exec 3<"$DIR/e.fifo"
+ADDR4=
+while IFS= read -t 60 -r l <&3; do
+  echo "E $l"
+  case "$l" in bound*) ADDR4=$(echo "$l" | sed -n 's/^bound \(.*\):.*/\1/p');; ready*) break;; esac
+done
+wait "$LPID"; echo "DETACHED $?"
+"$WINE" "$LAUNCHER" --policy "$POLICY" --lease-book "$STATE" --status 2>&1 | sed 's/^/HELD /'
+"$WINE" "$CPROBE" client "$PORT4" "$ADDR4" 2>&1 | sed 's/^/PLAIN4 /'
+while IFS= read -t 60 -r l <&3; do echo "E $l"; done
+exec 3<&-
+for i in $(seq 100); do
+  LEFT=$("$WINE" "$LAUNCHER" --policy "$POLICY" --lease-book "$STATE" --status 2>/dev/null)
+  [ -z "$LEFT" ] && break
+  sleep 0.2
+done
+echo "RELEASED [$LEFT]"
 sed 's/^/A /' "$DIR/a.log"
 sed 's/^/B /' "$DIR/b.log"
 "#;
@@ -471,7 +762,7 @@ fn winsock_programs_in_sessions_under_wine() {
     std::fs::write(
         &policy,
         format!(
-            "[virtual_loopback]\nenabled = true\nprograms = [\"cprobe.exe\", \"rprobe.exe\"]\n\
+            "[virtual_loopback]\nenabled = true\nprograms = [\"cprobe.exe\", \"rprobe.exe\", \"iocp.exe\"]\n\
              excluded_ports = [{excluded}]\n"
         ),
     )
@@ -486,6 +777,23 @@ fn winsock_programs_in_sessions_under_wine() {
     );
     // The Rust std::net server; the C client imports connect.
     two_sessions(&w, &policy, &w.rprobe, [(&w.rprobe, &[]), (&w.cprobe, &[])]);
+    // IOCP: ConnectEx after the program's own wildcard bind; mswsock's exported AcceptEx.
+    iocp_programs(&w, &policy, false);
+    let map = w.dir.join("map.toml");
+    std::fs::write(
+        &map,
+        "[virtual_loopback]\nenabled = true\nipv6 = \"map\"\nprograms = [\"iocp.exe\"]\n",
+    )
+    .unwrap();
+    iocp_programs(&w, &map, true);
+    // Children: the C and the Rust probe each start the other's server three ways.
+    for how in ["create", "cmd", "system"] {
+        children(&w, &policy, &w.cprobe, &w.rprobe, how);
+        children(&w, &policy, &w.rprobe, &w.cprobe, how);
+    }
+    for how in ["spawnv", "execv", "shell", "uv"] {
+        children(&w, &policy, &w.cprobe, &w.rprobe, how);
+    }
 
     // Left alone: an excluded port, an unlisted program, the console session (by --console, and by
     // being the session WTSGetActiveConsoleSessionId names: Wine's only session, 1).
@@ -499,6 +807,40 @@ fn winsock_programs_in_sessions_under_wine() {
     );
     let other = w.dir.join("bin").join("other.exe");
     std::fs::copy(&w.cprobe, &other).unwrap();
+    grandchildren(&w, &policy, &other);
+    child_not_virtualized(&w, &std::fs::read_to_string(&policy).unwrap());
+    // A launcher started inside a session cannot start another session: its program is the
+    // session's already (the hook is in it), and it is not run.
+    let out = w
+        .session(
+            &["--id", "7", "--policy", &pol],
+            &w.cprobe,
+            &[
+                "spawn",
+                "create",
+                &win(&w.launcher),
+                "--id",
+                "8",
+                "--policy",
+                &pol,
+                "--",
+                &win(&w.cprobe),
+                "server",
+                &free_port().to_string(),
+                "x",
+            ],
+        )
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("runs inside a session"), "{t}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l == "ready"),
+        "the server ran: {t}"
+    );
     left_alone(
         &w,
         &["--id", "7", "--policy", &pol],
@@ -589,10 +931,10 @@ fn winsock_programs_in_sessions_under_wine() {
         "[virtual_ip]\npool = [\"192.0.2.101-192.0.2.102\"]\n",
     )
     .unwrap();
-    let (port, port2, port3) = (free_port(), free_port(), free_port());
+    let (port, port2, port3, port4) = (free_port(), free_port(), free_port(), free_port());
     let out = w
         .env(&mut Command::new("timeout"))
-        .args(["120", "unshare", "-n", "sh", "-c", VIP_SCRIPT])
+        .args(["180", "unshare", "-n", "bash", "-c", VIP_SCRIPT])
         .env("WINE", &w.loader)
         .env("LAUNCHER", &w.launcher)
         .env("PROBE", win(&w.cprobe))
@@ -603,6 +945,7 @@ fn winsock_programs_in_sessions_under_wine() {
         .env("PORT", port.to_string())
         .env("PORT2", port2.to_string())
         .env("PORT3", port3.to_string())
+        .env("PORT4", port4.to_string())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -668,5 +1011,21 @@ fn winsock_programs_in_sessions_under_wine() {
     );
     assert!(line("PLAIN3").contains(&"got s9"), "{t}");
     assert_eq!(line("RECLAIMED"), ["[]"], "{t}");
+    // The detached server: its program ended (status 0) while it ran on the session's VIP and
+    // held the lease (its job: one holder), and the lease ended with it.
+    assert_eq!(line("DETACHED"), ["0"], "{t}");
+    let held = line("HELD");
+    assert!(
+        held.len() == 1
+            && held[0].starts_with("session 10 192.0.2.10")
+            && held[0].ends_with(" holders=1"),
+        "{t}"
+    );
+    assert!(
+        line("E").iter().any(|l| l.starts_with("bound 192.0.2.10")),
+        "{t}"
+    );
+    assert!(line("PLAIN4").contains(&"got s10"), "{t}");
+    assert_eq!(line("RELEASED"), ["[]"], "{t}");
     assert!(t.contains("session 8: virtual IP 192.0.2.102"), "{t}");
 }

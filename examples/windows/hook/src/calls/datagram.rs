@@ -1,9 +1,14 @@
 //! `sendto`, `WSASendTo` (destinations, and the implicit source bind of an unbound datagram
 //! socket), `recvfrom`, `WSARecvFrom` (the addresses handed back).
 
-#![allow(clippy::wildcard_imports)]
+use std::ffi::c_void;
 
-use crate::*;
+use ipvirt::Call;
+use windows_sys::Win32::Networking::WinSock::SOCKET_ERROR;
+
+use crate::addrs::{destination, fix_reported_len, read_len};
+use crate::config::state;
+use crate::sys::{Depth, Socket, set_last_error};
 
 /// `sendto` to the destination ipvirt says.
 ///
@@ -18,7 +23,7 @@ pub(crate) unsafe extern "system" fn sendto(
     to: *const u8,
     tolen: i32,
 ) -> i32 {
-    let real = real!(F::SendTo, SendToFn);
+    let real = real!(SendTo);
     let depth = Depth::enter();
     let Some(st) = state().filter(|_| depth.outermost()) else {
         // SAFETY: forwarded unchanged.
@@ -53,7 +58,7 @@ pub(crate) unsafe extern "system" fn wsa_send_to(
     overlapped: *mut c_void,
     completion: *const c_void,
 ) -> i32 {
-    let real = real!(F::WsaSendTo, WsaSendToFn);
+    let real = real!(WsaSendTo);
     let depth = Depth::enter();
     let Some(st) = state().filter(|_| depth.outermost()) else {
         // SAFETY: forwarded unchanged.
@@ -106,7 +111,7 @@ pub(crate) unsafe extern "system" fn recvfrom(
     from: *mut u8,
     fromlen: *mut i32,
 ) -> i32 {
-    let real = real!(F::RecvFrom, RecvFromFn);
+    let real = real!(RecvFrom);
     let depth = Depth::enter();
     let Some(st) = state().filter(|_| depth.outermost()) else {
         // SAFETY: forwarded unchanged.
@@ -141,7 +146,7 @@ pub(crate) unsafe extern "system" fn wsa_recv_from(
     overlapped: *mut c_void,
     completion: *const c_void,
 ) -> i32 {
-    let real = real!(F::WsaRecvFrom, WsaRecvFromFn);
+    let real = real!(WsaRecvFrom);
     let depth = Depth::enter();
     let Some(st) = state().filter(|_| depth.outermost()) else {
         // SAFETY: forwarded unchanged.

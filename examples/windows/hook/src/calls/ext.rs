@@ -1,19 +1,27 @@
-//! The Winsock extension functions a program obtains with
-//! `WSAIoctl(SIO_GET_EXTENSION_FUNCTION_POINTER)`: `ConnectEx` (destination and implicit source,
-//! as `connect`) and `GetAcceptExSockaddrs` (the addresses an `AcceptEx` received, as `accept`).
+//! The Winsock extension functions: `ConnectEx` (destination and implicit source, as `connect`),
+//! which programs obtain with `WSAIoctl(SIO_GET_EXTENSION_FUNCTION_POINTER)` only, and
+//! `GetAcceptExSockaddrs` (the addresses an `AcceptEx` received, as `accept` reports them), which
+//! they obtain that way or call as `mswsock.dll`'s export (Go's `syscall` package does).
 //!
 //! The `WSAIoctl` hook hands the program a wrapper instead of the provider's function and keeps the
-//! provider's pointer for the wrapper to call. `AcceptEx` itself needs no wrapper: the addresses it
-//! writes are in the provider's own format, and programs read them with `GetAcceptExSockaddrs`.
+//! provider's pointer for the wrapper to call; `mswsock.dll`'s `GetAcceptExSockaddrs` is detoured
+//! (the hook table). `AcceptEx` needs neither, from `WSAIoctl` or from mswsock: it takes no
+//! address, and the two it writes are in the provider's own format, which programs read with
+//! `GetAcceptExSockaddrs`. `TransmitFile` takes and reports no address.
 
-#![allow(clippy::wildcard_imports)]
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::*;
-
+use ipvirt::Call;
 use windows_sys::Win32::Networking::WinSock::{
     SIO_GET_EXTENSION_FUNCTION_POINTER, WSAID_CONNECTEX, WSAID_GETACCEPTEXSOCKADDRS,
 };
 use windows_sys::core::GUID;
+
+use crate::addrs::{destination, fix_reported};
+use crate::config::state;
+use crate::hooks::GetAcceptExSockaddrs;
+use crate::sys::{Depth, Socket, set_last_error};
 
 /// `ConnectEx` of the provider (0 until a program asked for it).
 static REAL_CONNECTEX: AtomicUsize = AtomicUsize::new(0);
@@ -29,16 +37,6 @@ pub(crate) type ConnectExFn = unsafe extern "system" fn(
     *mut u32,
     *mut c_void,
 ) -> i32;
-pub(crate) type GetAcceptExSockaddrsFn = unsafe extern "system" fn(
-    *const c_void,
-    u32,
-    u32,
-    u32,
-    *mut *mut u8,
-    *mut i32,
-    *mut *mut u8,
-    *mut i32,
-);
 
 fn same(a: &GUID, b: &GUID) -> bool {
     (a.data1, a.data2, a.data3, a.data4) == (b.data1, b.data2, b.data3, b.data4)
@@ -73,7 +71,7 @@ pub(crate) unsafe extern "system" fn wsa_ioctl(
     overlapped: *mut c_void,
     completion: *const c_void,
 ) -> i32 {
-    let real = real!(F::WsaIoctl, WsaIoctlFn);
+    let real = real!(WsaIoctl);
     let depth = Depth::enter();
     // SAFETY: forwarded unchanged.
     let r = unsafe {
@@ -106,7 +104,7 @@ pub(crate) unsafe extern "system" fn wsa_ioctl(
         wrap(
             &REAL_GETACCEPTEXSOCKADDRS,
             provided,
-            get_accept_ex_sockaddrs as GetAcceptExSockaddrsFn as usize,
+            provided_get_accept_ex_sockaddrs as GetAcceptExSockaddrs as usize,
         )
     } else {
         None
@@ -156,8 +154,34 @@ pub(crate) unsafe extern "system" fn connect_ex(
     }
 }
 
-/// `GetAcceptExSockaddrs`: the local and remote addresses of an `AcceptEx` as `accept` reports
-/// them.
+/// `GetAcceptExSockaddrs` as `WSAIoctl` handed it out: [`accept_ex_addrs`] of the provider's.
+///
+/// # Safety
+///
+/// As Winsock's `GetAcceptExSockaddrs`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe extern "system" fn provided_get_accept_ex_sockaddrs(
+    buf: *const c_void,
+    datalen: u32,
+    locallen: u32,
+    remotelen: u32,
+    local: *mut *mut u8,
+    local_len: *mut i32,
+    remote: *mut *mut u8,
+    remote_len: *mut i32,
+) {
+    let p = REAL_GETACCEPTEXSOCKADDRS.load(Ordering::Acquire);
+    // SAFETY: the wrapper is handed out only after the provider's function was stored.
+    let real = unsafe { std::mem::transmute::<usize, GetAcceptExSockaddrs>(p) };
+    // SAFETY: the caller's contract.
+    unsafe {
+        accept_ex_addrs(
+            real, buf, datalen, locallen, remotelen, local, local_len, remote, remote_len,
+        )
+    }
+}
+
+/// `mswsock.dll`'s `GetAcceptExSockaddrs` (detoured): [`accept_ex_addrs`] of the original.
 ///
 /// # Safety
 ///
@@ -173,9 +197,34 @@ pub(crate) unsafe extern "system" fn get_accept_ex_sockaddrs(
     remote: *mut *mut u8,
     remote_len: *mut i32,
 ) {
-    let p = REAL_GETACCEPTEXSOCKADDRS.load(Ordering::Acquire);
-    // SAFETY: the wrapper is handed out only after the provider's function was stored.
-    let real = unsafe { std::mem::transmute::<usize, GetAcceptExSockaddrsFn>(p) };
+    let real = real!(GetAcceptExSockaddrs);
+    // SAFETY: the caller's contract.
+    unsafe {
+        accept_ex_addrs(
+            real, buf, datalen, locallen, remotelen, local, local_len, remote, remote_len,
+        )
+    }
+}
+
+/// Calls `real` and reports the local and remote addresses of an `AcceptEx` as `accept` reports
+/// them. Under Wine, mswsock's function asks `WSAIoctl` for the provider's: the depth guard lets
+/// only the outer of the two rewrite.
+///
+/// # Safety
+///
+/// As Winsock's `GetAcceptExSockaddrs`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn accept_ex_addrs(
+    real: GetAcceptExSockaddrs,
+    buf: *const c_void,
+    datalen: u32,
+    locallen: u32,
+    remotelen: u32,
+    local: *mut *mut u8,
+    local_len: *mut i32,
+    remote: *mut *mut u8,
+    remote_len: *mut i32,
+) {
     let depth = Depth::enter();
     // SAFETY: forwarded unchanged.
     unsafe {

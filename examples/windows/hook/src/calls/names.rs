@@ -1,15 +1,21 @@
 //! `getsockname`, `getpeername`, `accept`, `WSAAccept`: the addresses handed back.
 
-#![allow(clippy::wildcard_imports)]
+use std::ffi::c_void;
 
-use crate::*;
+use windows_sys::Win32::Networking::WinSock::INVALID_SOCKET;
+
+use crate::addrs::{fix_reported_len, read_len};
+use crate::calls::connect::bind_now;
+use crate::config::state;
+use crate::hooks::GetSockName;
+use crate::sys::{Depth, Socket};
 
 /// The body of the two `get*name` hooks.
 ///
 /// # Safety
 ///
 /// As Winsock's `getsockname`.
-unsafe fn name_of(real: AddrOutFn, s: Socket, name: *mut u8, namelen: *mut i32) -> i32 {
+unsafe fn name_of(real: GetSockName, s: Socket, name: *mut u8, namelen: *mut i32) -> i32 {
     let depth = Depth::enter();
     let Some(st) = state().filter(|_| depth.outermost()) else {
         // SAFETY: forwarded unchanged.
@@ -26,7 +32,10 @@ unsafe fn name_of(real: AddrOutFn, s: Socket, name: *mut u8, namelen: *mut i32) 
     r
 }
 
-/// `getsockname`: the session's loopback reported as the localhost address the program used.
+/// `getsockname`: the session's loopback reported as the localhost address the program used. A
+/// held-back bind (see [`crate::pending`]) is made first, with the bind rules: a program that asks
+/// for its name before it connects or listens wants the port the system chose (`bind(0)`, then
+/// `getsockname`, is how programs find a free port).
 ///
 /// # Safety
 ///
@@ -36,7 +45,16 @@ pub(crate) unsafe extern "system" fn getsockname(
     name: *mut u8,
     namelen: *mut i32,
 ) -> i32 {
-    let real = real!(F::GetSockName, AddrOutFn);
+    let real = real!(GetSockName);
+    {
+        let depth = Depth::enter();
+        if let Some(st) = state().filter(|_| depth.outermost()) {
+            let r = bind_now(st, s);
+            if r != 0 {
+                return r;
+            }
+        }
+    }
     // SAFETY: the caller's contract.
     unsafe { name_of(real, s, name, namelen) }
 }
@@ -51,7 +69,7 @@ pub(crate) unsafe extern "system" fn getpeername(
     name: *mut u8,
     namelen: *mut i32,
 ) -> i32 {
-    let real = real!(F::GetPeerName, AddrOutFn);
+    let real = real!(GetPeerName);
     // SAFETY: the caller's contract.
     unsafe { name_of(real, s, name, namelen) }
 }
@@ -62,7 +80,7 @@ pub(crate) unsafe extern "system" fn getpeername(
 ///
 /// As Winsock's `accept`.
 pub(crate) unsafe extern "system" fn accept(s: Socket, addr: *mut u8, addrlen: *mut i32) -> Socket {
-    let real = real!(F::Accept, AcceptFn);
+    let real = real!(Accept);
     let depth = Depth::enter();
     let Some(st) = state().filter(|_| depth.outermost()) else {
         // SAFETY: forwarded unchanged.
@@ -92,7 +110,7 @@ pub(crate) unsafe extern "system" fn wsa_accept(
     condition: *const c_void,
     data: usize,
 ) -> Socket {
-    let real = real!(F::WsaAccept, WsaAcceptFn);
+    let real = real!(WsaAccept);
     let depth = Depth::enter();
     let Some(st) = state().filter(|_| depth.outermost()) else {
         // SAFETY: forwarded unchanged.

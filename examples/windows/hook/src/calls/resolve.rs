@@ -1,10 +1,15 @@
 //! `getaddrinfo`, `GetAddrInfoW`, `gethostbyname`: the server's own address resolved as the VIP.
 
-#![allow(clippy::wildcard_imports)]
+use std::ffi::c_void;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::ptr;
 
-use crate::*;
-
+use ipvirt::{Call, RawOutcome, read_sockaddr, write_sockaddr};
 use windows_sys::Win32::Networking::WinSock::{ADDRINFOA, HOSTENT};
+
+use crate::addrs::{LAYOUT, STORAGE};
+use crate::config::{State, say, state};
+use crate::sys::Depth;
 
 /// Rewrites every address of an `addrinfo` list in place (`ADDRINFOA` and `ADDRINFOW` have the
 /// same layout up to `ai_next`).
@@ -45,7 +50,7 @@ pub(crate) unsafe extern "system" fn getaddrinfo(
     hints: *const c_void,
     res: *mut *mut ADDRINFOA,
 ) -> i32 {
-    let real = real!(F::GetAddrInfo, GetAddrInfoFn);
+    let real = real!(GetAddrInfo);
     let depth = Depth::enter();
     // SAFETY: forwarded unchanged.
     let r = unsafe { real(node, service, hints, res) };
@@ -70,7 +75,7 @@ pub(crate) unsafe extern "system" fn get_addr_info_w(
     hints: *const c_void,
     res: *mut *mut ADDRINFOA,
 ) -> i32 {
-    let real = real!(F::GetAddrInfoW, GetAddrInfoWFn);
+    let real = real!(GetAddrInfoW);
     let depth = Depth::enter();
     // SAFETY: forwarded unchanged.
     let r = unsafe { real(node, service, hints, res) };
@@ -91,7 +96,7 @@ pub(crate) unsafe extern "system" fn get_addr_info_w(
 ///
 /// As Winsock's `gethostbyname`.
 pub(crate) unsafe extern "system" fn gethostbyname(name: *const u8) -> *mut HOSTENT {
-    let real = real!(F::GetHostByName, GetHostByNameFn);
+    let real = real!(GetHostByName);
     let depth = Depth::enter();
     // SAFETY: forwarded unchanged.
     let h = unsafe { real(name) };

@@ -1,6 +1,14 @@
-//! Starting the command suspended, loading the hook DLL into it and calling its `ipvirt_init`.
+//! Loading the hook DLL into a process that is still suspended and calling its `ipvirt_init`:
+//! what the launcher does to the program it starts, and what the hook does to every process a
+//! hooked process creates (`calls/process.rs`).
+//!
+//! `LoadLibraryW` runs on a thread of the target made with `CreateRemoteThread` (kernel32 is mapped
+//! at the same address in every process of a boot, so this process's `LoadLibraryW` is the
+//! target's); the DLL's base in the target is found among its modules, and `ipvirt_init` is called
+//! at the same offset from it on a second thread. Both are waited for, with a deadline.
 
-use std::ffi::c_void;
+use std::ffi::{OsStr, c_void};
+use std::os::windows::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr;
 
@@ -14,8 +22,7 @@ use windows_sys::Win32::System::ProcessStatus::{
     EnumProcessModulesEx, GetModuleFileNameExW, LIST_MODULES_ALL,
 };
 use windows_sys::Win32::System::Threading::{
-    CREATE_SUSPENDED, CreateProcessW, CreateRemoteThread, GetExitCodeThread,
-    LPTHREAD_START_ROUTINE, PROCESS_INFORMATION, STARTUPINFOW, TerminateProcess,
+    CreateRemoteThread, GetExitCodeThread, IsWow64Process, LPTHREAD_START_ROUTINE,
     WaitForSingleObject,
 };
 
@@ -24,100 +31,45 @@ use windows_sys::Win32::System::Threading::{
 const DEADLINE_MS: u32 = 60_000;
 
 /// A NUL-terminated UTF-16 copy of `s`.
-pub(crate) fn wide(s: &std::ffi::OsStr) -> Vec<u16> {
-    use std::os::windows::ffi::OsStrExt;
+fn wide(s: &OsStr) -> Vec<u16> {
     s.encode_wide().chain(Some(0)).collect()
 }
 
-/// One argument quoted for a Windows command line, as `CommandLineToArgvW` and the C runtime read
-/// it back: quotes around arguments with spaces, tabs or quotes (or empty ones), backslashes
-/// doubled before a quote.
-pub(crate) fn quote(arg: &str) -> String {
-    if !arg.is_empty() && !arg.contains([' ', '\t', '\n', '\u{b}', '"']) {
-        return arg.to_owned();
-    }
-    let mut out = String::from("\"");
-    let mut backslashes = 0usize;
-    for c in arg.chars() {
-        match c {
-            '\\' => backslashes += 1,
-            '"' => {
-                out.extend(std::iter::repeat_n('\\', backslashes * 2 + 1));
-                out.push('"');
-                backslashes = 0;
-            }
-            _ => {
-                out.extend(std::iter::repeat_n('\\', backslashes));
-                out.push(c);
-                backslashes = 0;
-            }
-        }
-    }
-    out.extend(std::iter::repeat_n('\\', backslashes * 2));
-    out.push('"');
-    out
+/// A process to load the DLL into, by a handle its owner keeps (and closes).
+#[derive(Debug)]
+pub struct Target {
+    process: HANDLE,
 }
 
-/// A started, still suspended, process. Dropped without [`Suspended::resume`], it is terminated.
-pub(crate) struct Suspended {
-    pub(crate) process: HANDLE,
-    thread: HANDLE,
-    pub(crate) pid: u32,
-    resumed: bool,
-}
-
-impl Drop for Suspended {
-    fn drop(&mut self) {
-        // SAFETY: the handles are ours, closed once.
-        unsafe {
-            if !self.resumed {
-                TerminateProcess(self.process, 2);
-            }
-            CloseHandle(self.thread);
-            CloseHandle(self.process);
-        }
+impl Target {
+    /// The process of `process`.
+    ///
+    /// # Safety
+    ///
+    /// `process` is a handle of a process whose threads have not run yet (created with
+    /// `CREATE_SUSPENDED`), with the rights `CreateRemoteThread`, `VirtualAllocEx`,
+    /// `WriteProcessMemory` and `EnumProcessModulesEx` need (a handle from `CreateProcess` has
+    /// them), and it stays open while the `Target` is used.
+    pub unsafe fn new(process: HANDLE) -> Target {
+        Target { process }
     }
-}
 
-impl Suspended {
-    /// Starts `command` (program and arguments) suspended, inheriting this process's environment,
-    /// standard handles and directory.
-    pub(crate) fn start(command: &[String]) -> Result<Suspended, String> {
-        let line: Vec<String> = command.iter().map(|a| quote(a)).collect();
-        let mut line = wide(line.join(" ").as_ref());
-        // SAFETY: zeroed STARTUPINFOW/PROCESS_INFORMATION are valid initial values.
-        let mut si: STARTUPINFOW = unsafe { std::mem::zeroed() };
-        si.cb = std::mem::size_of::<STARTUPINFOW>() as u32;
-        // SAFETY: as above.
-        let mut pi: PROCESS_INFORMATION = unsafe { std::mem::zeroed() };
-        // SAFETY: line is a writable NUL-terminated command line; the out structures are valid.
-        let ok = unsafe {
-            CreateProcessW(
-                ptr::null(),
-                line.as_mut_ptr(),
-                ptr::null(),
-                ptr::null(),
-                1,
-                CREATE_SUSPENDED,
-                ptr::null(),
-                ptr::null(),
-                &si,
-                &mut pi,
-            )
-        };
-        if ok == 0 {
+    /// Whether the process runs 32-bit code on 64-bit Windows (WOW64): this 64-bit DLL cannot be
+    /// loaded into it.
+    ///
+    /// # Errors
+    ///
+    /// `IsWow64Process` fails.
+    pub fn is_32bit(&self) -> Result<bool, String> {
+        let mut wow = 0;
+        // SAFETY: a valid process handle; wow is a valid out pointer.
+        if unsafe { IsWow64Process(self.process, &mut wow) } == 0 {
             return Err(format!(
-                "cannot start {:?}: {}",
-                command.first().map(String::as_str).unwrap_or(""),
+                "IsWow64Process: {}",
                 std::io::Error::last_os_error()
             ));
         }
-        Ok(Suspended {
-            process: pi.hProcess,
-            thread: pi.hThread,
-            pid: pi.dwProcessId,
-            resumed: false,
-        })
+        Ok(wow != 0)
     }
 
     /// Runs `start(param)` on a new thread of the process and returns its exit code.
@@ -162,8 +114,13 @@ impl Suspended {
     }
 
     /// Loads `dll` into the process (`LoadLibraryW` on a remote thread) and calls its export
-    /// `ipvirt_init`. `Ok(code)`: `ipvirt_init`'s answer (0 = ready).
-    pub(crate) fn inject(&self, dll: &Path) -> Result<u32, String> {
+    /// `ipvirt_init`, `init_offset` bytes from the DLL's base ([`init_offset`]). `Ok(code)`:
+    /// `ipvirt_init`'s answer (0 = ready).
+    ///
+    /// # Errors
+    ///
+    /// The DLL cannot be loaded into the process, or a thread of it did not finish in time.
+    pub fn inject(&self, dll: &Path, init_offset: usize) -> Result<u32, String> {
         let path = wide(dll.as_os_str());
         let bytes = path.len() * 2;
         // SAFETY: a valid process handle.
@@ -182,13 +139,19 @@ impl Suspended {
                 std::io::Error::last_os_error()
             ));
         }
-        let result = self.load_and_init(dll, &path, mem);
+        let result = self.load_and_init(dll, &path, mem, init_offset);
         // SAFETY: mem was allocated above in that process; freed once.
         unsafe { VirtualFreeEx(self.process, mem, 0, MEM_RELEASE) };
         result
     }
 
-    fn load_and_init(&self, dll: &Path, path: &[u16], mem: *mut c_void) -> Result<u32, String> {
+    fn load_and_init(
+        &self,
+        dll: &Path,
+        path: &[u16],
+        mem: *mut c_void,
+        init_offset: usize,
+    ) -> Result<u32, String> {
         let mut written = 0usize;
         // SAFETY: mem holds path.len() * 2 bytes in the target; path is ours.
         let ok = unsafe {
@@ -222,7 +185,7 @@ impl Suspended {
             ));
         }
         let base = self.module_base(dll, low)?;
-        let init = base + init_offset(dll)?;
+        let init = base + init_offset;
         self.call(init, ptr::null(), "ipvirt_init")
     }
 
@@ -271,24 +234,15 @@ impl Suspended {
             dll.display()
         ))
     }
-
-    /// Lets the program run.
-    pub(crate) fn resume(&mut self) -> Result<(), String> {
-        // SAFETY: our thread handle.
-        if unsafe { windows_sys::Win32::System::Threading::ResumeThread(self.thread) } == u32::MAX {
-            return Err(format!(
-                "cannot resume the program: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        self.resumed = true;
-        Ok(())
-    }
 }
 
-/// The offset of `ipvirt_init` from the DLL's base, read by loading the DLL here (its `DllMain`
-/// does nothing; `ipvirt_init` is not called in the launcher).
-fn init_offset(dll: &Path) -> Result<usize, String> {
+/// The offset of `ipvirt_init` from the DLL's base, read by loading the DLL into this process (its
+/// `DllMain` does nothing; `ipvirt_init` is not called).
+///
+/// # Errors
+///
+/// The DLL cannot be loaded or does not export `ipvirt_init`.
+pub fn init_offset(dll: &Path) -> Result<usize, String> {
     let path = wide(dll.as_os_str());
     // SAFETY: path is NUL-terminated.
     let h = unsafe { LoadLibraryW(path.as_ptr()) };
