@@ -1,8 +1,21 @@
 //! Copying addresses in and out of the program's memory, and the calls every family shares.
 
-#![allow(clippy::wildcard_imports)]
+use std::ffi::c_int;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::ptr;
 
-use crate::*;
+use ipvirt::{Call, RawOutcome, Refusal, SockaddrLayout, read_sockaddr, write_sockaddr};
+use libc::{sockaddr, socklen_t};
+
+use crate::config::State;
+use crate::diag::say;
+use crate::fds::{IMPLICIT, defer_port, has, is_bound, mark_bound, set_no_port, socket_type};
+use crate::sys::{errno, real_bind, set_errno};
+
+/// The layout of socket addresses on this platform.
+pub(crate) const LAYOUT: SockaddrLayout = SockaddrLayout::LINUX;
+/// The largest socket address (`sizeof(struct sockaddr_storage)`).
+pub(crate) const STORAGE: usize = ipvirt::SOCKADDR_STORAGE_LEN;
 
 /// A private copy of the program's address: as many bytes as its family needs (never more than it
 /// said it has), the rest zero. `None` when the layer has nothing to do with it.

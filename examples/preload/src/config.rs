@@ -1,8 +1,14 @@
 //! The configuration, read once when the library is loaded, and the state built from it.
 
-#![allow(clippy::wildcard_imports)]
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
-use crate::*;
+use ipvirt::{Host, Policy, Rewriter, Session, SessionId, Vip};
+
+use crate::diag::{interface_addresses, say};
+use crate::sys::{errno, set_errno};
 
 pub(crate) struct State {
     pub(crate) rw: Rewriter,

@@ -1,8 +1,13 @@
 //! Diagnostics on stderr that can never kill or stop the program.
 
-#![allow(clippy::wildcard_imports)]
+use std::ffi::c_int;
+use std::net::IpAddr;
+use std::ptr;
 
-use crate::*;
+use ipvirt::read_sockaddr;
+
+use crate::addrs::LAYOUT;
+use crate::sys::{errno, set_errno};
 
 /// A diagnostic being formatted: a stack buffer, written out with [`write_stderr`] when full and at
 /// the end. Formatting into it cannot fail and never allocates.

@@ -1,8 +1,13 @@
 //! What the layer knows about descriptor numbers, and the socket options it reads or sets.
 
-#![allow(clippy::wildcard_imports)]
+use std::ffi::{c_int, c_uint};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::*;
+use ipvirt::{Stack, read_sockaddr};
+use libc::socklen_t;
+
+use crate::addrs::{LAYOUT, STORAGE};
+use crate::sys::real_getsockname;
 
 pub(crate) const TRACKED: usize = 65_536;
 /// Sockets the layer saw created (by `socket`) and not bound since: known unbound without asking.

@@ -1,8 +1,16 @@
 //! `bind` and `connect`.
 
-#![allow(clippy::wildcard_imports)]
+use std::ffi::c_int;
 
-use crate::*;
+use ipvirt::{Call, RawError, RawOutcome, Stack};
+use libc::{sockaddr, socklen_t};
+
+use crate::addrs::{
+    LAYOUT, STORAGE, bind_source, clear_v6only, copy_in, debug, fail_with, is_ipv6_loopback,
+};
+use crate::config::state;
+use crate::fds::{FRESH, IMPLICIT, flag, is_bound, mark_bound, stack_of};
+use crate::sys::{BindFn, errno, set_errno};
 
 /// `bind(2)` with the address ipvirt says.
 ///

@@ -1,8 +1,15 @@
 //! `sendto`, `sendmsg`, `sendmmsg`: destinations, and the implicit source bind.
 
-#![allow(clippy::wildcard_imports)]
+use std::ffi::{c_int, c_uint, c_void};
+use std::ptr;
 
-use crate::*;
+use ipvirt::{Call, RawError, RawOutcome};
+use libc::{mmsghdr, msghdr, sockaddr, socklen_t, ssize_t};
+
+use crate::addrs::{LAYOUT, STORAGE, bind_source, copy_in, debug, fail_with};
+use crate::config::{State, state};
+use crate::fds::{FRESH, IMPLICIT, flag};
+use crate::sys::{errno, set_errno};
 
 /// Rewrites a send destination in `buf` and binds the source if needed. `Err(-1)` with errno set:
 /// fail the call.
