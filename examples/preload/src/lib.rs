@@ -75,7 +75,9 @@
 //!
 //! ## Files
 //!
-//! Every file imports what it uses by name (no prelude). `config.rs` reads the configuration and builds the state; `diag.rs` writes diagnostics;
+//! Every file imports what it uses by name (no prelude). `config.rs` reads the configuration and
+//! builds the state (the policy file through `ipvirt_host::policy_file`); `diag.rs` writes
+//! diagnostics;
 //! `sys.rs` has `errno` and the real functions; `fds.rs` what is known about descriptors;
 //! `addrs.rs` copies addresses in and out; `calls/` the interposed functions, one file per call
 //! family. Every address goes through ipvirt's sockaddr layer ([`ipvirt::Rewriter::raw`],
