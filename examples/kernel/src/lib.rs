@@ -20,6 +20,12 @@
 //! - **Failing closed**: the launcher checks that all programs are attached before it starts the
 //!   command; a process of the tree whose session has no entry gets EPERM from bind, connect and
 //!   sendmsg instead of the shared `127.0.0.1`.
+//! - **Whose call it is**: the kernel runs the programs of the *socket's* cgroup, and a socket
+//!   keeps the cgroup it was made in; the programs decide by the *calling task's* cgroup. A
+//!   process outside the root that uses a socket a session passed to it (`SCM_RIGHTS`) is in no
+//!   session and left alone (SPEC §12); one of another session gets its own session's answers.
+//!   (The loader runs in the host's cgroup namespace: the root's level is counted from the
+//!   hierarchy's root.)
 //! - **Per-task cache**: each task keeps what the tables said for it (session entry, program
 //!   entry) in BPF task storage, valid while it runs the same executable in the same cgroup and
 //!   no table was written since (a generation the loader bumps after every write). A repeated call
@@ -64,9 +70,9 @@ pub const PROGRAMS: [(&str, u32); 12] = [
 ];
 
 const NAME_LEN: usize = 64;
-/// `struct ipv_config`: unlisted program entry, version, generation, padding.
-const CONFIG_VERSION: u32 = 2;
-const CONFIG_LEN: usize = 16;
+/// `struct ipv_config`: unlisted program entry, version, generation, the root's level and id.
+const CONFIG_VERSION: u32 = 3;
+const CONFIG_LEN: usize = 24;
 /// The `.rodata` global that turns the per-task cache on.
 const CACHE_GLOBAL: &str = "ipv_task_cache_on";
 const LOCK_FILE: &str = "/run/lock/ipvirt-kernel.lock";
@@ -231,6 +237,7 @@ pub fn lock() -> Result<Lock, String> {
 #[derive(Debug)]
 pub struct Layer {
     root: PathBuf,
+    root_id: RootId,
     maps: Maps,
     /// What the caller should tell the administrator (see [`Layer::take_notes`]).
     notes: Vec<String>,
@@ -298,13 +305,37 @@ fn open_maps(prog: &OwnedFd) -> Result<Maps, String> {
     Ok(maps)
 }
 
-/// The config map's value: the unlisted entry, the version, the generation.
-fn config_bytes(unlisted: u32, version: u32, generation: u32) -> [u8; CONFIG_LEN] {
+/// Where the layer is attached: the root cgroup's level in the cgroup2 hierarchy and its id. The
+/// programs tell a task of the tree from one outside it (which they leave alone) by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RootId {
+    level: u32,
+    id: u64,
+}
+
+/// The config map's value: the unlisted entry, the version, the generation, the root.
+fn config_bytes(unlisted: u32, version: u32, generation: u32, root: RootId) -> [u8; CONFIG_LEN] {
     let mut b = [0u8; CONFIG_LEN];
     b[..4].copy_from_slice(&unlisted.to_ne_bytes());
     b[4..8].copy_from_slice(&version.to_ne_bytes());
     b[8..12].copy_from_slice(&generation.to_ne_bytes());
+    b[12..16].copy_from_slice(&root.level.to_ne_bytes());
+    b[16..24].copy_from_slice(&root.id.to_ne_bytes());
     b
+}
+
+/// The root cgroup `root`'s level below the cgroup2 mount `mount` (the hierarchy's root is level
+/// 0: the loader runs in the host's cgroup namespace, as the kernel counts levels) and its id.
+fn root_id(mount: &Path, root: &Path) -> Result<RootId, String> {
+    let below = root
+        .strip_prefix(mount)
+        .map_err(|_| format!("{} is not below {}", root.display(), mount.display()))?;
+    let level = u32::try_from(below.components().count())
+        .map_err(|_| format!("{}: too deep", root.display()))?;
+    Ok(RootId {
+        level,
+        id: cgroup_id(root)?,
+    })
 }
 
 /// Whether the kernel refused a program (the verifier), as opposed to failing to attach it.
@@ -451,7 +482,13 @@ impl Layer {
             }
         }
         let maps = open_maps(&progs[0].0)?;
-        let layer = Layer { root, maps, notes };
+        let root_id = root_id(&cgroup2_mount()?, &root)?;
+        let layer = Layer {
+            root,
+            root_id,
+            maps,
+            notes,
+        };
         layer.reclaim()?;
         layer.install(tables, replace_live)?;
         Ok(layer)
@@ -470,7 +507,8 @@ impl Layer {
 
     /// Opens the layer if it is attached at `<cgroup2>/<root_name>`; `None` when it is not.
     pub fn find(root_name: &str) -> Result<Option<Layer>, String> {
-        let root = cgroup2_mount()?.join(root_name);
+        let mount = cgroup2_mount()?;
+        let root = mount.join(root_name);
         if !root.exists() {
             return Ok(None);
         }
@@ -481,6 +519,7 @@ impl Layer {
         };
         let maps = open_maps(first)?;
         Ok(Some(Layer {
+            root_id: root_id(&mount, &root)?,
             root,
             maps,
             notes: Vec::new(),
@@ -538,11 +577,17 @@ impl Layer {
             .lookup(&zero, &mut current_config)
             .map_err(|e| format!("reading the config map: {e}"))?;
         let generation = u32::from_ne_bytes(current_config[8..12].try_into().unwrap_or([0; 4]));
-        let config = config_bytes(t.unlisted.flags, CONFIG_VERSION, generation.wrapping_add(2));
+        let config = config_bytes(
+            t.unlisted.flags,
+            CONFIG_VERSION,
+            generation.wrapping_add(2),
+            self.root_id,
+        );
         let same_programs = self.program_maps_hold(t)?;
         let same = have
             && current == policy_bytes(&t.policy)
             && current_config[..8] == config[..8]
+            && current_config[12..] == config[12..]
             && same_programs;
         if same {
             return Ok(());
@@ -563,7 +608,10 @@ impl Layer {
         // so no task keeps a cached entry from before.
         self.maps
             .config
-            .update(&zero, &config_bytes(0, 0, generation.wrapping_add(1)))
+            .update(
+                &zero,
+                &config_bytes(0, 0, generation.wrapping_add(1), self.root_id),
+            )
             .map_err(|e| format!("writing the config map: {e}"))?;
         for (map, len) in [(&self.maps.names, NAME_LEN), (&self.maps.files, 16)] {
             for k in map

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 use ipvirt::{Host, Policy, Rewriter, Session, SessionId, Vip};
 use ipvirt_host::policy_file::{self, PolicyFileError};
 
-use crate::diag::{interface_addresses, say};
+use crate::diag::{interface_addresses, remember_stderr, say};
 use crate::sys::{errno, set_errno};
 
 pub(crate) struct State {
@@ -29,6 +29,7 @@ pub(crate) static STATE: AtomicPtr<State> = AtomicPtr::new(ptr::null_mut());
 pub(crate) static INIT: extern "C" fn() = init_at_load;
 
 extern "C" fn init_at_load() {
+    remember_stderr();
     let _ = state();
 }
 
@@ -45,6 +46,7 @@ pub(crate) fn state() -> Option<&'static State> {
         .compare_exchange(UNINIT, INITIALIZING, Ordering::AcqRel, Ordering::Acquire)
         .is_ok()
     {
+        remember_stderr();
         let errno = errno();
         // A panic must not unwind out of an `extern "C"` function (it would abort the program):
         // should reading the configuration ever panic, it counts as a bad configuration.
