@@ -6,8 +6,12 @@
 //!   (`<cgroup2>/ipvirt`) with the **classic** attachment (`BPF_PROG_ATTACH`,
 //!   `BPF_F_ALLOW_MULTI`), which the cgroup holds: the programs stay attached after the launcher
 //!   exits or is killed. A second launcher finds them with `BPF_PROG_QUERY` and opens their maps by
-//!   id; no bpffs pinning is involved. A file lock (`/run/lock/ipvirt-kernel.lock`) serialises
-//!   set-up, session start and clean-up.
+//!   id; no bpffs pinning is involved. A file lock (`/run/ipvirt/kernel.lock`) serialises
+//!   set-up, session start and clean-up. `/run/ipvirt/` is root's (mode 0755; the service's
+//!   control socket lives there too) and the lock file root's (0600), both checked and reached
+//!   without following a link (`ipvirt_host::PrivateDir`): no other user can take the lock
+//!   first, as they could in the world-writable `/run/lock`. The wait for it is bounded
+//!   ([`lock_with`]).
 //! - **Tables**: the policy table and the program entries come from the library's compiled
 //!   policy ([`ipvirt::Engine`]); one policy per root. A launcher with another policy replaces the
 //!   tables only when no session runs, and otherwise refuses with an error.
@@ -47,8 +51,12 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use std::ffi::OsStr;
+
 use ipvirt::table::{PolicyTable, ProgramEntry, SessionEntry};
 use ipvirt::{Engine, Policy, SessionId, fold_program_name};
+use ipvirt_host::LockWait;
+use ipvirt_host::private_fs::{self, Access, PrivateDir};
 
 /// The BPF object, aligned for the ELF reader.
 static OBJECT: &[u8] = aya::include_bytes_aligned!("../bpf/ipvirt.bpf.o");
@@ -75,7 +83,9 @@ const CONFIG_VERSION: u32 = 3;
 const CONFIG_LEN: usize = 24;
 /// The `.rodata` global that turns the per-task cache on.
 const CACHE_GLOBAL: &str = "ipv_task_cache_on";
-const LOCK_FILE: &str = "/run/lock/ipvirt-kernel.lock";
+/// The directory of the set-up lock (and of the service's control socket).
+pub const RUN_DIR: &str = "/run/ipvirt";
+const LOCK_NAME: &str = "kernel.lock";
 
 /// The layer's maps, opened by id.
 #[derive(Debug)]
@@ -220,16 +230,31 @@ pub fn cgroup2_mount() -> Result<PathBuf, String> {
 #[derive(Debug)]
 pub struct Lock(#[allow(dead_code)] File);
 
-/// Takes the layer's set-up lock, waiting for it.
+/// Takes the layer's set-up lock, waiting for it at most [`LockWait::DEFAULT_DEADLINE`].
+///
+/// # Errors
+///
+/// As [`lock_with`].
 pub fn lock() -> Result<Lock, String> {
-    let _ = std::fs::create_dir_all("/run/lock");
-    let f = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(LOCK_FILE)
-        .map_err(|e| format!("{LOCK_FILE}: {e}"))?;
-    f.lock().map_err(|e| format!("{LOCK_FILE}: {e}"))?;
+    lock_with(&LockWait::default())
+}
+
+/// Takes the layer's set-up lock (`/run/ipvirt/kernel.lock`), waiting as `wait` says. The
+/// directory is made (root's, mode 0755) when missing; it and the lock file must be root's and
+/// writable by nobody else, and no link is followed.
+///
+/// # Errors
+///
+/// A sentence naming the directory or the lock file and what is wrong with it, or, past the
+/// deadline or when `wait` stops, the lock file and its holder.
+pub fn lock_with(wait: &LockWait) -> Result<Lock, String> {
+    let dir = PrivateDir::create(Path::new(RUN_DIR), 0o755).map_err(|e| e.to_string())?;
+    let path = dir.path().join(LOCK_NAME);
+    let f = dir
+        .open_file(OsStr::new(LOCK_NAME), Access::ReadWriteCreate)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{}: not created", path.display()))?;
+    private_fs::lock(&f, &path, wait).map_err(|e| e.to_string())?;
     Ok(Lock(f))
 }
 
