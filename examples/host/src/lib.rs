@@ -32,6 +32,8 @@ pub mod holder;
 pub mod lease_book;
 #[cfg(all(target_os = "linux", feature = "live"))]
 pub mod live;
+#[cfg(all(target_os = "linux", feature = "dhcp"))]
+mod netlink;
 pub mod policy_file;
 pub mod private_fs;
 #[cfg(windows)]
