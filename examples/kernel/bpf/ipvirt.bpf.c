@@ -120,8 +120,7 @@ struct ipv_config {
     ipvirt_program_entry unlisted; /* the entry of an executable no list names */
     __u32 version;                 /* IPV_CONFIG_VERSION */
     __u32 generation;              /* bumped by the loader after every write to a table */
-    __u32 root_level;              /* the attachment root's level in the cgroup2 hierarchy */
-    __u64 root_id;                 /* the attachment root's cgroup id */
+    __u32 pad;
 };
 #define IPV_CONFIG_VERSION 3u
 
@@ -166,6 +165,15 @@ struct {
     __type(key, __u64);
     __type(value, ipvirt_session_entry);
 } ipv_sessions SEC(".maps");
+
+/* The cgroups the programs are attached at (the layer's root, and each cgroup the service
+ * attached them at, e.g. a logind scope), by id: a task below one of them is in the layer's tree. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u64);
+    __type(value, __u32);
+} ipv_anchors SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
@@ -256,6 +264,21 @@ INLINE ipvirt_program_entry program_entry(const struct ipv_config *cfg, struct f
     return p ? *p : cfg->unlisted;
 }
 
+/* Whether the calling task is in a cgroup below one the programs are attached at. */
+INLINE int in_tree(void)
+{
+    __u64 id;
+    int level;
+    for (level = 0; level < IPV_MAX_LEVEL; level++) {
+        id = bpf_get_current_ancestor_cgroup_id(level);
+        if (id == 0)
+            break;
+        if (bpf_map_lookup_elem(&ipv_anchors, &id))
+            return 1;
+    }
+    return 0;
+}
+
 /* Fills *t; IPV_FOUND, IPV_OUTSIDE or IPV_UNKNOWN. */
 INLINE int tables(ipv_tables *t)
 {
@@ -294,10 +317,10 @@ INLINE int tables(ipv_tables *t)
     s = session_entry(cgroup);
     if (!s) {
         /* The programs of the socket's cgroup run, and a socket keeps the cgroup it was made in:
-         * a task outside the attachment root that uses a socket a session passed to it
+         * a task outside the layer's tree (ipv_anchors) that uses a socket a session passed to it
          * (SCM_RIGHTS) lands here. It is in no session, so it is left alone (SPEC §12); only a
          * task of the tree without a session entry fails closed. */
-        if (bpf_get_current_ancestor_cgroup_id((int)cfg->root_level) != cfg->root_id)
+        if (!in_tree())
             return IPV_OUTSIDE;
         return IPV_UNKNOWN;
     }

@@ -26,10 +26,10 @@
 //!   sendmsg instead of the shared `127.0.0.1`.
 //! - **Whose call it is**: the kernel runs the programs of the *socket's* cgroup, and a socket
 //!   keeps the cgroup it was made in; the programs decide by the *calling task's* cgroup. A
-//!   process outside the root that uses a socket a session passed to it (`SCM_RIGHTS`) is in no
-//!   session and left alone (SPEC §12); one of another session gets its own session's answers.
-//!   (The loader runs in the host's cgroup namespace: the root's level is counted from the
-//!   hierarchy's root.)
+//!   process below none of the cgroups the programs are attached at (the root, and those of
+//!   [`Layer::attach_at`], listed in the `ipv_anchors` map) that uses a socket a session passed to
+//!   it (`SCM_RIGHTS`) is in no session and left alone (SPEC §12); one of another session gets
+//!   its own session's answers.
 //! - **Per-task cache**: each task keeps what the tables said for it (session entry, program
 //!   entry) in BPF task storage, valid while it runs the same executable in the same cgroup and
 //!   no table was written since (a generation the loader bumps after every write). A repeated call
@@ -78,9 +78,10 @@ pub const PROGRAMS: [(&str, u32); 12] = [
 ];
 
 const NAME_LEN: usize = 64;
-/// `struct ipv_config`: unlisted program entry, version, generation, the root's level and id.
+/// `struct ipv_config`: unlisted program entry, version, generation, padding. (Version 3: the
+/// programs need `ipv_anchors`.)
 const CONFIG_VERSION: u32 = 3;
-const CONFIG_LEN: usize = 24;
+const CONFIG_LEN: usize = 16;
 /// The `.rodata` global that turns the per-task cache on.
 const CACHE_GLOBAL: &str = "ipv_task_cache_on";
 /// The directory of the set-up lock (and of the service's control socket).
@@ -95,6 +96,8 @@ struct Maps {
     sessions: sys::Map,
     files: sys::Map,
     names: sys::Map,
+    /// The cgroups the programs are attached at: a task below none of them is left alone.
+    anchors: sys::Map,
     /// The object's `.rodata` (the per-task cache switch), if the kernel reports it.
     rodata: Option<sys::Map>,
 }
@@ -262,7 +265,6 @@ pub fn lock_with(wait: &LockWait) -> Result<Lock, String> {
 #[derive(Debug)]
 pub struct Layer {
     root: PathBuf,
-    root_id: RootId,
     maps: Maps,
     /// What the caller should tell the administrator (see [`Layer::take_notes`]).
     notes: Vec<String>,
@@ -319,6 +321,7 @@ fn open_maps(prog: &OwnedFd) -> Result<Maps, String> {
         sessions: take("ipv_sessions")?,
         files: take("ipv_prog_files")?,
         names: take("ipv_prog_names")?,
+        anchors: take("ipv_anchors")?,
         rodata: take(".rodata").ok(),
     };
     let (_, size) = sys::map_info(maps.config.fd()).map_err(|e| format!("ipv_config: {e}"))?;
@@ -330,37 +333,13 @@ fn open_maps(prog: &OwnedFd) -> Result<Maps, String> {
     Ok(maps)
 }
 
-/// Where the layer is attached: the root cgroup's level in the cgroup2 hierarchy and its id. The
-/// programs tell a task of the tree from one outside it (which they leave alone) by it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct RootId {
-    level: u32,
-    id: u64,
-}
-
-/// The config map's value: the unlisted entry, the version, the generation, the root.
-fn config_bytes(unlisted: u32, version: u32, generation: u32, root: RootId) -> [u8; CONFIG_LEN] {
+/// The config map's value: the unlisted entry, the version, the generation.
+fn config_bytes(unlisted: u32, version: u32, generation: u32) -> [u8; CONFIG_LEN] {
     let mut b = [0u8; CONFIG_LEN];
     b[..4].copy_from_slice(&unlisted.to_ne_bytes());
     b[4..8].copy_from_slice(&version.to_ne_bytes());
     b[8..12].copy_from_slice(&generation.to_ne_bytes());
-    b[12..16].copy_from_slice(&root.level.to_ne_bytes());
-    b[16..24].copy_from_slice(&root.id.to_ne_bytes());
     b
-}
-
-/// The root cgroup `root`'s level below the cgroup2 mount `mount` (the hierarchy's root is level
-/// 0: the loader runs in the host's cgroup namespace, as the kernel counts levels) and its id.
-fn root_id(mount: &Path, root: &Path) -> Result<RootId, String> {
-    let below = root
-        .strip_prefix(mount)
-        .map_err(|_| format!("{} is not below {}", root.display(), mount.display()))?;
-    let level = u32::try_from(below.components().count())
-        .map_err(|_| format!("{}: too deep", root.display()))?;
-    Ok(RootId {
-        level,
-        id: cgroup_id(root)?,
-    })
 }
 
 /// Whether the kernel refused a program (the verifier), as opposed to failing to attach it.
@@ -507,13 +486,8 @@ impl Layer {
             }
         }
         let maps = open_maps(&progs[0].0)?;
-        let root_id = root_id(&cgroup2_mount()?, &root)?;
-        let layer = Layer {
-            root,
-            root_id,
-            maps,
-            notes,
-        };
+        let layer = Layer { root, maps, notes };
+        layer.anchor(&layer.root)?;
         layer.reclaim()?;
         layer.install(tables, replace_live)?;
         Ok(layer)
@@ -532,8 +506,7 @@ impl Layer {
 
     /// Opens the layer if it is attached at `<cgroup2>/<root_name>`; `None` when it is not.
     pub fn find(root_name: &str) -> Result<Option<Layer>, String> {
-        let mount = cgroup2_mount()?;
-        let root = mount.join(root_name);
+        let root = cgroup2_mount()?.join(root_name);
         if !root.exists() {
             return Ok(None);
         }
@@ -544,7 +517,6 @@ impl Layer {
         };
         let maps = open_maps(first)?;
         Ok(Some(Layer {
-            root_id: root_id(&mount, &root)?,
             root,
             maps,
             notes: Vec::new(),
@@ -602,17 +574,11 @@ impl Layer {
             .lookup(&zero, &mut current_config)
             .map_err(|e| format!("reading the config map: {e}"))?;
         let generation = u32::from_ne_bytes(current_config[8..12].try_into().unwrap_or([0; 4]));
-        let config = config_bytes(
-            t.unlisted.flags,
-            CONFIG_VERSION,
-            generation.wrapping_add(2),
-            self.root_id,
-        );
+        let config = config_bytes(t.unlisted.flags, CONFIG_VERSION, generation.wrapping_add(2));
         let same_programs = self.program_maps_hold(t)?;
         let same = have
             && current == policy_bytes(&t.policy)
             && current_config[..8] == config[..8]
-            && current_config[12..] == config[12..]
             && same_programs;
         if same {
             return Ok(());
@@ -633,10 +599,7 @@ impl Layer {
         // so no task keeps a cached entry from before.
         self.maps
             .config
-            .update(
-                &zero,
-                &config_bytes(0, 0, generation.wrapping_add(1), self.root_id),
-            )
+            .update(&zero, &config_bytes(0, 0, generation.wrapping_add(1)))
             .map_err(|e| format!("writing the config map: {e}"))?;
         for (map, len) in [(&self.maps.names, NAME_LEN), (&self.maps.files, 16)] {
             for k in map
@@ -697,6 +660,17 @@ impl Layer {
         };
         Ok(t.names.iter().all(|(k, v)| holds(&self.maps.names, k, v))
             && t.files.iter().all(|(k, v)| holds(&self.maps.files, k, v)))
+    }
+
+    /// Records `dir` as a cgroup the programs are attached at (`ipv_anchors`), so that its
+    /// tasks are in the layer's tree: one without a session entry fails closed, where a task
+    /// outside every such tree is left alone.
+    fn anchor(&self, dir: &Path) -> Result<(), String> {
+        let id = cgroup_id(dir)?;
+        self.maps
+            .anchors
+            .update(&id.to_ne_bytes(), &1u32.to_ne_bytes())
+            .map_err(|e| format!("writing the attachment of {}: {e}", dir.display()))
     }
 
     /// The session cgroup of `id`.
