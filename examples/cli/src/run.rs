@@ -81,8 +81,11 @@ fn stopping() -> bool {
     PENDING.load(Ordering::SeqCst) != 0
 }
 
-/// How the launcher waits for a lock: the default deadline, and not past a SIGTERM.
+/// How the launcher waits for the lease book's lock: the default deadline, and not past a
+/// SIGTERM.
 const LOCK_WAIT: LockWait = LockWait::new(LockWait::DEFAULT_DEADLINE).stopped_by(stopping);
+/// The same for the kernel layer's set-up lock, whose holder may be loading the programs.
+const KERNEL_LOCK_WAIT: LockWait = LockWait::new(ipvirt_kernel::LOCK_DEADLINE).stopped_by(stopping);
 
 extern "C" fn forward(signal: libc::c_int) {
     let pid = CHILD.load(Ordering::SeqCst);
@@ -222,7 +225,7 @@ pub(crate) fn run(args: RunArgs) -> Outcome {
     } else if args.layer == Layer::Kernel {
         // The lock is held until the command is in its cgroup: a concurrent clean-up cannot
         // remove the session between its entry being written and the command joining it.
-        let started = ipvirt_kernel::lock_with(&LOCK_WAIT).and_then(|lock| {
+        let started = ipvirt_kernel::lock_with(&KERNEL_LOCK_WAIT).and_then(|lock| {
             let (layer, procs) = kernel_session(&args, &policy, host.clone(), id, vip)?;
             let child = start(&Launch {
                 cgroup_procs: Some(&procs),

@@ -534,9 +534,11 @@ fn agree(name: &str, policy: &str, calls: &[Call]) {
                         .args(["kernel", "stats", "--root", &root])
                         .output()
                         .unwrap();
-                    let _ = Command::new(env!("CARGO_BIN_EXE_ipvirt"))
+                    let detached = Command::new(env!("CARGO_BIN_EXE_ipvirt"))
                         .args(["kernel", "detach", "--root", &root])
-                        .output();
+                        .output()
+                        .unwrap();
+                    assert!(detached.status.success(), "detach: {detached:?}");
                     let stats = String::from_utf8_lossy(&stats.stdout).into_owned();
                     assert!(
                         stats.contains(&format!("per-task cache {cache}")),

@@ -233,13 +233,17 @@ pub fn cgroup2_mount() -> Result<PathBuf, String> {
 #[derive(Debug)]
 pub struct Lock(#[allow(dead_code)] File);
 
-/// Takes the layer's set-up lock, waiting for it at most [`LockWait::DEFAULT_DEADLINE`].
+/// How long a launcher waits for the set-up lock by default: 60 s. Its holder may be loading the
+/// programs (the verifier takes seconds on a busy host), and several launches of new roots queue.
+pub const LOCK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Takes the layer's set-up lock, waiting for it at most [`LOCK_DEADLINE`].
 ///
 /// # Errors
 ///
 /// As [`lock_with`].
 pub fn lock() -> Result<Lock, String> {
-    lock_with(&LockWait::default())
+    lock_with(&LockWait::new(LOCK_DEADLINE))
 }
 
 /// Takes the layer's set-up lock (`/run/ipvirt/kernel.lock`), waiting as `wait` says. The
