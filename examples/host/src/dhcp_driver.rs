@@ -452,14 +452,25 @@ impl DhcpDriver {
 
     fn remove_address(&mut self, addr: Ipv4Addr) {
         self.by_address.remove(&addr);
-        if self.configure_addresses && self.added.remove(&addr) {
-            let removed = netlink::index_of(&self.interface).and_then(|i| netlink::remove(i, addr));
-            if let Err(e) = removed {
-                self.notes.push(format!(
-                    "cannot remove {addr}/32 from {}: {e}",
-                    self.interface
-                ));
+        if !self.configure_addresses {
+            return;
+        }
+        // Ours: added by this driver, or tagged as ipvirt's by an earlier driver whose lease this
+        // one took over (a restarted launcher or service: the address is on the interface
+        // already, and no Bound event put it there again).
+        let added = self.added.remove(&addr);
+        let removed = netlink::index_of(&self.interface).and_then(|i| {
+            if added || netlink::find(i, addr)? == Some(Some(netlink::PROTO)) {
+                netlink::remove(i, addr).map(drop)
+            } else {
+                Ok(())
             }
+        });
+        if let Err(e) = removed {
+            self.notes.push(format!(
+                "cannot remove {addr}/32 from {}: {e}",
+                self.interface
+            ));
         }
     }
 
