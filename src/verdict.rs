@@ -2,7 +2,7 @@
 //! [`Stack`] (what an `AF_INET6` socket carries), and [`Refusal`] (the answer "this call must
 //! fail", with its one error-code table). A leaf: it imports only [`SessionId`].
 
-use core::net::SocketAddr;
+use core::net::{Ipv4Addr, SocketAddr};
 
 use crate::session::SessionId;
 
@@ -14,6 +14,8 @@ use crate::session::SessionId;
 /// | [`NoConnectivity`](Self::NoConnectivity) | the call would put the VIP on the network, the session has none, and `on_lease_failure = "no-connectivity"` | `EADDRNOTAVAIL` | `WSAEADDRNOTAVAIL` |
 /// | [`Isolated`](Self::Isolated) | a connect or send to another session's loopback address, `virtual_loopback.isolate` on | `ECONNREFUSED` | `WSAECONNREFUSED` |
 /// | [`OtherSession`](Self::OtherSession) | a bind of another session's loopback address, isolation on (it would receive that session's connections) | `EACCES` (what a bind the caller may not make gives; `EADDRNOTAVAIL` would invite retries) | `WSAEACCES` |
+/// | [`Unowned`](Self::Unowned) | a connect or send to `127.0.0.0`, which belongs to no session, isolation on (SPEC §12) | `ECONNREFUSED` | `WSAECONNREFUSED` |
+/// | [`BindUnowned`](Self::BindUnowned) | a bind of `127.0.0.0`, isolation on | `EACCES` | `WSAEACCES` |
 /// | [`NoLoopback`](Self::NoLoopback) | virtual loopback applies but the session id is past `SessionId::MAX`, so it has no loopback address | `EADDRNOTAVAIL` | `WSAEADDRNOTAVAIL` |
 ///
 /// # Examples
@@ -56,6 +58,22 @@ pub enum Refusal {
         /// The session that address belongs to.
         owner: SessionId,
     },
+    /// A connect or send to an address of 127.0.0.0/8 that belongs to no session (`127.0.0.0`)
+    /// with isolation on (SPEC §12): every isolated session could meet there.
+    #[error("refused: {addr} belongs to no session and virtual_loopback.isolate is on")]
+    Unowned {
+        /// The address.
+        addr: Ipv4Addr,
+    },
+    /// A bind of an address of 127.0.0.0/8 that belongs to no session (`127.0.0.0`) with
+    /// isolation on (SPEC §12).
+    #[error(
+        "refused: {addr} belongs to no session and virtual_loopback.isolate is on, so it may not be bound"
+    )]
+    BindUnowned {
+        /// The address.
+        addr: Ipv4Addr,
+    },
     /// Virtual loopback applies but the session has no loopback address.
     #[error(
         "refused: virtual loopback applies but the session id is past 16777214, so it has no loopback address"
@@ -69,8 +87,8 @@ const fn codes(r: &Refusal) -> (i32, i32) {
     const ECONNREFUSED: (i32, i32) = (111, 10061);
     const EACCES: (i32, i32) = (13, 10013);
     match r {
-        Refusal::Isolated { .. } => ECONNREFUSED,
-        Refusal::OtherSession { .. } => EACCES,
+        Refusal::Isolated { .. } | Refusal::Unowned { .. } => ECONNREFUSED,
+        Refusal::OtherSession { .. } | Refusal::BindUnowned { .. } => EACCES,
         Refusal::NoConnectivity | Refusal::NoLoopback => EADDRNOTAVAIL,
     }
 }
@@ -103,8 +121,12 @@ impl Refusal {
     #[must_use]
     pub fn io_error_kind(&self) -> std::io::ErrorKind {
         match self {
-            Refusal::Isolated { .. } => std::io::ErrorKind::ConnectionRefused,
-            Refusal::OtherSession { .. } => std::io::ErrorKind::PermissionDenied,
+            Refusal::Isolated { .. } | Refusal::Unowned { .. } => {
+                std::io::ErrorKind::ConnectionRefused
+            }
+            Refusal::OtherSession { .. } | Refusal::BindUnowned { .. } => {
+                std::io::ErrorKind::PermissionDenied
+            }
             Refusal::NoConnectivity | Refusal::NoLoopback => std::io::ErrorKind::AddrNotAvailable,
         }
     }

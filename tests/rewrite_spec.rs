@@ -285,13 +285,14 @@ fn bind_other_session_loopback_refused_with_isolation() {
         rw.bind_dual_stack(sa("[::ffff:127.0.0.9]:9000")),
         Err(Refusal::OtherSession { .. })
     ));
-    // The session's own address, localhost, 127.0.0.0 and an excluded port are not isolated.
+    // The session's own address, localhost and an excluded port are not isolated; 127.0.0.0
+    // belongs to no session and is (SPEC §12, tests/isolation_spec.rs).
     bind_row!(engine(true, "use-server-address"), "lo.exe", S7, None,
         "127.0.0.8:9000" => Ok::<_, ()>("127.0.0.8:9000"));
     bind_row!(engine(true, "use-server-address"), "lo.exe", S7, None,
         "127.0.0.1:9000" => Ok::<_, ()>("127.0.0.8:9000"));
     bind_row!(engine(true, "use-server-address"), "lo.exe", S7, None,
-        "127.0.0.0:9000" => Ok::<_, ()>("127.0.0.0:9000"));
+        "127.0.0.0:9000" => Err::<&str, _>(()));
     bind_row!(engine(true, "use-server-address"), "lo.exe", S7, None,
         "127.0.0.9:27000" => Ok::<_, ()>("127.0.0.9:27000"));
     // Isolation is a virtual-loopback setting: processes out of its scope are not checked.
@@ -327,10 +328,14 @@ fn connect_other_session_loopback_refused_with_isolation() {
             Err(Refusal::Isolated { .. })
         ));
     }
-    // Own address, localhost, session 0's 127.0.0.1 and 127.0.0.0 are not "another session's".
+    // Own address, localhost and session 0's 127.0.0.1 are not "another session's"; 127.0.0.0
+    // is no session's and refused too (SPEC §12).
     assert!(rw.connect(sa("127.0.0.8:9000")).is_ok());
     assert!(rw.connect(sa("127.0.0.1:9000")).is_ok());
-    assert!(rw.connect(sa("127.0.0.0:9000")).is_ok());
+    assert!(matches!(
+        rw.connect(sa("127.0.0.0:9000")),
+        Err(Refusal::Unowned { .. })
+    ));
     // Isolation is a virtual-loopback setting: processes out of its scope are not checked.
     let plan = e.process("vipo.exe");
     let rw = e.rewriter(S7, &plan, Some(VIP));

@@ -142,6 +142,13 @@ statuses! {
 
 /// The status of a refusal: the one whose table row names a refusal of the same kind.
 pub(super) fn refusal_status(r: Refusal) -> ipvirt_status {
+    // An address of no session (SPEC §12: 127.0.0.0) is refused with the same codes as another
+    // session's: the C statuses stay as they are.
+    let r = match r {
+        Refusal::Unowned { .. } => Refusal::Isolated { owner: ANY },
+        Refusal::BindUnowned { .. } => Refusal::OtherSession { owner: ANY },
+        other => other,
+    };
     let kind = core::mem::discriminant(&r);
     ipvirt_status::ALL
         .into_iter()
@@ -186,6 +193,18 @@ mod tests {
                 ipvirt_status::IPVIRT_OTHER_SESSION,
             ),
             (Refusal::NoLoopback, ipvirt_status::IPVIRT_NO_LOOPBACK),
+            (
+                Refusal::Unowned {
+                    addr: core::net::Ipv4Addr::new(127, 0, 0, 0),
+                },
+                ipvirt_status::IPVIRT_ISOLATED,
+            ),
+            (
+                Refusal::BindUnowned {
+                    addr: core::net::Ipv4Addr::new(127, 0, 0, 0),
+                },
+                ipvirt_status::IPVIRT_OTHER_SESSION,
+            ),
         ] {
             assert_eq!(refusal_status(r), s);
             assert_eq!(s.refusal().map(|t| t.errno()), Some(r.errno()));

@@ -107,6 +107,15 @@ pub enum Rule {
     /// Virtual loopback applies but the session has no loopback address (its id is past
     /// `SessionId::MAX`): refused rather than shared with every other session.
     NoSessionLoopback,
+    /// A `0.0.0.0` destination means this host, which Linux and Windows reach at `127.0.0.1`: it
+    /// is decided as `127.0.0.1` and became the session's loopback address (L, SPEC §12).
+    UnspecifiedDestinationToSessionLoopback,
+    /// A `0.0.0.0` destination means this host: it is sent to `127.0.0.1`, where the kernel would
+    /// send it, so that no source bound first can make it go elsewhere (SPEC §12).
+    UnspecifiedDestinationToLocalhost,
+    /// The address is in 127.0.0.0/8 but belongs to no session (`127.0.0.0`) and isolation is on:
+    /// refused (SPEC §12).
+    IsolatedUnowned,
 }
 
 impl fmt::Display for Rule {
@@ -169,6 +178,15 @@ impl fmt::Display for Rule {
             }
             Rule::NoSessionLoopback => {
                 "virtual loopback applies but the session has no loopback address (its id is past 16777214): refused (EADDRNOTAVAIL)"
+            }
+            Rule::UnspecifiedDestinationToSessionLoopback => {
+                "a 0.0.0.0 destination means this host (127.0.0.1): virtual loopback replaces it by the session's loopback address"
+            }
+            Rule::UnspecifiedDestinationToLocalhost => {
+                "a 0.0.0.0 destination means this host: it is sent to 127.0.0.1, where the kernel sends it"
+            }
+            Rule::IsolatedUnowned => {
+                "the address belongs to no session (127.0.0.0) and virtual_loopback.isolate is on: refused"
             }
         })
     }

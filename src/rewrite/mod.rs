@@ -19,11 +19,18 @@
 //! | same | any destination, V, socket not bound | source VIP, port 0 |
 //! | same | loopback destination, V, preferred loopback lists the process | source not the VIP: session loopback (L) or the kernel's choice |
 //! | same | another session's loopback, L, isolation on | [`Refusal::Isolated`] (`ECONNREFUSED`) |
-//! | [`bind`](Rewriter::bind) | another session's loopback, L, isolation on | [`Refusal::OtherSession`] (`EADDRNOTAVAIL`) |
+//! | [`bind`](Rewriter::bind) | another session's loopback, L, isolation on | [`Refusal::OtherSession`] (`EACCES`) |
+//! | `connect`, `send_to` | `0.0.0.0:p` (this host: Linux and Windows send it to `127.0.0.1`) | decided as `127.0.0.1:p`: the session loopback under L, else `127.0.0.1:p` written out (SPEC §12) |
+//! | `bind`, `connect`, `send_to` | `127.0.0.0` (no session's), L, isolation on | [`Refusal::BindUnowned`] / [`Refusal::Unowned`] |
 //! | `bind`, `connect`, `send_to` | `[::1]:p`, L, `virtual_loopback.ipv6 = "map"`, socket takes IPv4-mapped addresses | `[::ffff:session_loopback]:p` (SPEC §8) |
 //! | [`reported`](Rewriter::reported) | the session's own loopback, L | the localhost address |
 //! | [`resolved`](Rewriter::resolved) | the server's address, V | the VIP |
 //! | [`reverse_lookup`](Rewriter::reverse_lookup) | the VIP / the session loopback | the server's primary address / the localhost address |
+//!
+//! A source the program chooses in ancillary data (`IP_PKTINFO`, `IPV6_PKTINFO`) is decided as a
+//! [`bind`](Rewriter::bind) of that source on the socket's port: the hook calls `bind` for it.
+//! Isolation applies to every process virtual loopback applies to, also one whose session has no
+//! loopback address of its own.
 //!
 //! Everything else passes through unchanged. IPv4-mapped IPv6 addresses (`::ffff:127.0.0.1`) are
 //! treated as their IPv4 address and stay IPv4-mapped; `::1` is rewritten only with

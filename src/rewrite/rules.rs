@@ -76,12 +76,25 @@ impl Rewriter {
         }
     }
 
-    /// The session owning `bits` when it is another session's loopback address (not session 0's
-    /// `127.0.0.1`, not our own).
+    /// With isolation on, what makes the loopback address `bits` one this process may not use
+    /// (SPEC §12): it is another session's (not session 0's `127.0.0.1`, not our own), or it
+    /// belongs to no session (`127.0.0.0`). `None`: it may use it. Isolation concerns the
+    /// processes virtual loopback applies to, with or without a loopback address of their own;
+    /// an excluded port is never isolated.
     #[inline(always)]
-    fn other_session(&self, bits: u32) -> Option<SessionId> {
-        SessionId::from_loopback(Ipv4Addr::from_bits(bits))
-            .filter(|owner| owner.get() != 0 && bits != self.lo)
+    fn foreign(&self, bits: u32, port: u16) -> Option<Foreign> {
+        if !self.isolate
+            || (self.lo == 0 && !self.lo_missing)
+            || bits >> 24 != 127
+            || self.excluded(port)
+        {
+            return None;
+        }
+        match SessionId::from_loopback(Ipv4Addr::from_bits(bits)) {
+            None => Some(Foreign::Nobody),
+            Some(owner) if owner.get() == 0 || bits == self.lo || bits == self.localhost => None,
+            Some(owner) => Some(Foreign::Session(owner)),
+        }
     }
 
     /// Whether `::1` stands for the localhost address here (SPEC §8: the mapping is on and L
@@ -133,15 +146,16 @@ impl Rewriter {
                 return self.vip_bind(Rule::ServerAddressToVip);
             }
         }
-        if self.isolate
-            && self.lo != 0
-            && bits >> 24 == 127
-            && !self.excluded(port)
-            && let Some(owner) = self.other_session(bits)
-        {
-            return (Err(Refusal::OtherSession { owner }), Rule::Isolated);
+        match self.foreign(bits, port) {
+            Some(Foreign::Session(owner)) => (Err(Refusal::OtherSession { owner }), Rule::Isolated),
+            Some(Foreign::Nobody) => (
+                Err(Refusal::BindUnowned {
+                    addr: Ipv4Addr::from_bits(bits),
+                }),
+                Rule::IsolatedUnowned,
+            ),
+            None => (Ok(None), Rule::Unchanged),
         }
-        (Ok(None), Rule::Unchanged)
     }
 
     /// With `R` false the rule is not tracked (the hot path); `explain` asks for it with `R` true.
@@ -158,9 +172,17 @@ impl Rewriter {
         if !self.active {
             return (Ok(UNCHANGED), self.inactive_rule());
         }
-        let bits = match ip {
-            Ip::V4(bits) => bits,
-            Ip::V6Loopback if self.maps_v6_loopback() && !self.excluded(port) => self.localhost,
+        // SPEC §12: a destination of `0.0.0.0` means this host, where Linux and Windows send it to
+        // `127.0.0.1` (`::` likewise means `::1`): it is decided as that address. Like `::1` with
+        // the IPv6 mapping, it is always written out when it is rewritten.
+        let (bits, literal) = match ip {
+            Ip::V4(0) => (LOCALHOST_V4, false),
+            Ip::V4(bits) => (bits, true),
+            Ip::V6Loopback | Ip::V6Unspecified
+                if self.maps_v6_loopback() && !self.excluded(port) =>
+            {
+                (self.localhost, false)
+            }
             Ip::V6Loopback => return (Ok(UNCHANGED), Rule::Ipv6Loopback),
             Ip::V6Unspecified | Ip::V6Other => return (Ok(UNCHANGED), Rule::Unchanged),
         };
@@ -195,24 +217,39 @@ impl Rewriter {
                     rule = Rule::PortExcluded;
                 }
             } else if bits == self.localhost || bits == self.lo {
-                if bits != self.lo || matches!(ip, Ip::V6Loopback) {
+                if bits != self.lo || !literal {
                     dest = Some(self.lo);
                 }
                 own_loopback = true;
-                rule = if matches!(ip, Ip::V6Loopback) {
-                    Rule::Ipv6LoopbackToSessionLoopback
-                } else if bits == self.lo {
-                    Rule::SourceSessionLoopback
-                } else {
-                    Rule::LocalhostToSessionLoopback
+                rule = match ip {
+                    Ip::V6Loopback | Ip::V6Unspecified => Rule::Ipv6LoopbackToSessionLoopback,
+                    Ip::V4(0) => Rule::UnspecifiedDestinationToSessionLoopback,
+                    _ if bits == self.lo => Rule::SourceSessionLoopback,
+                    _ => Rule::LocalhostToSessionLoopback,
                 };
-            } else if let Some(owner) = self.other_session(bits) {
-                if self.isolate {
-                    return (Err(Refusal::Isolated { owner }), Rule::Isolated);
-                }
-                if R {
-                    rule = Rule::OtherSessionLoopback;
-                }
+            } else if R
+                && bits != LOCALHOST_V4
+                && SessionId::from_loopback(Ipv4Addr::from_bits(bits)).is_some()
+            {
+                rule = Rule::OtherSessionLoopback;
+            }
+        }
+        match self.foreign(bits, port) {
+            Some(Foreign::Session(owner)) => {
+                return (Err(Refusal::Isolated { owner }), Rule::Isolated);
+            }
+            Some(Foreign::Nobody) => {
+                let addr = Ipv4Addr::from_bits(bits);
+                return (Err(Refusal::Unowned { addr }), Rule::IsolatedUnowned);
+            }
+            None => {}
+        }
+        if !literal && dest.is_none() {
+            // `0.0.0.0` that no rule rewrote: sent to `127.0.0.1`, as the kernel would, so that a
+            // source bound first cannot make it go elsewhere (Linux sends it to the source).
+            dest = Some(bits);
+            if R && rule == Rule::Unchanged {
+                rule = Rule::UnspecifiedDestinationToLocalhost;
             }
         }
         let source = match self.vip {
@@ -305,6 +342,18 @@ impl Rewriter {
             Rule::SessionNotVirtualized
         }
     }
+}
+
+/// `127.0.0.1`, where Linux and Windows send a `0.0.0.0` destination.
+const LOCALHOST_V4: u32 = 0x7F00_0001;
+
+/// Why isolation refuses an address (see [`Rewriter::foreign`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Foreign {
+    /// It is this other session's loopback address.
+    Session(SessionId),
+    /// It belongs to no session (`127.0.0.0`).
+    Nobody,
 }
 
 /// What a reported address becomes.

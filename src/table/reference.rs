@@ -134,20 +134,38 @@ pub fn bind(t: &Tables<'_>, addr: SocketAddr, stack: Stack) -> Result<SocketAddr
             (None, false) => Ok(addr),
         };
     }
-    if let Some(owner) = other_session(t, &s, ip, excluded) {
-        return Err(Refusal::OtherSession { owner });
+    match foreign(t, &s, ip, excluded) {
+        Some(Foreign::Session(owner)) => Err(Refusal::OtherSession { owner }),
+        Some(Foreign::Nobody) => Err(Refusal::BindUnowned { addr: ip }),
+        None => Ok(addr),
     }
-    Ok(addr)
 }
 
-/// The session owning `ip` when it is another session's loopback address and isolation
-/// refuses it (an in-scope process, port not excluded).
-fn other_session(t: &Tables<'_>, s: &Scope, ip: Ipv4Addr, excluded: bool) -> Option<SessionId> {
-    if t.policy.flags & POLICY_ISOLATE == 0 || s.lo.is_none() || excluded {
+/// Why isolation refuses an address.
+enum Foreign {
+    /// It is another session's loopback address.
+    Session(SessionId),
+    /// It is in 127.0.0.0/8 but belongs to no session (`127.0.0.0`).
+    Nobody,
+}
+
+/// Whether isolation refuses `ip` to this process (SPEC §12): isolation is on, virtual loopback
+/// applies (with or without a loopback address of the session's own), the port is not excluded,
+/// and `ip` is a loopback address that is neither the localhost address, nor session 0's
+/// `127.0.0.1`, nor the session's own.
+fn foreign(t: &Tables<'_>, s: &Scope, ip: Ipv4Addr, excluded: bool) -> Option<Foreign> {
+    let l = s.lo.is_some() || s.lo_missing;
+    if t.policy.flags & POLICY_ISOLATE == 0 || !l || excluded || !ip.is_loopback() {
         return None;
     }
-    let owner = SessionId::from_loopback(ip)?;
-    (owner.get() != 0 && Some(ip) != s.lo).then_some(owner)
+    if ip == localhost(t) || Some(ip) == s.lo {
+        return None;
+    }
+    match SessionId::from_loopback(ip) {
+        None => Some(Foreign::Nobody),
+        Some(owner) if owner.get() == 0 => None,
+        Some(owner) => Some(Foreign::Session(owner)),
+    }
 }
 
 /// `connect(dest)` (and `sendto`, which decides alike). With the IPv6 mapping on, the hook
@@ -160,8 +178,11 @@ pub fn connect(t: &Tables<'_>, dest: SocketAddr) -> Result<Connect, Refusal> {
     let s = scope(t);
     let excluded = t.policy.is_port_excluded(dest.port());
     let unchanged = Connect { dest, source: None };
+    // SPEC §12: `0.0.0.0` as a destination is this host, which Linux and Windows reach at
+    // `127.0.0.1`; `::` likewise is `::1`.
+    let mut unspecified = false;
     let ip = match dest.ip() {
-        IpAddr::V6(a) if a == Ipv6Addr::LOCALHOST => {
+        IpAddr::V6(a) if a == Ipv6Addr::LOCALHOST || a == Ipv6Addr::UNSPECIFIED => {
             if map_v6(t) && (s.lo.is_some() || s.lo_missing) && !excluded {
                 localhost(t)
             } else {
@@ -169,6 +190,10 @@ pub fn connect(t: &Tables<'_>, dest: SocketAddr) -> Result<Connect, Refusal> {
             }
         }
         other => match v4_of(other) {
+            Some(ip) if ip.is_unspecified() => {
+                unspecified = true;
+                Ipv4Addr::LOCALHOST
+            }
             Some(ip) => ip,
             None => return Ok(unchanged),
         },
@@ -197,10 +222,18 @@ pub fn connect(t: &Tables<'_>, dest: SocketAddr) -> Result<Connect, Refusal> {
                 own = Some(lo);
             } else if ip == lo {
                 own = Some(lo);
-            } else if let Some(owner) = other_session(t, &s, ip, excluded) {
-                return Err(Refusal::Isolated { owner });
             }
         }
+    }
+    match foreign(t, &s, ip, excluded) {
+        Some(Foreign::Session(owner)) => return Err(Refusal::Isolated { owner }),
+        Some(Foreign::Nobody) => return Err(Refusal::Unowned { addr: ip }),
+        None => {}
+    }
+    // (Only where some rule applies: a process out of every scope is never rewritten.)
+    if unspecified && new_dest == dest && (s.lo.is_some() || s.lo_missing || s.v) {
+        // Sent where the kernel sends it, whatever source is bound first.
+        new_dest = put(dest, Ipv4Addr::LOCALHOST);
     }
     let source = match s.vip {
         // The VIP is the source of everything, loopback included, unless preferred loopback

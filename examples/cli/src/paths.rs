@@ -3,7 +3,10 @@
 //! - **State** (SPEC §10: private, never a predictable name in a world-writable directory):
 //!   `IPVIRT_STATE_DIR` when set; else `/var/lib/ipvirt/` for root (the service's directory,
 //!   mode 0700) and `$XDG_STATE_HOME/ipvirt/` (default `~/.local/state/ipvirt/`, mode 0700) for
-//!   other users. The directory is made when missing.
+//!   other users. The directory is made when missing, and checked before use
+//!   (`ipvirt_host::PrivateDir`): it and every directory above it must be the caller's or root's
+//!   and writable by nobody else, and no link is followed; a shared directory such as `/tmp` is
+//!   refused with an error that names it.
 //! - **The `LD_PRELOAD` library**: `--preload`/`IPVIRT_PRELOAD`, else `libipvirt_preload.so`
 //!   beside this program (a cargo build), in its `../lib/ipvirt/` (the Debian package:
 //!   `/usr/bin/ipvirt` and `/usr/lib/ipvirt/`; `cargo install`: `~/.cargo/bin/` and
@@ -42,21 +45,12 @@ pub(crate) fn lease_book(given: Option<&Path>) -> Result<PathBuf, String> {
     }
 }
 
-/// Makes `dir` (and its parents) with mode 0700 where missing.
+/// Makes `dir` (and its parents) with mode 0700 where missing, and checks that only this user
+/// can change it.
 fn make_private_dir(dir: &Path) -> Result<(), String> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))
-    }
+    ipvirt_host::PrivateDir::create(dir, 0o700)
+        .map(drop)
+        .map_err(|e| format!("the state directory: {e}"))
 }
 
 /// The `LD_PRELOAD` library: `given`, else where a build or a package put it.

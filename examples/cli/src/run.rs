@@ -28,7 +28,9 @@
 //!   launcher (no `PR_SET_PDEATHSIG`): killing the launcher must not kill a user's work.
 //! - Concurrent launchers of one session share one lease (and one VIP); it ends with the last.
 //! - SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGALRM are forwarded to the command;
-//!   the launcher then waits for it and releases as above.
+//!   the launcher then waits for it and releases as above. One that comes before the command runs
+//!   also ends a wait for the lease book's or the kernel layer's lock (each wait is bounded
+//!   anyway: `ipvirt_host::LockWait`), with an error naming the lock and its holder.
 //! - With `--layer kernel` the session is also a cgroup (crate `ipvirt-kernel`): the programs
 //!   stay attached when the launcher is killed, and the session's entry stays while any of its
 //!   processes runs, so nothing falls back to the shared `127.0.0.1`.
@@ -47,6 +49,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use ipvirt::{Host, Policy, Session, SessionId, StaticPool, Vip, VipSource};
+use ipvirt_host::LockWait;
 use ipvirt_host::control::{self, ControlError, Request, Response};
 use ipvirt_host::holder::TOKEN_VAR;
 use ipvirt_host::lease_book::{Holder, LeaseBook};
@@ -71,6 +74,18 @@ const FORWARDED: [libc::c_int; 7] = [
     libc::SIGUSR2,
     libc::SIGALRM,
 ];
+
+/// Whether a forwarded signal came before the command started: a wait for a lock (the lease
+/// book's, the kernel layer's) then ends instead of going on (`ipvirt_host::LockWait`).
+fn stopping() -> bool {
+    PENDING.load(Ordering::SeqCst) != 0
+}
+
+/// How the launcher waits for the lease book's lock: the default deadline, and not past a
+/// SIGTERM.
+const LOCK_WAIT: LockWait = LockWait::new(LockWait::DEFAULT_DEADLINE).stopped_by(stopping);
+/// The same for the kernel layer's set-up lock, whose holder may be loading the programs.
+const KERNEL_LOCK_WAIT: LockWait = LockWait::new(ipvirt_kernel::LOCK_DEADLINE).stopped_by(stopping);
 
 extern "C" fn forward(signal: libc::c_int) {
     let pid = CHILD.load(Ordering::SeqCst);
@@ -124,7 +139,10 @@ pub(crate) fn run(args: RunArgs) -> Outcome {
         Layer::Preload => Some(paths::preload(args.preload.as_deref())?),
     };
     // The lease book is opened only by a session that leases (its directory is made then).
-    let book = || paths::lease_book(args.lease_book.as_deref()).map(LeaseBook::new);
+    let book = || {
+        paths::lease_book(args.lease_book.as_deref())
+            .map(|p| LeaseBook::new(p).with_lock_wait(LOCK_WAIT))
+    };
     let pool = || {
         StaticPool::from_policy(&policy.virtual_ip, &host)
             .map_err(|e| format!("{}: {e}", policy_path.display()))
@@ -207,7 +225,7 @@ pub(crate) fn run(args: RunArgs) -> Outcome {
     } else if args.layer == Layer::Kernel {
         // The lock is held until the command is in its cgroup: a concurrent clean-up cannot
         // remove the session between its entry being written and the command joining it.
-        let started = ipvirt_kernel::lock().and_then(|lock| {
+        let started = ipvirt_kernel::lock_with(&KERNEL_LOCK_WAIT).and_then(|lock| {
             let (layer, procs) = kernel_session(&args, &policy, host.clone(), id, vip)?;
             let child = start(&Launch {
                 cgroup_procs: Some(&procs),

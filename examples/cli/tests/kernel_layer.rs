@@ -745,3 +745,62 @@ os.execv(probe, [probe, "serve-tcp", "127.0.0.1:" + p3, "x"])
         wait_listening("-lt", p3, &[&format!("{want_probe}:{p3}")]);
     }
 }
+
+/// Issue 23, item 8: a process outside every session that uses a socket a session made and passed
+/// to it (`SCM_RIGHTS`; a socket keeps the cgroup it was made in, and the kernel runs that
+/// cgroup's programs) is left alone (SPEC §12): its bind, connect and send work as natively,
+/// where they failed with EPERM. The sockets are made by python in session 7 (listed, so its own
+/// calls are virtualized) and used by python outside.
+#[test]
+fn a_process_outside_every_session_is_left_alone_with_a_sessions_socket() {
+    require_kernel!();
+    let python = python_image();
+    let mut root = Root::new("passed", &loopback_policy(&[&python], "isolate = true\n"));
+    let path = root.dir.join("fds.sock");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let receiver = r#"
+import socket, sys
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(sys.argv[1]); srv.listen(1)
+print("listening", flush=True)
+conn, _ = srv.accept()
+_, fds, _, _ = socket.recv_fds(conn, 16, 2)
+udp = socket.socket(fileno=fds[0]); tcp = socket.socket(fileno=fds[1])
+out = []
+for what, f in [("bind", lambda: udp.bind(("127.0.0.1", 0)) or udp.getsockname()[0]),
+                ("send", lambda: udp.sendto(b"x", ("127.0.0.1", int(sys.argv[2]))) and "ok"),
+                ("connect", lambda: tcp.connect(("127.0.0.1", int(sys.argv[2]))) or tcp.getsockname()[0] + ">" + tcp.getpeername()[0])]:
+    try:
+        out.append(what + "=" + f())
+    except OSError as e:
+        out.append(what + "=errno" + str(e.errno))
+print(" ".join(out), flush=True)
+conn.sendall(b"done")
+"#;
+    let sender = r#"
+import socket, sys
+c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+c.connect(sys.argv[1])
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+socket.send_fds(c, [b"x"], [udp.fileno(), tcp.fileno()])
+c.recv(4)
+print("sent")
+"#;
+    let mut outside = Command::new("python3");
+    outside
+        .args(["-c", receiver])
+        .arg(&path)
+        .arg(port.to_string());
+    let lines = root.start(outside);
+    assert_eq!(
+        lines.recv_timeout(DEADLINE).expect("the receiver listens"),
+        "listening"
+    );
+    let sent = run(root.session(7, "python3", &["-c", sender, path.to_str().unwrap()]));
+    assert_eq!(sent.trim(), "sent");
+    let got = lines.recv_timeout(DEADLINE).expect("the receiver reports");
+    assert_eq!(got, "bind=127.0.0.1 send=ok connect=127.0.0.1>127.0.0.1");
+    drop(listener);
+}

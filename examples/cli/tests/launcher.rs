@@ -306,6 +306,10 @@ fn killed_at(t: &Setup, id: u32, syscall: &str, path: &Path, when: u32, marker: 
     let mut c = Command::new("strace");
     c.args(["-o", "/dev/null", "-P"])
         .arg(path)
+        // The state file's steps name it relative to its directory's descriptor (openat,
+        // renameat): strace matches those by the name as written.
+        .arg("-P")
+        .arg(path.file_name().unwrap_or_default())
         .args([
             "-e",
             &format!("trace={syscall}"),
@@ -390,7 +394,14 @@ impl Tmpfs {
     fn mount(dir: &Path, kib: u32) -> Option<Tmpfs> {
         std::fs::create_dir_all(dir).ok()?;
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            // mode 0700: a state directory must be private (a tmpfs is 1777 by default).
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={kib}k,mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .stderr(Stdio::null())
             .status()
@@ -444,6 +455,76 @@ fn a_full_disk_is_a_clear_error_and_the_next_launch_works_once_space_is_back() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(t.dir.join("ran").exists());
     assert_eq!(t.status(), []);
+}
+
+/// Issue 23, item 5: a launch that waits for the lease book's lock (another process holds it)
+/// ends at a SIGTERM with an error naming the lock and its holder, without running the command;
+/// and a lease book in a shared directory (`/tmp`) is refused before anything is written.
+#[test]
+fn a_sigterm_ends_a_wait_for_the_lock_and_a_shared_directory_is_refused() {
+    require!("sh", "flock");
+    let Some(t) = Setup::new("sigterm", "192.0.2.100-192.0.2.103") else {
+        return;
+    };
+    // Make the book (and its lock file), then hold its lock from another process.
+    let out = t.launch(3, "true").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let lock = t.dir.join("leases.json.lock");
+    let mut holder = Command::new("flock")
+        .arg("-x")
+        .arg(&lock)
+        .args(["-c", "echo locked; exec cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "locked\n");
+    let launch = t.launch(4, "touch ran").spawn().unwrap();
+    let pid = launch.id() as i32;
+    // It waits for the lock once it has the lock file open.
+    let end = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|p| p == lock))
+    }) {
+        assert!(
+            Instant::now() < end,
+            "the launcher never opened {}",
+            lock.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill(pid, libc::SIGTERM);
+    let out = launch.wait_with_output().unwrap();
+    let o = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{o}");
+    assert!(
+        o.contains("leases.json.lock") && o.contains("stopped"),
+        "{o}"
+    );
+    assert!(
+        o.contains("held by process"),
+        "the error names the holder: {o}"
+    );
+    assert!(!t.dir.join("ran").exists(), "the command ran: {o}");
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+
+    // The book straight in /tmp: refused, nothing created there.
+    let shared = std::env::temp_dir().join(format!("ipvirt-shared-{}.json", std::process::id()));
+    let t = t.with_state(shared.clone());
+    let out = t.launch(5, "touch ran").output().unwrap();
+    let o = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{o}");
+    assert!(o.contains("can be written by other users"), "{o}");
+    assert!(!t.dir.join("ran").exists(), "the command ran: {o}");
+    assert!(!shared.exists() && !shared.with_extension("json.lock").exists());
 }
 
 #[test]

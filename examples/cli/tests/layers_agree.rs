@@ -8,6 +8,10 @@
 //! loopback for TCP and UDP, IPv4-mapped and `::1` (the mapping is on), `::`, `0.0.0.0`, excluded
 //! ports, and isolation (bind and connect). Loopback only: VIPs need a namespace and are covered
 //! by tests/kernel_layer.rs and tests/preload_e2e.rs.
+//!
+//! `isolation_table_of_spec_12_holds_in_every_layer` runs SPEC §12's routes the same way: a
+//! `0.0.0.0` (and `::`, `::ffff:0.0.0.0`) destination, `127.0.0.0` and `127.255.255.255`, a source
+//! chosen with `IP_PKTINFO` / `IPV6_PKTINFO`, and an `AF_UNSPEC` family in `sendto`.
 
 #![allow(unsafe_code)] // the C ABI's functions, called as a C caller would
 
@@ -51,6 +55,30 @@ fn ntop(a: SocketAddr) -> String {
     a.ip().to_string()
 }
 
+/// Where Linux sends a destination: `0.0.0.0` goes to `127.0.0.1`, `::` to `::1`.
+fn native(dest: SocketAddr) -> SocketAddr {
+    let mut d = dest;
+    match dest.ip() {
+        IpAddr::V4(a) if a.is_unspecified() => d.set_ip(Ipv4Addr::LOCALHOST.into()),
+        IpAddr::V6(a) if a.is_unspecified() => d.set_ip(Ipv6Addr::LOCALHOST.into()),
+        IpAddr::V6(a) if a.to_ipv4_mapped() == Some(Ipv4Addr::UNSPECIFIED) => {
+            d.set_ip(Ipv4Addr::LOCALHOST.to_ipv6_mapped().into());
+        }
+        _ => {}
+    }
+    d
+}
+
+/// An address as an IPv4 server sees it (IPv4-mapped ones as IPv4).
+fn ntop4(a: SocketAddr) -> String {
+    match a.ip() {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
+        v4 => v4.to_string(),
+    }
+}
+
 /// The source Linux picks for a loopback destination when the socket is not bound.
 fn default_source(dest: SocketAddr) -> SocketAddr {
     match dest {
@@ -77,11 +105,33 @@ fn line(
             Ok(real) => format!("ok real={} reported={}", ntop(real), ntop(reported(real))),
             Err(e) => format!("err {e}"),
         }
+    } else if c.op.starts_with("udp") {
+        // A source chosen in IP_PKTINFO / IPV6_PKTINFO is decided as a bind of it (SPEC §12);
+        // the echo server answers from where the datagram went with the source it saw.
+        let chosen = match c.op.split_once('=') {
+            Some((_, src)) => match bind(SocketAddr::new(src.parse().unwrap(), 0)) {
+                Ok(s) => Ok(Some(s)),
+                Err(e) => Err(e),
+            },
+            None => Ok(None),
+        };
+        match chosen.and_then(|chosen| connect(a).map(|c| (c, chosen))) {
+            Ok(((dest, source), chosen)) => {
+                // Linux sends 0.0.0.0 to the source when one is chosen (the route to bypass
+                // isolation that issue 23 found), else to 127.0.0.1.
+                let dest = match chosen {
+                    Some(src) if native(dest) != dest => SocketAddr::new(src.ip(), dest.port()),
+                    _ => native(dest),
+                };
+                let src = chosen.or(source).unwrap_or_else(|| default_source(dest));
+                format!("ok from={} src={}", ntop(reported(dest)), ntop4(src))
+            }
+            Err(e) => format!("err {e}"),
+        }
     } else {
         match connect(a) {
-            // The reply comes from where the datagram went.
-            Ok((dest, _)) if c.op == "udp4" => format!("ok from={}", ntop(reported(dest))),
             Ok((dest, source)) => {
+                let dest = native(dest);
                 let local = source.unwrap_or_else(|| default_source(dest));
                 format!(
                     "ok peer={} peer_reported={} local={} local_reported={}",
@@ -112,7 +162,7 @@ fn rewriter_lines(rw: &Rewriter, calls: &[Call]) -> Vec<String> {
                     rw.bind_on(a, stack).map_err(|r| r.errno())
                 },
                 |a| {
-                    let r = if c.op == "udp4" {
+                    let r = if c.op.starts_with("udp") {
                         rw.send_to(a)
                     } else {
                         rw.connect(a)
@@ -244,7 +294,7 @@ fn capi_lines(policy: &str, image: &str, calls: &[Call]) -> Vec<String> {
                     let mut changed = 0u32;
                     // SAFETY: every buffer is valid for its length; the outputs are valid.
                     let s = unsafe {
-                        let f = if c.op == "udp4" {
+                        let f = if c.op.starts_with("udp") {
                             capi::ipvirt_rewriter_sendto
                         } else {
                             capi::ipvirt_rewriter_connect
@@ -314,12 +364,25 @@ fn lines(o: std::process::Output) -> Vec<String> {
         .collect()
 }
 
+/// Echo servers outside any session on `ip:port`, each answering a datagram with the source it
+/// saw.
+fn echo_servers(ips: &[&str], port: u16) {
+    for ip in ips {
+        let s = UdpSocket::bind((*ip, port)).unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while let Ok((_, from)) = s.recv_from(&mut buf) {
+                let _ = s.send_to(from.ip().to_string().as_bytes(), from);
+            }
+        });
+    }
+}
+
 #[test]
 fn rewriter_c_abi_preload_and_kernel_layers_agree() {
     require!("gcc");
     let (p, x1, x2, u) = (free_port(), free_port(), free_port(), free_port());
     let b: Vec<u16> = (0..7).map(|_| free_port()).collect();
-    let policy = policy_text(x1, x2);
     let lo = |s: &str| s.parse::<IpAddr>().unwrap();
     let call = |op, ip: &str, port| Call {
         op,
@@ -352,25 +415,70 @@ fn rewriter_c_abi_preload_and_kernel_layers_agree() {
         ))
         .collect();
     let _v6 = TcpListener::bind(("::1", p)).unwrap();
-    for ip in ["127.0.0.1", "127.0.0.8"] {
-        let s = UdpSocket::bind((ip, u)).unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 64];
-            while let Ok((_, from)) = s.recv_from(&mut buf) {
-                let _ = s.send_to(b"echo", from);
-            }
-        });
-    }
+    echo_servers(&["127.0.0.1", "127.0.0.8"], u);
+    agree("agree", &policy_text(x1, x2), &calls);
+}
 
-    let dir = std::env::temp_dir().join(format!("ipvirt-layers-{}", std::process::id()));
+/// SPEC §12, "Isolation, precisely", on every route it names, in the four layers: the session is
+/// 7 (loopback 127.0.0.8), isolation and the IPv6 mapping are on, `probe` is listed and `other`
+/// is not. `other` shows what Linux does natively with each call.
+#[test]
+fn isolation_table_of_spec_12_holds_in_every_layer() {
+    require!("gcc");
+    let (p, x1, x2, u) = (free_port(), free_port(), free_port(), free_port());
+    let b: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let lo = |s: &str| s.parse::<IpAddr>().unwrap();
+    let call = |op, ip: &str, port| Call {
+        op,
+        ip: lo(ip),
+        port,
+    };
+    let calls = vec![
+        // A 0.0.0.0 destination is 127.0.0.1: the session's loopback, never the host's.
+        call("connect4", "0.0.0.0", p),
+        call("connect4", "0.0.0.0", x2),
+        call("connect6", "::ffff:0.0.0.0", p),
+        call("connect6", "::", p),
+        call("udp4", "0.0.0.0", u),
+        // 127.0.0.0 and 127.255.255.255 belong to no session.
+        call("connect4", "127.0.0.0", p),
+        call("bind4", "127.0.0.0", b[0]),
+        call("bind6", "::ffff:127.0.0.0", b[1]),
+        call("bind4", "127.255.255.255", b[2]),
+        // A source chosen in ancillary data is checked like a bind.
+        call("udp4src=127.0.0.9", "127.0.0.1", u),
+        call("udp4src=127.0.0.1", "0.0.0.0", u),
+        call("udp4src=127.0.0.8", "127.0.0.1", u),
+        call("udp6src=::ffff:127.0.0.9", "::ffff:0.0.0.0", u),
+        call("udp6src=::ffff:127.0.0.1", "::ffff:127.0.0.1", u),
+        // AF_UNSPEC in sendto is IPv4.
+        call("udp4unspec", "127.0.0.9", u),
+        call("udp4unspec", "127.0.0.1", u),
+    ];
+    let _tcp: Vec<TcpListener> = ["127.0.0.1", "127.0.0.8", "127.0.0.0"]
+        .iter()
+        .map(|ip| TcpListener::bind((*ip, p)).unwrap())
+        .chain(std::iter::once(
+            TcpListener::bind(("127.0.0.1", x2)).unwrap(),
+        ))
+        .collect();
+    let _v6 = TcpListener::bind(("::1", p)).unwrap();
+    echo_servers(&["127.0.0.1", "127.0.0.8", "127.0.0.9"], u);
+    agree("isolation", &policy_text(x1, x2), &calls);
+}
+
+/// Runs `calls` in session 7 under `policy` through the Rewriter, the C ABI and both Linux
+/// layers, by a listed program (`probe`) and an unlisted one (`other`), and compares the lines.
+fn agree(name: &str, policy: &str, calls: &[Call]) {
+    let dir = std::env::temp_dir().join(format!("ipvirt-layers-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let policy_path = dir.join("policy.toml");
-    std::fs::write(&policy_path, &policy).unwrap();
-    let engine = Policy::from_toml(&policy)
+    std::fs::write(&policy_path, policy).unwrap();
+    let engine = Policy::from_toml(policy)
         .unwrap()
         .compile(Host::default())
         .unwrap();
-    let args = probe_args(&calls);
+    let args = probe_args(calls);
 
     for image in ["probe", "other"] {
         let rw = engine.rewriter(
@@ -378,14 +486,13 @@ fn rewriter_c_abi_preload_and_kernel_layers_agree() {
             &engine.process(image),
             None,
         );
-        let want = rewriter_lines(&rw, &calls);
+        let want = rewriter_lines(&rw, calls);
         eprintln!("{image}:\n{}", want.join("\n"));
         assert_eq!(
-            capi_lines(&policy, image, &calls),
+            capi_lines(policy, image, calls),
             want,
             "C ABI vs Rewriter ({image})"
         );
-
         let lib = preload_lib();
         let exe = build_probe(&dir.join("dynamic"), image, false);
         let got = lines(
@@ -402,7 +509,7 @@ fn rewriter_c_abi_preload_and_kernel_layers_agree() {
             None => {
                 let exe = build_probe(&dir.join("static"), image, true);
                 for cache in ["on", "off"] {
-                    let root = format!("ipvirt-test-{}-agree", std::process::id());
+                    let root = format!("ipvirt-test-{}-{name}", std::process::id());
                     let out = Command::new(env!("CARGO_BIN_EXE_ipvirt"))
                         .args([
                             "run",
@@ -427,9 +534,11 @@ fn rewriter_c_abi_preload_and_kernel_layers_agree() {
                         .args(["kernel", "stats", "--root", &root])
                         .output()
                         .unwrap();
-                    let _ = Command::new(env!("CARGO_BIN_EXE_ipvirt"))
+                    let detached = Command::new(env!("CARGO_BIN_EXE_ipvirt"))
                         .args(["kernel", "detach", "--root", &root])
-                        .output();
+                        .output()
+                        .unwrap();
+                    assert!(detached.status.success(), "detach: {detached:?}");
                     let stats = String::from_utf8_lossy(&stats.stdout).into_owned();
                     assert!(
                         stats.contains(&format!("per-task cache {cache}")),
@@ -444,6 +553,68 @@ fn rewriter_c_abi_preload_and_kernel_layers_agree() {
             }
             Some(why) => eprintln!("skipped the kernel layer: {why}"),
         }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 23, item 10: a UDP socket that a layer bound to the session loopback for a `connect`,
+/// then disconnected with `connect(AF_UNSPEC)`, is what it would be natively: it shows
+/// `0.0.0.0:0`, it can send off the host, and connected again elsewhere it takes that route's
+/// source. Run in a network namespace of its own with an off-host route, natively, under the
+/// `LD_PRELOAD` layer and in a kernel-layer session; every line must be the native one.
+#[test]
+fn a_dissolved_udp_association_is_native_in_both_layers() {
+    require!("gcc", "unshare", "ip");
+    if !ipvirt_testkit::is_root() {
+        eprintln!("skipped: a network namespace needs root");
+        return;
+    }
+    const SETUP: &str = "ip link set lo up && ip link add v0 type veth peer name v1 && \
+        ip addr add 198.51.100.1/24 dev v0 && ip link set v1 up && ip link set v0 up && \
+        exec env ${PRELOAD:+LD_PRELOAD=\"$PRELOAD\"} \"$@\"";
+    let dir = std::env::temp_dir().join(format!("ipvirt-layers-{}-dissolved", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy_path = dir.join("policy.toml");
+    std::fs::write(&policy_path, policy_text(free_port(), free_port())).unwrap();
+    let args = ["udp4disc=198.51.100.7", "127.0.0.1", "9000"];
+    let in_netns = |exe: &Path| {
+        let mut c = Command::new("unshare");
+        c.args(["-n", "sh", "-c", SETUP, "sh"]).arg(exe).args(args);
+        c
+    };
+    let exe = build_probe(&dir.join("dynamic"), "probe", false);
+    let native = lines(in_netns(&exe).output().unwrap());
+    assert!(native[0].contains("send=ok"), "{native:?}");
+
+    let mut preload = in_netns(&exe);
+    preload
+        .env("PRELOAD", preload_lib())
+        .env("IPVIRT_SESSION", SESSION.to_string())
+        .env("IPVIRT_POLICY", &policy_path);
+    assert_eq!(lines(preload.output().unwrap()), native, "LD_PRELOAD layer");
+
+    match kernel_unavailable() {
+        None => {
+            let exe = build_probe(&dir.join("static"), "probe", true);
+            let root = format!("ipvirt-test-{}-dissolved", std::process::id());
+            let out = Command::new(env!("CARGO_BIN_EXE_ipvirt"))
+                .args(["run", "--layer", "kernel", "--kernel-root", &root])
+                .args(["--id", &SESSION.to_string()])
+                .arg("--policy")
+                .arg(&policy_path)
+                .arg("--lease-book")
+                .arg(dir.join("leases.json"))
+                .args(["--", "unshare", "-n", "sh", "-c", SETUP, "sh"])
+                .arg(&exe)
+                .args(args)
+                .output()
+                .unwrap();
+            let _ = Command::new(env!("CARGO_BIN_EXE_ipvirt"))
+                .args(["kernel", "detach", "--root", &root])
+                .output();
+            assert_eq!(lines(out), native, "kernel layer");
+        }
+        Some(why) => eprintln!("skipped the kernel layer: {why}"),
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -16,6 +16,7 @@ use ipvirt::dhcp::{
 };
 use ipvirt::{AddressSource, LeaseError};
 
+use crate::netlink;
 use crate::{StateError, StateFile};
 use ipvirt::{SessionId, Vip};
 
@@ -116,10 +117,13 @@ impl Drop for Reader {
 ///   of them and each takes the ones whose transaction is its own). While a session holds an
 ///   address, a second socket is bound to `address:68`, so that a server's unicast reply to the
 ///   address (renewals) reaches this driver rather than another one on the port.
-/// - **Addresses**: with `configure_addresses`, a bound address is added to the adapter
-///   (`ip -4 addr add A/32 dev IF`) and removed when it is released, lost or declined. A server
-///   answers a renewal by unicast to the address, which only arrives when the address is the
-///   host's (and the hooking layer can bind a socket to a VIP only then).
+/// - **Addresses**: with `configure_addresses`, a bound address is added to the adapter (`A/32`,
+///   through rtnetlink, tagged `IFA_PROTO` 0x49) and removed when it is released, lost or
+///   declined — only if ipvirt added it (SPEC §10): an address the administrator configured
+///   before is left on the interface, also at the end of the session. (An address with ipvirt's
+///   tag was added by an earlier ipvirt process, a killed launcher's: it is ipvirt's to remove.)
+///   A server answers a renewal by unicast to the address, which only arrives when the address is
+///   the host's (and the hooking layer can bind a socket to a VIP only then).
 /// - **Timers**: [`step`](Self::step) waits for a datagram or the machine's next deadline, at most
 ///   the time given; the [`Clock`] is the wall clock (`SystemTime` since the UNIX epoch) unless
 ///   another is given.
@@ -130,7 +134,7 @@ impl Drop for Reader {
 ///   the address the file remembers.
 ///
 /// Needs `CAP_NET_RAW` (for `SO_BINDTODEVICE`), `CAP_NET_BIND_SERVICE` (port 68) and, to configure
-/// addresses, `CAP_NET_ADMIN` and the `ip` program.
+/// addresses, `CAP_NET_ADMIN`.
 ///
 /// The driver keeps time itself (its [`Clock`]), so it is not an [`AddressSource`] (whose calls
 /// take the caller's `now`): its own [`lease`](Self::lease) and [`release`](Self::release) read
@@ -148,6 +152,8 @@ pub struct DhcpDriver {
     configure_addresses: bool,
     /// Sessions whose entries in the lease file this driver owns.
     managed: BTreeSet<SessionId>,
+    /// Addresses ipvirt put on the interface (the only ones it removes).
+    added: BTreeSet<Ipv4Addr>,
     clock: ClockBox,
     notes: Vec<String>,
 }
@@ -232,6 +238,7 @@ impl DhcpDriver {
             state,
             configure_addresses,
             managed: BTreeSet::new(),
+            added: BTreeSet::new(),
             clock: ClockBox(Arc::new(wall)),
             notes: Vec::new(),
         })
@@ -427,7 +434,7 @@ impl DhcpDriver {
 
     fn add_address(&mut self, addr: Ipv4Addr) {
         if self.configure_addresses {
-            self.ip("add", addr);
+            self.configure(addr);
         }
         if !self.by_address.contains_key(&addr) {
             match bound_socket(&self.interface, addr)
@@ -445,36 +452,52 @@ impl DhcpDriver {
 
     fn remove_address(&mut self, addr: Ipv4Addr) {
         self.by_address.remove(&addr);
-        if self.configure_addresses {
-            self.ip("del", addr);
+        if !self.configure_addresses {
+            return;
+        }
+        // Ours: added by this driver, or tagged as ipvirt's by an earlier driver whose lease this
+        // one took over (a restarted launcher or service: the address is on the interface
+        // already, and no Bound event put it there again).
+        let added = self.added.remove(&addr);
+        let removed = netlink::index_of(&self.interface).and_then(|i| {
+            if added || netlink::find(i, addr)? == Some(Some(netlink::PROTO)) {
+                netlink::remove(i, addr).map(drop)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = removed {
+            self.notes.push(format!(
+                "cannot remove {addr}/32 from {}: {e}",
+                self.interface
+            ));
         }
     }
 
-    fn ip(&mut self, verb: &str, addr: Ipv4Addr) {
-        let out = std::process::Command::new("ip")
-            .args([
-                "-4",
-                "addr",
-                verb,
-                &format!("{addr}/32"),
-                "dev",
-                &self.interface,
-            ])
-            .output();
-        match out {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => {
-                let err = String::from_utf8_lossy(&o.stderr);
-                // Already there (another launcher of the session) or already gone.
-                if !(verb == "add" && err.contains("File exists")) {
-                    self.notes.push(format!(
-                        "ip addr {verb} {addr}/32 dev {}: {}",
-                        self.interface,
-                        err.trim()
-                    ));
+    /// Puts `addr/32` on the interface, remembering it as ipvirt's only when ipvirt put it there.
+    fn configure(&mut self, addr: Ipv4Addr) {
+        let iface = self.interface.clone();
+        let added = netlink::index_of(&iface).and_then(|i| {
+            Ok(match netlink::add(i, addr)? {
+                netlink::Added::Added => true,
+                // Another ipvirt process's (a killed launcher's): tagged, so ipvirt's; else the
+                // administrator's, never removed.
+                netlink::Added::AlreadyThere => {
+                    netlink::find(i, addr)? == Some(Some(netlink::PROTO))
                 }
+            })
+        });
+        match added {
+            Ok(true) => {
+                self.added.insert(addr);
             }
-            Err(e) => self.notes.push(format!("cannot run ip: {e}")),
+            Ok(false) => self.notes.push(format!(
+                "{addr}/32 is on {iface} already, not put there by ipvirt: it is used and left \
+                 there when the lease ends"
+            )),
+            Err(e) => self
+                .notes
+                .push(format!("cannot add {addr}/32 to {iface}: {e}")),
         }
     }
 

@@ -239,6 +239,14 @@ impl LeaseBook {
         }
     }
 
+    /// The same book, its lock waited for as `wait` says (see [`StateFile::with_lock_wait`]).
+    #[must_use]
+    pub fn with_lock_wait(self, wait: crate::LockWait) -> LeaseBook {
+        LeaseBook {
+            file: self.file.with_lock_wait(wait),
+        }
+    }
+
     /// The book's file.
     pub fn path(&self) -> &Path {
         self.file.path()

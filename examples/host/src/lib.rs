@@ -3,7 +3,10 @@
 //! The pieces of ipvirt that do I/O for any layer, kept out of the pure core (`ipvirt`, which
 //! decides and never touches a file, a socket or a clock):
 //!
-//! - [`StateFile`]: JSON state replaced atomically, locked apart from the data (SPEC §10).
+//! - [`StateFile`]: JSON state replaced atomically, locked apart from the data, in a directory
+//!   only its owner can change, the lock waited for with a deadline (SPEC §10).
+//! - [`private_fs`]: that directory ([`PrivateDir`]: no link followed, nobody else's files) and
+//!   the bounded lock wait ([`LockWait`]), also for the kernel layer's set-up lock.
 //! - [`control`]: the `ipvirt` service's control protocol (requests, answers, bounded framing,
 //!   the client call), shared by the service, its PAM module and the `ipvirt` command.
 //! - [`policy_file`]: reading a policy file as every product must (bounded, regular files only,
@@ -29,9 +32,13 @@ pub mod holder;
 pub mod lease_book;
 #[cfg(all(target_os = "linux", feature = "live"))]
 pub mod live;
+#[cfg(all(target_os = "linux", feature = "dhcp"))]
+mod netlink;
 pub mod policy_file;
+pub mod private_fs;
 #[cfg(windows)]
 pub mod registry;
 mod state_file;
 
+pub use private_fs::{LockError, LockWait, PrivateDir, UnsafePath};
 pub use state_file::{StateError, StateFile, StateLock, StateStep};

@@ -1,12 +1,14 @@
 //! Atomic, locked state files (SPEC §10): see [`StateFile`].
 
 use std::ffi::OsString;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::private_fs::{self, Access, LockError, LockWait, PrivateDir, UnsafePath, file_name};
 
 /// A JSON state file that survives faults (SPEC §10): replaced atomically, locked apart from the data.
 ///
@@ -26,6 +28,15 @@ use serde::de::DeserializeOwned;
 ///   [`StateError::Corrupt`], naming the file and where it stops making sense, and the file is left
 ///   as it is for inspection. Something other than a regular file at the path, or a file larger
 ///   than [`StateFile::MAX_BYTES`], is refused before it is read.
+/// - **Nobody else's files** (SPEC §10, found by attack): the directory, the state, its temporary
+///   file and its lock are reached through a [`PrivateDir`]: no symbolic link is followed, the
+///   directory and every file must be the caller's and not writable by other users (a shared
+///   sticky directory such as `/tmp` is refused as the state's directory), the temporary file is
+///   created exclusively, the rename happens within the checked directory. A violation is
+///   [`StateError::Unsafe`], naming the path and why.
+/// - **A bounded wait**: [`lock`](Self::lock) waits at most the [`LockWait`]'s deadline (10 s by
+///   default, [`with_lock_wait`](Self::with_lock_wait) to change it or to stop it on a signal),
+///   then fails with an error that names the lock file and, from `/proc/locks`, its holder.
 ///
 /// ```
 /// use ipvirt::{Host, PoolSnapshot, SessionId, StaticPool};
@@ -48,12 +59,22 @@ use serde::de::DeserializeOwned;
 /// # std::fs::remove_dir_all(&dir)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct StateFile {
     path: PathBuf,
     tmp: PathBuf,
     lock: PathBuf,
+    wait: LockWait,
 }
+
+/// Two state files are the same when they name the same files (however long they wait).
+impl PartialEq for StateFile {
+    fn eq(&self, other: &StateFile) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Eq for StateFile {}
 
 /// The step of a read or write that failed (for [`StateError::Io`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +145,25 @@ pub enum StateError {
         /// The path.
         path: PathBuf,
     },
+    /// The directory or a file may not hold state: a link, another user's, writable by others
+    /// (see [`PrivateDir`]).
+    #[error("state file {}: {source}", path.display())]
+    Unsafe {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong, naming the directory or file.
+        #[source]
+        source: UnsafePath,
+    },
+    /// The lock was held by another process past the deadline, or the wait was stopped.
+    #[error("state file {}: {source}", path.display())]
+    Lock {
+        /// The state file.
+        path: PathBuf,
+        /// Why, naming the lock file and its holder.
+        #[source]
+        source: LockError,
+    },
     /// The file is larger than [`StateFile::MAX_BYTES`].
     #[error("state file {path} has {size} bytes, more than the {max} a state file may have")]
     TooLarge {
@@ -158,6 +198,7 @@ impl StateError {
 #[derive(Debug)]
 pub struct StateLock<'a> {
     state: &'a StateFile,
+    dir: PrivateDir,
     _file: File,
 }
 
@@ -181,6 +222,31 @@ impl StateFile {
             tmp: with_suffix(&path, ".tmp"),
             lock: with_suffix(&path, ".lock"),
             path,
+            wait: LockWait::default(),
+        }
+    }
+
+    /// The same state, its lock waited for as `wait` says (a deadline, and what else stops the
+    /// wait: `ipvirt run` stops on a signal).
+    #[must_use]
+    pub fn with_lock_wait(mut self, wait: LockWait) -> StateFile {
+        self.wait = wait;
+        self
+    }
+
+    /// The state's directory, opened and checked.
+    fn dir(&self) -> Result<PrivateDir, StateError> {
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        PrivateDir::open(dir).map_err(|source| self.unsafe_path(source))
+    }
+
+    fn unsafe_path(&self, source: UnsafePath) -> StateError {
+        StateError::Unsafe {
+            path: self.path.clone(),
+            source,
         }
     }
 
@@ -203,28 +269,41 @@ impl StateFile {
         &self.tmp
     }
 
-    /// Takes the exclusive lock, waiting for other holders, creating the lock file if needed.
+    /// Takes the exclusive lock, waiting for other holders as the [`LockWait`] says, creating
+    /// the lock file (mode 0600) if needed.
     ///
     /// # Errors
     ///
-    /// [`StateError::Io`] at [`StateStep::OpenLock`] or [`StateStep::Lock`].
+    /// [`StateError::Unsafe`] when the directory or the lock file may not be used,
+    /// [`StateError::Lock`] when another process holds the lock past the deadline (or the wait
+    /// was stopped), naming the lock file and its holder; [`StateError::Io`] at
+    /// [`StateStep::OpenLock`] or [`StateStep::Lock`].
     pub fn lock(&self) -> Result<StateLock<'_>, StateError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&self.lock)
-            .map_err(|e| StateError::io(&self.lock, StateStep::OpenLock, e))?;
-        loop {
-            match file.lock() {
-                Ok(()) => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(StateError::io(&self.lock, StateStep::Lock, e)),
+        let dir = self.dir()?;
+        let file = match dir.open_file(file_name(&self.lock), Access::ReadWriteCreate) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                return Err(StateError::io(
+                    &self.lock,
+                    StateStep::OpenLock,
+                    io::Error::from(io::ErrorKind::NotFound),
+                ));
             }
-        }
+            Err(UnsafePath::Io { source, .. }) => {
+                return Err(StateError::io(&self.lock, StateStep::OpenLock, source));
+            }
+            Err(e) => return Err(self.unsafe_path(e)),
+        };
+        private_fs::lock(&file, &self.lock, &self.wait).map_err(|source| match source {
+            LockError::Io { source, .. } => StateError::io(&self.lock, StateStep::Lock, source),
+            source => StateError::Lock {
+                path: self.path.clone(),
+                source,
+            },
+        })?;
         Ok(StateLock {
             state: self,
+            dir,
             _file: file,
         })
     }
@@ -237,7 +316,11 @@ impl StateFile {
     /// [`StateError::Corrupt`], [`StateError::NotRegular`], [`StateError::TooLarge`], or
     /// [`StateError::Io`] at [`StateStep::Read`].
     pub fn read<T: DeserializeOwned>(&self) -> Result<Option<T>, StateError> {
-        let bytes = match self.read_bytes()? {
+        self.read_in(&self.dir()?)
+    }
+
+    fn read_in<T: DeserializeOwned>(&self, dir: &PrivateDir) -> Result<Option<T>, StateError> {
+        let bytes = match self.read_bytes(dir)? {
             Some(b) => b,
             None => return Ok(None),
         };
@@ -249,21 +332,22 @@ impl StateFile {
             })
     }
 
-    fn read_bytes(&self) -> Result<Option<Vec<u8>>, StateError> {
+    fn read_bytes(&self, dir: &PrivateDir) -> Result<Option<Vec<u8>>, StateError> {
         let path = &self.path;
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StateError::io(path, StateStep::Read, e)),
+        let mut file = match dir.open_file(file_name(path), Access::Read) {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(None),
+            Err(UnsafePath::NotRegular { .. }) => {
+                return Err(StateError::NotRegular { path: path.clone() });
+            }
+            Err(UnsafePath::Io { source, .. }) => {
+                return Err(StateError::io(path, StateStep::Read, source));
+            }
+            Err(e) => return Err(self.unsafe_path(e)),
         };
-        if !meta.is_file() {
-            return Err(StateError::NotRegular { path: path.clone() });
-        }
-        let mut file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StateError::io(path, StateStep::Read, e)),
-        };
+        let meta = file
+            .metadata()
+            .map_err(|e| StateError::io(path, StateStep::Read, e))?;
         let mut bytes = Vec::new();
         // Read one byte past the limit to tell "exactly at the limit" from "over it", even when the
         // file grew after the metadata was taken.
@@ -290,7 +374,7 @@ impl StateLock<'_> {
     ///
     /// As [`StateFile::read`].
     pub fn read<T: DeserializeOwned>(&self) -> Result<Option<T>, StateError> {
-        self.state.read()
+        self.state.read_in(&self.dir)
     }
 
     /// Replaces the state with `value`, atomically: temporary file, flush, rename, directory flush.
@@ -308,40 +392,36 @@ impl StateLock<'_> {
         })?;
         json.push(b'\n');
         let tmp = &state.tmp;
+        let (tmp_name, name) = (file_name(tmp), file_name(&state.path));
+        let dir = &self.dir;
         let written = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(tmp)
-                .map_err(|e| (StateStep::CreateTemp, e))?;
+            // Created exclusively: never a link followed, never a file someone else made. A
+            // leftover of a killed writer (or anything at that name: this directory is ours, and
+            // we hold the lock) is removed first; removing a link removes the link only.
+            let mut file = match dir.create_new(tmp_name) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    dir.remove(tmp_name)
+                        .map_err(|e| (StateStep::CreateTemp, e))?;
+                    dir.create_new(tmp_name)
+                }
+                other => other,
+            }
+            .map_err(|e| (StateStep::CreateTemp, e))?;
             file.write_all(&json)
                 .map_err(|e| (StateStep::WriteTemp, e))?;
             file.sync_all().map_err(|e| (StateStep::SyncTemp, e))?;
             drop(file);
-            std::fs::rename(tmp, &state.path).map_err(|e| (StateStep::Rename, e))
+            dir.rename(tmp_name, name)
+                .map_err(|e| (StateStep::Rename, e))
         })();
         if let Err((step, e)) = written {
-            // Best effort: the old state is intact either way, and the next write truncates it.
-            let _ = std::fs::remove_file(tmp);
+            // Best effort: the old state is intact either way, and the next write replaces it.
+            if step != StateStep::CreateTemp {
+                let _ = dir.remove(tmp_name);
+            }
             return Err(StateError::io(tmp, step, e));
         }
-        sync_dir(&state.path).map_err(|e| StateError::io(&state.path, StateStep::SyncDir, e))
+        dir.sync()
+            .map_err(|e| StateError::io(&state.path, StateStep::SyncDir, e))
     }
-}
-
-/// Flushes the directory holding `path`, so a rename into it survives a power loss.
-#[cfg(unix)]
-fn sync_dir(path: &Path) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()
-}
-
-/// Elsewhere (Windows) std cannot open a directory to flush it; NTFS journals the rename itself.
-#[cfg(not(unix))]
-fn sync_dir(_path: &Path) -> io::Result<()> {
-    Ok(())
 }

@@ -391,3 +391,75 @@ fn a_missing_interface_is_a_typed_error() {
         "{err}"
     );
 }
+
+/// The interface's IPv4 addresses, as `ip` lists them.
+fn addresses(interface: &str) -> String {
+    let o = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "dev", interface])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// SPEC §10, issue 23 item 7: an address the administrator configured is never removed by
+/// ipvirt (the driver removed every address it leased, also one it had not added: it told
+/// "already there" by `ip`'s message, which iproute2 changed). One it added itself goes at
+/// release.
+#[test]
+fn an_address_the_administrator_configured_stays_after_the_lease() {
+    require_root!();
+    // One address in the range: the one the administrator configured.
+    let net = Net::new(7, 100, false);
+    let addr = format!("10.231.{}.100", net.net);
+    let ip = |verb: &str| {
+        Command::new("ip")
+            .args([
+                "-4",
+                "addr",
+                verb,
+                &format!("{addr}/32"),
+                "dev",
+                &net.client_if,
+            ])
+            .status()
+            .unwrap()
+    };
+    // Configured while the driver runs (one configured before it opens is one of the host's own
+    // addresses, whose offer the driver refuses: item 6).
+    let mut d = driver(&net, "ipvirt-t7-", None);
+    assert!(ip("add").success());
+    assert_eq!(
+        d.lease(sid(1)),
+        Err(LeaseError::Pending { session: sid(1) })
+    );
+    drive(&mut d, "the lease", |d| d.lease(sid(1)).is_ok());
+    assert_eq!(d.lease(sid(1)).unwrap().addr().to_string(), addr);
+    let notes = d.take_notes();
+    assert!(
+        notes.iter().any(|n| n.contains("not put there by ipvirt")),
+        "{notes:?}"
+    );
+    d.release(sid(1));
+    assert!(
+        addresses(&net.client_if).contains(&format!("{addr}/32")),
+        "the administrator's address was removed: {}",
+        addresses(&net.client_if)
+    );
+
+    // Without it, the driver adds the address and removes it at release.
+    assert!(ip("del").success());
+    wait_for(
+        || net.server_leases().is_empty(),
+        "the RELEASE to free the address",
+    );
+    drive(&mut d, "the second lease", |d| d.lease(sid(2)).is_ok());
+    assert_eq!(d.lease(sid(2)).unwrap().addr().to_string(), addr);
+    assert!(addresses(&net.client_if).contains(&format!("{addr}/32")));
+    d.release(sid(2));
+    assert!(
+        !addresses(&net.client_if).contains(&format!("{addr}/32")),
+        "{}",
+        addresses(&net.client_if)
+    );
+    assert!(d.take_notes().is_empty());
+}

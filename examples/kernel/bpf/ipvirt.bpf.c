@@ -50,6 +50,9 @@ static void *(*bpf_skc_to_tcp6_sock)(void *sk) = (void *)BPF_FUNC_skc_to_tcp6_so
 static void *(*bpf_skc_to_udp6_sock)(void *sk) = (void *)BPF_FUNC_skc_to_udp6_sock;
 static void *(*bpf_task_storage_get)(void *map, void *task, void *value, __u64 flags) =
     (void *)BPF_FUNC_task_storage_get;
+static void *(*bpf_sk_storage_get)(void *map, void *sk, void *value, __u64 flags) =
+    (void *)BPF_FUNC_sk_storage_get;
+static long (*bpf_sk_storage_delete)(void *map, void *sk) = (void *)BPF_FUNC_sk_storage_delete;
 
 #define bswap32(x) __builtin_bswap32(x)
 #define bswap16(x) __builtin_bswap16(x)
@@ -119,7 +122,7 @@ struct ipv_config {
     __u32 generation;              /* bumped by the loader after every write to a table */
     __u32 pad;
 };
-#define IPV_CONFIG_VERSION 2u
+#define IPV_CONFIG_VERSION 3u
 
 /* What the tables said for one task, kept in the task's own storage so that the next call of
  * the same task skips the cgroup walk, the executable's identity and three hash lookups. It holds
@@ -163,6 +166,15 @@ struct {
     __type(value, ipvirt_session_entry);
 } ipv_sessions SEC(".maps");
 
+/* The cgroups the programs are attached at (the layer's root, and each cgroup the service
+ * attached them at, e.g. a logind scope), by id: a task below one of them is in the layer's tree. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u64);
+    __type(value, __u32);
+} ipv_anchors SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, 4096);
@@ -183,6 +195,17 @@ struct {
     __type(key, int);
     __type(value, struct ipv_task_cache);
 } ipv_task_cache SEC(".maps");
+
+/* The UDP sockets whose address the layer bound itself (the implicit source of a connect). The
+ * kernel keeps that address after the socket is disconnected (connect(AF_UNSPEC)), because a bind
+ * locks it; so while such a socket is not connected the layer shows and uses it as the unbound
+ * socket it would be natively (see bind_source, report4/6, ipv_sendmsg4). */
+struct {
+    __uint(type, BPF_MAP_TYPE_SK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
+    __type(value, __u32);
+} ipv_sk_implicit SEC(".maps");
 
 /* ---- looking the tables up ---- */
 #define IPV_FOUND 0
@@ -241,6 +264,21 @@ INLINE ipvirt_program_entry program_entry(const struct ipv_config *cfg, struct f
     return p ? *p : cfg->unlisted;
 }
 
+/* Whether the calling task is in a cgroup below one the programs are attached at. */
+INLINE int in_tree(void)
+{
+    __u64 id;
+    int level;
+    for (level = 0; level < IPV_MAX_LEVEL; level++) {
+        id = bpf_get_current_ancestor_cgroup_id(level);
+        if (id == 0)
+            break;
+        if (bpf_map_lookup_elem(&ipv_anchors, &id))
+            return 1;
+    }
+    return 0;
+}
+
 /* Fills *t; IPV_FOUND, IPV_OUTSIDE or IPV_UNKNOWN. */
 INLINE int tables(ipv_tables *t)
 {
@@ -277,8 +315,15 @@ INLINE int tables(ipv_tables *t)
         cgroup = bpf_get_current_cgroup_id();
     }
     s = session_entry(cgroup);
-    if (!s)
+    if (!s) {
+        /* The programs of the socket's cgroup run, and a socket keeps the cgroup it was made in:
+         * a task outside the layer's tree (ipv_anchors) that uses a socket a session passed to it
+         * (SCM_RIGHTS) lands here. It is in no session, so it is left alone (SPEC §12); only a
+         * task of the tree without a session entry fails closed. */
+        if (!in_tree())
+            return IPV_OUTSIDE;
         return IPV_UNKNOWN;
+    }
     t->session = *s;
     t->program = program_entry(cfg, exe);
     if (c) {
@@ -367,6 +412,30 @@ INLINE int dual_stack(struct bpf_sock_addr *ctx)
     return v == 0;
 }
 
+/* ---- sockets the layer bound itself ---- */
+/* Whether the layer bound this UDP socket's address (ipv_sk_implicit). */
+INLINE int implicit(struct bpf_sock_addr *ctx)
+{
+    __u32 *mark;
+    if (!ctx->sk || ctx->type != SOCK_DGRAM)
+        return 0;
+    mark = bpf_sk_storage_get(&ipv_sk_implicit, ctx->sk, 0, 0);
+    return mark && *mark;
+}
+
+/* Whether the socket is connected (it has a peer). */
+INLINE int connected(struct bpf_sock_addr *ctx)
+{
+    return ctx->sk && ctx->sk->dst_port != 0;
+}
+
+/* The program binds the socket itself: the address is its own from now on. */
+INLINE void forget_implicit(struct bpf_sock_addr *ctx)
+{
+    if (ctx->sk && ctx->type == SOCK_DGRAM)
+        bpf_sk_storage_delete(&ipv_sk_implicit, ctx->sk);
+}
+
 /* ---- the hooks ---- */
 SEC("cgroup/bind4")
 int ipv_bind4(struct bpf_sock_addr *ctx)
@@ -384,6 +453,7 @@ int ipv_bind4(struct bpf_sock_addr *ctx)
     if (r)
         return refuse(r);
     ctx->user_ip4 = bswap32(a.ip);
+    forget_implicit(ctx);
     return 1;
 }
 
@@ -405,6 +475,7 @@ int ipv_bind6(struct bpf_sock_addr *ctx)
         return refuse(r);
     if (!same(a, before))
         put_user6(ctx, a);
+    forget_implicit(ctx);
     return 1;
 }
 
@@ -425,27 +496,48 @@ struct ipv_sockaddr_in6 {
 
 /* Binds an unbound socket to `source` (port 0: the port is chosen at connect time, as with
  * IP_BIND_ADDRESS_NO_PORT). Returns 0, or the errno that refuses the connect: a source that cannot
- * be bound must not silently become the shared address. */
+ * be bound must not silently become the shared address.
+ *
+ * A UDP socket whose address the layer bound at an earlier connect, since dissolved with
+ * connect(AF_UNSPEC), still has that address (the kernel locks a bound address): it is the
+ * layer's to set again, to this connect's source or to none (0.0.0.0 / ::), as if it were
+ * unbound. Such a socket is remembered in ipv_sk_implicit. */
 INLINE int bind_source(struct bpf_sock_addr *ctx, __u32 source, int six)
 {
     struct bpf_sock *sk = ctx->sk;
+    __u32 *mark;
+    int ours;
     long err;
-    if (!source || !sk)
+    if (!sk)
         return 0;
     if (sk->src_port != 0)
-        return 0; /* bound already: an explicit bind decided */
+        return 0; /* bound already: an explicit bind decided (or a send took a port) */
+    ours = implicit(ctx);
+    if (!source && !ours)
+        return 0;
     if (six) {
-        if (sk->src_ip6[0] | sk->src_ip6[1] | sk->src_ip6[2] | sk->src_ip6[3])
+        if (!ours && (sk->src_ip6[0] | sk->src_ip6[1] | sk->src_ip6[2] | sk->src_ip6[3]))
             return 0;
-        struct ipv_sockaddr_in6 sa = {AF_INET6, 0, 0, {0, 0, bswap32(0xffff), bswap32(source)}, 0};
+        struct ipv_sockaddr_in6 sa = {AF_INET6, 0, 0, {0, 0, 0, 0}, 0};
+        if (source) {
+            sa.addr[2] = bswap32(0xffff);
+            sa.addr[3] = bswap32(source);
+        }
         err = bpf_bind(ctx, &sa, sizeof(sa));
     } else {
-        if (sk->src_ip4 != 0)
+        if (!ours && sk->src_ip4 != 0)
             return 0;
         struct ipv_sockaddr_in sa = {AF_INET, 0, bswap32(source), {0}};
         err = bpf_bind(ctx, &sa, sizeof(sa));
     }
-    return err ? IPV_EADDRNOTAVAIL : 0;
+    if (err)
+        return IPV_EADDRNOTAVAIL;
+    if (source && !ours && ctx->type == SOCK_DGRAM) {
+        mark = bpf_sk_storage_get(&ipv_sk_implicit, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+        if (mark)
+            *mark = 1;
+    }
+    return 0;
 }
 
 SEC("cgroup/connect4")
@@ -496,27 +588,55 @@ int ipv_connect6(struct bpf_sock_addr *ctx)
     return 1;
 }
 
-/* An unconnected UDP send. An AF_INET6 socket sending to an IPv4-mapped address runs this hook
- * too (the kernel converts first). The implicit source is this datagram's source address, unless
- * the socket is bound to a specific address. */
+/* A UDP send with a destination, or with control messages. An AF_INET6 socket sending to an
+ * IPv4-mapped address runs this hook too (the kernel converts first).
+ *
+ * - The destination (`user_ip4`, `user_port`) is decided as a connect. A port of 0 means there is
+ *   none: a connected socket's send with control messages, which the kernel also runs through
+ *   here (the destination it shows is then 0.0.0.0:0, and ignored).
+ * - The datagram's source (`msg_src_ip4`) is the socket's bound address or the one chosen in
+ *   IP_PKTINFO / IPV6_PKTINFO: a source the program chose, decided as a bind of it on the
+ *   socket's port (SPEC §12: another session's loopback is refused, 127.0.0.1 becomes the
+ *   session's). When the socket is unbound (0), the implicit source is this datagram's source.
+ * - A socket the layer bound itself at a connect since dissolved (ipv_sk_implicit) is unbound as
+ *   far as the rules go: its address is replaced by the implicit source, or by none. */
 SEC("cgroup/sendmsg4")
 int ipv_sendmsg4(struct bpf_sock_addr *ctx)
 {
     ipv_tables t;
-    ipv_addr a;
-    __u32 source;
+    ipv_addr a, b;
+    __u32 source = 0, src, lport;
     int r = tables(&t);
     if (r == IPV_OUTSIDE)
         return 1;
     if (r == IPV_UNKNOWN)
         return refuse(EPERM);
-    a.kind = IPV_KIND_V4;
-    a.ip = bswap32(ctx->user_ip4);
-    r = ipv_connect(&t, &a, bswap16((__u16)ctx->user_port), &source);
-    if (r)
-        return refuse(r);
-    ctx->user_ip4 = bswap32(a.ip);
-    if (source && ctx->msg_src_ip4 == 0)
+    if (ctx->user_port != 0) {
+        a.kind = IPV_KIND_V4;
+        a.ip = bswap32(ctx->user_ip4);
+        r = ipv_connect(&t, &a, bswap16((__u16)ctx->user_port), &source);
+        if (r)
+            return refuse(r);
+        ctx->user_ip4 = bswap32(a.ip);
+    }
+    src = bswap32(ctx->msg_src_ip4);
+    lport = ctx->sk ? ctx->sk->src_port : 0;
+    if (src != 0 && ctx->sk && src == bswap32(ctx->sk->src_ip4) && !connected(ctx) &&
+        implicit(ctx)) {
+        ctx->msg_src_ip4 = bswap32(source);
+        return 1;
+    }
+    if (src != 0) {
+        b.kind = IPV_KIND_V4;
+        b.ip = src;
+        r = ipv_bind(&t, &b, (__u16)lport, 0);
+        if (r)
+            return refuse(r);
+        if (b.ip != src)
+            ctx->msg_src_ip4 = bswap32(b.ip);
+        return 1;
+    }
+    if (source)
         ctx->msg_src_ip4 = bswap32(source);
     return 1;
 }
@@ -534,25 +654,38 @@ int ipv_sendmsg6(struct bpf_sock_addr *ctx)
     return 1;
 }
 
-INLINE void report4(struct bpf_sock_addr *ctx)
+/* The results: `own` is true for getsockname, where a UDP socket the layer bound itself at a
+ * connect since dissolved shows the unspecified address it would have natively. */
+INLINE void report4(struct bpf_sock_addr *ctx, int own)
 {
     ipv_tables t;
     ipv_addr a;
     if (tables(&t) != IPV_FOUND)
         return;
+    if (own && !connected(ctx) && implicit(ctx)) {
+        ctx->user_ip4 = 0;
+        return;
+    }
     a.kind = IPV_KIND_V4;
     a.ip = bswap32(ctx->user_ip4);
     ipv_reported(&t, &a, bswap16((__u16)ctx->user_port));
     ctx->user_ip4 = bswap32(a.ip);
 }
 
-INLINE void report6(struct bpf_sock_addr *ctx)
+INLINE void report6(struct bpf_sock_addr *ctx, int own)
 {
     ipv_tables t;
     ipv_addr a, before;
     __u32 ip6[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
     if (tables(&t) != IPV_FOUND)
         return;
+    if (own && !connected(ctx) && implicit(ctx)) {
+        ctx->user_ip6[0] = 0;
+        ctx->user_ip6[1] = 0;
+        ctx->user_ip6[2] = 0;
+        ctx->user_ip6[3] = 0;
+        return;
+    }
     a = addr6_of(ip6);
     before = a;
     ipv_reported(&t, &a, bswap16((__u16)ctx->user_port));
@@ -563,42 +696,42 @@ INLINE void report6(struct bpf_sock_addr *ctx)
 SEC("cgroup/recvmsg4")
 int ipv_recvmsg4(struct bpf_sock_addr *ctx)
 {
-    report4(ctx);
+    report4(ctx, 0);
     return 1;
 }
 
 SEC("cgroup/recvmsg6")
 int ipv_recvmsg6(struct bpf_sock_addr *ctx)
 {
-    report6(ctx);
+    report6(ctx, 0);
     return 1;
 }
 
 SEC("cgroup/getsockname4")
 int ipv_sockname4(struct bpf_sock_addr *ctx)
 {
-    report4(ctx);
+    report4(ctx, 1);
     return 1;
 }
 
 SEC("cgroup/getsockname6")
 int ipv_sockname6(struct bpf_sock_addr *ctx)
 {
-    report6(ctx);
+    report6(ctx, 1);
     return 1;
 }
 
 SEC("cgroup/getpeername4")
 int ipv_peername4(struct bpf_sock_addr *ctx)
 {
-    report4(ctx);
+    report4(ctx, 0);
     return 1;
 }
 
 SEC("cgroup/getpeername6")
 int ipv_peername6(struct bpf_sock_addr *ctx)
 {
-    report6(ctx);
+    report6(ctx, 0);
     return 1;
 }
 

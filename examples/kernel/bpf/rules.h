@@ -104,20 +104,31 @@ static inline int ipv_is_loopback(uint32_t ip)
     return (ip >> 24) == 127;
 }
 
-/* The session that owns `ip` when it is another session's loopback address and isolation refuses
- * it; -1 when it does not (session ids fit in 24 bits). */
-static inline int64_t ipv_other_session(const ipv_tables *t, const ipv_scope *s, uint32_t ip,
-                                        int excluded)
+#define IPV_LOCALHOST 0x7F000001u /* 127.0.0.1, where a 0.0.0.0 destination goes */
+
+#define IPV_MINE 0    /* isolation lets the process use the address */
+#define IPV_OTHERS 1  /* another session's loopback address */
+#define IPV_NOBODY 2  /* in 127.0.0.0/8 but no session's: 127.0.0.0 */
+
+/* Whether isolation refuses the loopback address `ip` to this process (SPEC §12): isolation is on,
+ * virtual loopback applies (with or without a loopback address of the session's own), the port is
+ * not excluded, and `ip` is neither the localhost address, nor session 0's 127.0.0.1, nor the
+ * session's own. IPV_MINE, IPV_OTHERS or IPV_NOBODY. */
+static inline int ipv_foreign(const ipv_tables *t, const ipv_scope *s, uint32_t ip, int excluded)
 {
     uint32_t host;
-    if (!(t->policy->flags & IPVIRT_POLICY_ISOLATE) || s->lo == 0 || excluded)
-        return -1;
+    if (!(t->policy->flags & IPVIRT_POLICY_ISOLATE) || (s->lo == 0 && !s->lo_missing) || excluded)
+        return IPV_MINE;
     if ((ip & ~IPV_HOST_MASK) != IPV_LOOPBACK_BASE)
-        return -1;
+        return IPV_MINE;
+    if (ip == t->policy->localhost || ip == s->lo)
+        return IPV_MINE;
     host = ip & IPV_HOST_MASK;
-    if (host <= 1 || ip == s->lo) /* 127.0.0.0 is no session's; 127.0.0.1 is session 0's */
-        return -1;
-    return (int64_t)(host - 1);
+    if (host == 0)
+        return IPV_NOBODY;
+    if (host == 1) /* 127.0.0.1 is session 0's */
+        return IPV_MINE;
+    return IPV_OTHERS;
 }
 
 /* Puts `ip` in place of `a`'s address, in `a`'s family (IPv4-mapped for IPv6 kinds). */
@@ -136,7 +147,6 @@ static inline int ipv_bind(const ipv_tables *t, ipv_addr *a, uint16_t port, int 
     ipv_scope s = ipv_scope_of(t);
     int excluded = ipv_port_excluded(t->policy, port);
     uint32_t ip;
-    int64_t owner;
 
     if (a->kind == IPV_KIND_LOOP6) {
         if ((t->policy->flags & IPVIRT_POLICY_IPV6_MAP) && dual && (s.lo || s.lo_missing))
@@ -165,8 +175,7 @@ static inline int ipv_bind(const ipv_tables *t, ipv_addr *a, uint16_t port, int 
         }
         return s.no_conn ? IPV_EADDRNOTAVAIL : 0;
     }
-    owner = ipv_other_session(t, &s, ip, excluded);
-    if (owner >= 0)
+    if (ipv_foreign(t, &s, ip, excluded) != IPV_MINE)
         return IPV_EACCES;
     return 0;
 }
@@ -180,16 +189,22 @@ static inline int ipv_connect(const ipv_tables *t, ipv_addr *dest, uint16_t port
 {
     ipv_scope s = ipv_scope_of(t);
     int excluded = ipv_port_excluded(t->policy, port);
-    uint32_t ip, own = 0;
+    uint32_t ip, own = 0, unspecified = 0;
 
     *source = 0;
-    if (dest->kind == IPV_KIND_LOOP6) {
+    /* SPEC §12: a destination of 0.0.0.0 is this host, which Linux sends to 127.0.0.1 (and `::`
+     * is `::1`): it is decided as that address. */
+    if (dest->kind == IPV_KIND_LOOP6 || dest->kind == IPV_KIND_ANY6) {
         if ((t->policy->flags & IPVIRT_POLICY_IPV6_MAP) && (s.lo || s.lo_missing) && !excluded)
             ip = t->policy->localhost;
         else
             return 0;
     } else if (dest->kind == IPV_KIND_V4 || dest->kind == IPV_KIND_MAPPED) {
         ip = dest->ip;
+        if (ip == 0) {
+            ip = IPV_LOCALHOST;
+            unspecified = 1;
+        }
     } else {
         return 0;
     }
@@ -212,11 +227,15 @@ static inline int ipv_connect(const ipv_tables *t, ipv_addr *dest, uint16_t port
                 own = s.lo;
             } else if (ip == s.lo) {
                 own = s.lo;
-            } else if (ipv_other_session(t, &s, ip, excluded) >= 0) {
-                return IPV_ECONNREFUSED;
             }
         }
     }
+    if (ipv_foreign(t, &s, ip, excluded) != IPV_MINE)
+        return IPV_ECONNREFUSED;
+    /* 0.0.0.0 that no rule rewrote goes where the kernel sends it, whatever source is bound
+     * (only where some rule applies: a process out of every scope is never rewritten). */
+    if (unspecified && dest->ip == 0 && (s.lo || s.lo_missing || s.v))
+        ipv_put(dest, IPV_LOCALHOST);
     /* The VIP is the source of everything, loopback included, unless preferred loopback lists the
      * program; without a VIP, loopback traffic needs none. */
     if (s.vip && !s.prefer)

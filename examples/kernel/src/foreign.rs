@@ -120,7 +120,8 @@ impl Layer {
                 }
             }
         }
-        Ok(())
+        // Its tasks are in the layer's tree: without a session entry they fail closed.
+        self.anchor(dir)
     }
 
     /// Detaches the layer's programs from the cgroup `dir` (what [`attach_at`](Self::attach_at)
@@ -141,6 +142,9 @@ impl Layer {
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT)) => {}
                 Err(e) => return Err(format!("{}: detaching the layer: {e}", dir.display())),
             }
+        }
+        if let Ok(id) = File::from(target).metadata().map(|m| m.ino()) {
+            let _ = self.maps.anchors.delete(&id.to_ne_bytes());
         }
         Ok(())
     }

@@ -6,8 +6,12 @@
 //!   (`<cgroup2>/ipvirt`) with the **classic** attachment (`BPF_PROG_ATTACH`,
 //!   `BPF_F_ALLOW_MULTI`), which the cgroup holds: the programs stay attached after the launcher
 //!   exits or is killed. A second launcher finds them with `BPF_PROG_QUERY` and opens their maps by
-//!   id; no bpffs pinning is involved. A file lock (`/run/lock/ipvirt-kernel.lock`) serialises
-//!   set-up, session start and clean-up.
+//!   id; no bpffs pinning is involved. A file lock (`/run/ipvirt/kernel.lock`) serialises
+//!   set-up, session start and clean-up. `/run/ipvirt/` is root's (mode 0755; the service's
+//!   control socket lives there too) and the lock file root's (0600), both checked and reached
+//!   without following a link (`ipvirt_host::PrivateDir`): no other user can take the lock
+//!   first, as they could in the world-writable `/run/lock`. The wait for it is bounded
+//!   ([`lock_with`]).
 //! - **Tables**: the policy table and the program entries come from the library's compiled
 //!   policy ([`ipvirt::Engine`]); one policy per root. A launcher with another policy replaces the
 //!   tables only when no session runs, and otherwise refuses with an error.
@@ -20,6 +24,12 @@
 //! - **Failing closed**: the launcher checks that all programs are attached before it starts the
 //!   command; a process of the tree whose session has no entry gets EPERM from bind, connect and
 //!   sendmsg instead of the shared `127.0.0.1`.
+//! - **Whose call it is**: the kernel runs the programs of the *socket's* cgroup, and a socket
+//!   keeps the cgroup it was made in; the programs decide by the *calling task's* cgroup. A
+//!   process below none of the cgroups the programs are attached at (the root, and those of
+//!   [`Layer::attach_at`], listed in the `ipv_anchors` map) that uses a socket a session passed to
+//!   it (`SCM_RIGHTS`) is in no session and left alone (SPEC §12); one of another session gets
+//!   its own session's answers.
 //! - **Per-task cache**: each task keeps what the tables said for it (session entry, program
 //!   entry) in BPF task storage, valid while it runs the same executable in the same cgroup and
 //!   no table was written since (a generation the loader bumps after every write). A repeated call
@@ -41,8 +51,12 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use std::ffi::OsStr;
+
 use ipvirt::table::{PolicyTable, ProgramEntry, SessionEntry};
 use ipvirt::{Engine, Policy, SessionId, fold_program_name};
+use ipvirt_host::LockWait;
+use ipvirt_host::private_fs::{self, Access, PrivateDir};
 
 /// The BPF object, aligned for the ELF reader.
 static OBJECT: &[u8] = aya::include_bytes_aligned!("../bpf/ipvirt.bpf.o");
@@ -64,12 +78,15 @@ pub const PROGRAMS: [(&str, u32); 12] = [
 ];
 
 const NAME_LEN: usize = 64;
-/// `struct ipv_config`: unlisted program entry, version, generation, padding.
-const CONFIG_VERSION: u32 = 2;
+/// `struct ipv_config`: unlisted program entry, version, generation, padding. (Version 3: the
+/// programs need `ipv_anchors`.)
+const CONFIG_VERSION: u32 = 3;
 const CONFIG_LEN: usize = 16;
 /// The `.rodata` global that turns the per-task cache on.
 const CACHE_GLOBAL: &str = "ipv_task_cache_on";
-const LOCK_FILE: &str = "/run/lock/ipvirt-kernel.lock";
+/// The directory of the set-up lock (and of the service's control socket).
+pub const RUN_DIR: &str = "/run/ipvirt";
+const LOCK_NAME: &str = "kernel.lock";
 
 /// The layer's maps, opened by id.
 #[derive(Debug)]
@@ -79,6 +96,8 @@ struct Maps {
     sessions: sys::Map,
     files: sys::Map,
     names: sys::Map,
+    /// The cgroups the programs are attached at: a task below none of them is left alone.
+    anchors: sys::Map,
     /// The object's `.rodata` (the per-task cache switch), if the kernel reports it.
     rodata: Option<sys::Map>,
 }
@@ -214,16 +233,35 @@ pub fn cgroup2_mount() -> Result<PathBuf, String> {
 #[derive(Debug)]
 pub struct Lock(#[allow(dead_code)] File);
 
-/// Takes the layer's set-up lock, waiting for it.
+/// How long a launcher waits for the set-up lock by default: 60 s. Its holder may be loading the
+/// programs (the verifier takes seconds on a busy host), and several launches of new roots queue.
+pub const LOCK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Takes the layer's set-up lock, waiting for it at most [`LOCK_DEADLINE`].
+///
+/// # Errors
+///
+/// As [`lock_with`].
 pub fn lock() -> Result<Lock, String> {
-    let _ = std::fs::create_dir_all("/run/lock");
-    let f = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(LOCK_FILE)
-        .map_err(|e| format!("{LOCK_FILE}: {e}"))?;
-    f.lock().map_err(|e| format!("{LOCK_FILE}: {e}"))?;
+    lock_with(&LockWait::new(LOCK_DEADLINE))
+}
+
+/// Takes the layer's set-up lock (`/run/ipvirt/kernel.lock`), waiting as `wait` says. The
+/// directory is made (root's, mode 0755) when missing; it and the lock file must be root's and
+/// writable by nobody else, and no link is followed.
+///
+/// # Errors
+///
+/// A sentence naming the directory or the lock file and what is wrong with it, or, past the
+/// deadline or when `wait` stops, the lock file and its holder.
+pub fn lock_with(wait: &LockWait) -> Result<Lock, String> {
+    let dir = PrivateDir::create(Path::new(RUN_DIR), 0o755).map_err(|e| e.to_string())?;
+    let path = dir.path().join(LOCK_NAME);
+    let f = dir
+        .open_file(OsStr::new(LOCK_NAME), Access::ReadWriteCreate)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{}: not created", path.display()))?;
+    private_fs::lock(&f, &path, wait).map_err(|e| e.to_string())?;
     Ok(Lock(f))
 }
 
@@ -287,6 +325,7 @@ fn open_maps(prog: &OwnedFd) -> Result<Maps, String> {
         sessions: take("ipv_sessions")?,
         files: take("ipv_prog_files")?,
         names: take("ipv_prog_names")?,
+        anchors: take("ipv_anchors")?,
         rodata: take(".rodata").ok(),
     };
     let (_, size) = sys::map_info(maps.config.fd()).map_err(|e| format!("ipv_config: {e}"))?;
@@ -452,6 +491,7 @@ impl Layer {
         }
         let maps = open_maps(&progs[0].0)?;
         let layer = Layer { root, maps, notes };
+        layer.anchor(&layer.root)?;
         layer.reclaim()?;
         layer.install(tables, replace_live)?;
         Ok(layer)
@@ -624,6 +664,17 @@ impl Layer {
         };
         Ok(t.names.iter().all(|(k, v)| holds(&self.maps.names, k, v))
             && t.files.iter().all(|(k, v)| holds(&self.maps.files, k, v)))
+    }
+
+    /// Records `dir` as a cgroup the programs are attached at (`ipv_anchors`), so that its
+    /// tasks are in the layer's tree: one without a session entry fails closed, where a task
+    /// outside every such tree is left alone.
+    fn anchor(&self, dir: &Path) -> Result<(), String> {
+        let id = cgroup_id(dir)?;
+        self.maps
+            .anchors
+            .update(&id.to_ne_bytes(), &1u32.to_ne_bytes())
+            .map_err(|e| format!("writing the attachment of {}: {e}", dir.display()))
     }
 
     /// The session cgroup of `id`.

@@ -1,8 +1,24 @@
 //! Copying addresses in and out of the program's memory, and the calls every family shares.
 
-#![allow(clippy::wildcard_imports)]
+use std::ffi::c_int;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::ptr;
 
-use crate::*;
+use ipvirt::{Call, RawOutcome, Refusal, SockaddrLayout, read_sockaddr, write_sockaddr};
+use libc::{sockaddr, socklen_t};
+
+use crate::config::State;
+use crate::diag::say;
+use crate::fds::{
+    IMPLICIT, LAYER_ADDR, defer_port, flag, has, is_bound, mark_bound, set_no_port, socket_domain,
+    socket_type,
+};
+use crate::sys::{errno, real_bind, set_errno};
+
+/// The layout of socket addresses on this platform.
+pub(crate) const LAYOUT: SockaddrLayout = SockaddrLayout::LINUX;
+/// The largest socket address (`sizeof(struct sockaddr_storage)`).
+pub(crate) const STORAGE: usize = ipvirt::SOCKADDR_STORAGE_LEN;
 
 /// A private copy of the program's address: as many bytes as its family needs (never more than it
 /// said it has), the rest zero. `None` when the layer has nothing to do with it.
@@ -33,6 +49,43 @@ pub(crate) unsafe fn copy_in(
     // SAFETY: n <= len readable bytes; buf holds STORAGE >= n bytes.
     unsafe { ptr::copy_nonoverlapping(addr.cast::<u8>(), buf.as_mut_ptr(), n) };
     Some((buf, len))
+}
+
+/// As [`copy_in`], for the destination of a send. An `AF_UNSPEC` address on an `AF_INET` socket,
+/// which Linux's UDP and raw sends read as IPv4 (SPEC §12: no family trick passes unchecked), is
+/// copied as the `AF_INET` address it is, so that it is decided as one; the kernel treats the two
+/// alike, so the copy may go to the kernel in its place.
+///
+/// # Safety
+///
+/// As [`copy_in`].
+pub(crate) unsafe fn copy_in_send(
+    fd: c_int,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Option<([u8; STORAGE], usize)> {
+    // SAFETY: the caller's contract.
+    if let Some(copy) = unsafe { copy_in(addr, len) } {
+        return Some(copy);
+    }
+    let n = len as usize;
+    const INET: usize = std::mem::size_of::<libc::sockaddr_in>();
+    if addr.is_null() || !(INET..=STORAGE).contains(&n) {
+        return None;
+    }
+    let mut buf = [0u8; STORAGE];
+    // SAFETY: n >= INET and the caller guarantees n readable bytes.
+    unsafe { ptr::copy_nonoverlapping(addr.cast::<u8>(), buf.as_mut_ptr(), INET) };
+    if LAYOUT.family(buf.get(..2)?).ok()? != libc::AF_UNSPEC as u16
+        || socket_domain(fd) != Some(libc::AF_INET)
+    {
+        return None;
+    }
+    // Linux's `sa_family_t` is the first two bytes, in native order (the only layout this layer
+    // runs on).
+    buf.get_mut(..2)?
+        .copy_from_slice(&LAYOUT.af_inet().to_ne_bytes());
+    Some((buf, n))
 }
 
 /// Rewrites an address the kernel handed back into a buffer of `cap` bytes, of which it filled
@@ -121,6 +174,11 @@ pub(crate) fn is_ipv6_loopback(view: &[u8]) -> bool {
     read_sockaddr(view, LAYOUT).is_ok_and(|a| a.ip() == IpAddr::V6(std::net::Ipv6Addr::LOCALHOST))
 }
 
+/// Whether the address in `view` is `[::]`, which a `connect` or send reaches as `[::1]`.
+pub(crate) fn is_ipv6_unspecified(view: &[u8]) -> bool {
+    read_sockaddr(view, LAYOUT).is_ok_and(|a| a.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED))
+}
+
 /// Turns `IPV6_V6ONLY` off on `fd`; whether it worked.
 pub(crate) fn clear_v6only(fd: c_int) -> bool {
     let off: c_int = 0;
@@ -161,5 +219,8 @@ pub(crate) fn bind_source(fd: c_int, source: &[u8], for_connect: bool) -> Result
         return if e == libc::EINVAL { Ok(false) } else { Err(e) };
     }
     mark_bound(fd);
+    if for_connect && socket_type(fd) == Some(libc::SOCK_DGRAM) {
+        flag(&LAYER_ADDR, fd, true);
+    }
     Ok(true)
 }

@@ -1,8 +1,15 @@
 //! The configuration, read once when the library is loaded, and the state built from it.
 
-#![allow(clippy::wildcard_imports)]
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
-use crate::*;
+use ipvirt::{Host, Policy, Rewriter, Session, SessionId, Vip};
+use ipvirt_host::policy_file::{self, PolicyFileError};
+
+use crate::diag::{interface_addresses, remember_stderr, say};
+use crate::sys::{errno, set_errno};
 
 pub(crate) struct State {
     pub(crate) rw: Rewriter,
@@ -22,6 +29,7 @@ pub(crate) static STATE: AtomicPtr<State> = AtomicPtr::new(ptr::null_mut());
 pub(crate) static INIT: extern "C" fn() = init_at_load;
 
 extern "C" fn init_at_load() {
+    remember_stderr();
     let _ = state();
 }
 
@@ -38,6 +46,7 @@ pub(crate) fn state() -> Option<&'static State> {
         .compare_exchange(UNINIT, INITIALIZING, Ordering::AcqRel, Ordering::Acquire)
         .is_ok()
     {
+        remember_stderr();
         let errno = errno();
         // A panic must not unwind out of an `extern "C"` function (it would abort the program):
         // should reading the configuration ever panic, it counts as a bad configuration.
@@ -60,10 +69,6 @@ pub(crate) fn state() -> Option<&'static State> {
     None
 }
 
-/// The largest policy file the layer reads: 1 MiB, far more than any policy needs (a policy lists
-/// programs and ports), and little enough that reading it before `main` costs nothing noticeable.
-pub(crate) const MAX_POLICY: u64 = 1 << 20;
-
 /// A variable of the environment as the OS has it (`None` when unset or empty).
 pub(crate) fn var_os(name: &str) -> Option<std::ffi::OsString> {
     std::env::var_os(name).filter(|v| !v.is_empty())
@@ -79,40 +84,21 @@ pub(crate) fn var_text(name: &str) -> Result<Option<String>, String> {
         .transpose()
 }
 
-/// Reads the policy file: a regular file (a FIFO would block before `main`, a device such as
-/// `/dev/zero` would never end) of at most [`MAX_POLICY`] bytes. Opened with `O_NONBLOCK` so that
-/// opening a FIFO cannot block either.
+/// Reads the policy file through the one definition every product uses
+/// ([`ipvirt_host::policy_file::read`]: a regular file of at most 1 MiB, opened with `O_NONBLOCK`
+/// so that a FIFO cannot block before `main` and `/dev/zero` cannot go on forever), in the words
+/// of the layer's messages (`IPVIRT_POLICY=...`).
 pub(crate) fn read_policy(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| format!("IPVIRT_POLICY={path:?}: {e}"))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("IPVIRT_POLICY={path:?}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!(
+    let bytes = policy_file::read(path).map_err(|e| match e {
+        PolicyFileError::NotAFile { .. } => format!(
             "IPVIRT_POLICY={path:?} is not a regular file (FIFOs, devices and directories are not read)"
-        ));
-    }
-    let too_big = |len: u64| {
-        format!("IPVIRT_POLICY={path:?} is larger than the 1 MiB a policy may have ({len} bytes)")
-    };
-    if meta.len() > MAX_POLICY {
-        return Err(too_big(meta.len()));
-    }
-    // The file may grow between fstat and read: never read more than the cap (+1 to notice).
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(MAX_POLICY + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("IPVIRT_POLICY={path:?}: {e}"))?;
-    if bytes.len() as u64 > MAX_POLICY {
-        return Err(too_big(bytes.len() as u64));
-    }
+        ),
+        PolicyFileError::TooLarge { len, .. } => format!(
+            "IPVIRT_POLICY={path:?} is larger than the 1 MiB a policy may have ({len} bytes)"
+        ),
+        PolicyFileError::Io { source, .. } => format!("IPVIRT_POLICY={path:?}: {source}"),
+        other => format!("IPVIRT_POLICY={path:?}: {other}"),
+    })?;
     String::from_utf8(bytes).map_err(|_| format!("IPVIRT_POLICY={path:?} is not UTF-8 text"))
 }
 

@@ -1,8 +1,15 @@
-//! Diagnostics on stderr that can never kill or stop the program.
+//! Diagnostics on stderr that can never kill or stop the program, nor reach a descriptor the
+//! program owns.
 
-#![allow(clippy::wildcard_imports)]
+use std::ffi::c_int;
+use std::net::IpAddr;
+use std::ptr;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use crate::*;
+use ipvirt::read_sockaddr;
+
+use crate::addrs::LAYOUT;
+use crate::sys::{errno, set_errno};
 
 /// A diagnostic being formatted: a stack buffer, written out with [`write_stderr`] when full and at
 /// the end. Formatting into it cannot fail and never allocates.
@@ -49,8 +56,55 @@ pub(crate) fn say(args: std::fmt::Arguments<'_>) {
     set_errno(saved);
 }
 
+/// The file fd 2 was when the layer was loaded (device and inode), and whether it was open.
+static STDERR_DEV: AtomicU64 = AtomicU64::new(0);
+static STDERR_INO: AtomicU64 = AtomicU64::new(0);
+const UNKNOWN: u8 = 0;
+const OPEN: u8 = 1;
+const CLOSED: u8 = 2;
+static STDERR_STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+/// The file at fd 2 now: (device, inode), or `None` when fd 2 is closed.
+fn stderr_file() -> Option<(u64, u64)> {
+    // SAFETY: stat is plain data, written by fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: st is a writable stat buffer.
+    (unsafe { libc::fstat(2, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+}
+
+/// Notes which file fd 2 is, once, when the layer starts (before the program's `main`): the
+/// program's stderr. Diagnostics go there only while fd 2 is still that file.
+pub(crate) fn remember_stderr() {
+    if STDERR_STATE.load(Ordering::Acquire) != UNKNOWN {
+        return;
+    }
+    let saved = errno();
+    match stderr_file() {
+        Some((dev, ino)) => {
+            STDERR_DEV.store(dev, Ordering::Relaxed);
+            STDERR_INO.store(ino, Ordering::Relaxed);
+            STDERR_STATE.store(OPEN, Ordering::Release);
+        }
+        None => STDERR_STATE.store(CLOSED, Ordering::Release),
+    }
+    set_errno(saved);
+}
+
+/// Whether fd 2 is still the stderr the program was started with. A program may close fd 2, and
+/// the next descriptor it opens — a connection, a file — takes the number: a diagnostic written
+/// there would reach the program's peer (found by attack, issue 23). The inode tells them apart
+/// (every socket and pipe has its own); a closed fd 2 gets nothing.
+fn stderr_is_the_programs_stderr() -> bool {
+    remember_stderr();
+    STDERR_STATE.load(Ordering::Acquire) == OPEN
+        && stderr_file().is_some_and(|(dev, ino)| {
+            dev == STDERR_DEV.load(Ordering::Relaxed) && ino == STDERR_INO.load(Ordering::Relaxed)
+        })
+}
+
 /// `write(2)` on fd 2, all of `bytes` or as much as it takes, without ever raising `SIGPIPE` on
-/// the program.
+/// the program, and only while fd 2 is the stderr the program started with
+/// (`stderr_is_the_programs_stderr`).
 ///
 /// A write to a pipe or socket whose reader is gone raises `SIGPIPE` on the writing thread, which
 /// kills the program by default. `send(MSG_NOSIGNAL)` would avoid it but only on sockets, and
@@ -60,7 +114,7 @@ pub(crate) fn say(args: std::fmt::Arguments<'_>) {
 /// zero-timeout `sigtimedwait` before the mask is restored. A `SIGPIPE` that was already pending
 /// before (the program blocks it and one arrived) is left pending, as it was found.
 pub(crate) fn write_stderr(mut bytes: &[u8]) {
-    if bytes.is_empty() {
+    if bytes.is_empty() || !stderr_is_the_programs_stderr() {
         return;
     }
     // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it.

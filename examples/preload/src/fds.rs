@@ -1,8 +1,13 @@
 //! What the layer knows about descriptor numbers, and the socket options it reads or sets.
 
-#![allow(clippy::wildcard_imports)]
+use std::ffi::{c_int, c_uint};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::*;
+use ipvirt::{Stack, read_sockaddr};
+use libc::socklen_t;
+
+use crate::addrs::{LAYOUT, STORAGE};
+use crate::sys::real_getsockname;
 
 pub(crate) const TRACKED: usize = 65_536;
 /// Sockets the layer saw created (by `socket`) and not bound since: known unbound without asking.
@@ -14,6 +19,11 @@ pub(crate) static FRESH: [AtomicU64; TRACKED / 64] = [const { AtomicU64::new(0) 
 /// Unconnected datagram sockets the layer bound implicitly: `getsockname` reports the unspecified
 /// address for them, as the kernel's own implicit bind would have.
 pub(crate) static IMPLICIT: [AtomicU64; TRACKED / 64] = [const { AtomicU64::new(0) }; TRACKED / 64];
+/// Datagram sockets whose address the layer bound before a `connect` (the implicit source). The
+/// kernel keeps a bound address when the socket is disconnected (`connect(AF_UNSPEC)`), so the
+/// layer unbinds it then (see `calls::connect`), as the kernel's own choice would have been.
+pub(crate) static LAYER_ADDR: [AtomicU64; TRACKED / 64] =
+    [const { AtomicU64::new(0) }; TRACKED / 64];
 
 pub(crate) fn slot(fd: c_int) -> Option<(usize, u64)> {
     let fd = usize::try_from(fd).ok().filter(|&f| f < TRACKED)?;
@@ -44,6 +54,7 @@ pub(crate) fn has(set: &[AtomicU64], fd: c_int) -> bool {
 pub(crate) fn forget(fd: c_int) {
     flag(&IMPLICIT, fd, false);
     flag(&FRESH, fd, false);
+    flag(&LAYER_ADDR, fd, false);
 }
 
 /// Forgets every descriptor from `first` to `last` (inclusive), a word at a time.
@@ -57,7 +68,7 @@ pub(crate) fn forget_range(first: c_uint, last: c_uint) {
         let lo = if w == first / 64 { first % 64 } else { 0 };
         let hi = if w == last / 64 { last % 64 } else { 63 };
         let mask = (u64::MAX >> (63 - hi)) & (u64::MAX << lo);
-        for set in [&FRESH, &IMPLICIT] {
+        for set in [&FRESH, &IMPLICIT, &LAYER_ADDR] {
             if let Some(word) = set.get(w) {
                 word.fetch_and(!mask, Ordering::Relaxed);
             }
@@ -71,7 +82,7 @@ pub(crate) fn copy_state(from: c_int, to: c_int) {
     if from == to {
         return;
     }
-    for set in [&FRESH, &IMPLICIT] {
+    for set in [&FRESH, &IMPLICIT, &LAYER_ADDR] {
         flag(set, to, has(set, from));
     }
 }
@@ -137,19 +148,35 @@ pub(crate) fn set_no_port(fd: c_int, value: c_int) -> bool {
 }
 
 pub(crate) fn socket_type(fd: c_int) -> Option<c_int> {
-    let mut ty: c_int = 0;
-    let mut len = std::mem::size_of::<c_int>() as socklen_t;
-    // SAFETY: ty is a writable c_int and len says so.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&raw mut ty).cast(),
-            &mut len,
-        )
+    socket_int(fd, libc::SO_TYPE)
+}
+
+/// The socket's address family (`SO_DOMAIN`).
+pub(crate) fn socket_domain(fd: c_int) -> Option<c_int> {
+    socket_int(fd, libc::SO_DOMAIN)
+}
+
+/// The local port of the socket (0 when it has none yet), as the kernel has it.
+pub(crate) fn local_port(fd: c_int) -> u16 {
+    let Some(getsockname) = real_getsockname() else {
+        return 0;
     };
-    (r == 0).then_some(ty)
+    let mut buf = [0u8; STORAGE];
+    let mut len = STORAGE as socklen_t;
+    // SAFETY: buf has `len` writable bytes.
+    if unsafe { getsockname(fd, buf.as_mut_ptr().cast(), &mut len) } != 0 {
+        return 0;
+    }
+    read_sockaddr(buf.get(..len as usize).unwrap_or(&[]), LAYOUT).map_or(0, |a| a.port())
+}
+
+fn socket_int(fd: c_int, option: c_int) -> Option<c_int> {
+    let mut v: c_int = 0;
+    let mut len = std::mem::size_of::<c_int>() as socklen_t;
+    // SAFETY: v is a writable c_int and len says so.
+    let r =
+        unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, option, (&raw mut v).cast(), &mut len) };
+    (r == 0).then_some(v)
 }
 
 pub(crate) fn stack_of(fd: c_int, addr: &[u8]) -> Stack {

@@ -75,7 +75,9 @@
 //!
 //! ## Files
 //!
-//! `config.rs` reads the configuration and builds the state; `diag.rs` writes diagnostics;
+//! Every file imports what it uses by name (no prelude). `config.rs` reads the configuration and
+//! builds the state (the policy file through `ipvirt_host::policy_file`); `diag.rs` writes
+//! diagnostics;
 //! `sys.rs` has `errno` and the real functions; `fds.rs` what is known about descriptors;
 //! `addrs.rs` copies addresses in and out; `calls/` the interposed functions, one file per call
 //! family. Every address goes through ipvirt's sockaddr layer ([`ipvirt::Rewriter::raw`],
@@ -91,24 +93,3 @@ pub mod calls;
 mod config;
 mod diag;
 mod fds;
-
-pub(crate) use addrs::*;
-pub(crate) use config::*;
-pub(crate) use diag::*;
-pub(crate) use fds::*;
-pub(crate) use sys::*;
-
-pub(crate) use std::ffi::{CStr, c_char, c_int, c_uint, c_ulong, c_void};
-pub(crate) use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-pub(crate) use std::path::{Path, PathBuf};
-pub(crate) use std::ptr;
-pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-
-pub(crate) use ipvirt::{
-    Call, Host, Policy, RawError, RawOutcome, Refusal, Rewriter, Session, SessionId,
-    SockaddrLayout, Stack, Vip, read_sockaddr, write_sockaddr,
-};
-pub(crate) use libc::{addrinfo, mmsghdr, msghdr, sockaddr, socklen_t, ssize_t};
-
-pub(crate) const LAYOUT: SockaddrLayout = SockaddrLayout::LINUX;
-pub(crate) const STORAGE: usize = ipvirt::SOCKADDR_STORAGE_LEN;

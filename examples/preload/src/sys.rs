@@ -1,8 +1,9 @@
 //! `errno` and the real functions behind the interposed ones (`dlsym(RTLD_NEXT)`).
 
-#![allow(clippy::wildcard_imports)]
+use std::ffi::{CStr, c_int};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::*;
+use libc::{sockaddr, socklen_t};
 
 #[inline]
 pub(crate) fn errno() -> c_int {
@@ -31,15 +32,17 @@ pub(crate) fn next_symbol(cache: &AtomicUsize, name: &CStr) -> usize {
 /// `real!(name: fn type)`: the real function, or a failure with `ENOSYS` if it cannot be found.
 macro_rules! real {
     ($name:ident : $ty:ty, $fail:expr) => {{
-        static CACHE: AtomicUsize = AtomicUsize::new(0);
-        let p = next_symbol(&CACHE, {
+        static CACHE: ::std::sync::atomic::AtomicUsize = ::std::sync::atomic::AtomicUsize::new(0);
+        let p = $crate::sys::next_symbol(&CACHE, {
             // SAFETY: the literal ends with exactly one NUL.
             unsafe {
-                CStr::from_bytes_with_nul_unchecked(concat!(stringify!($name), "\0").as_bytes())
+                ::std::ffi::CStr::from_bytes_with_nul_unchecked(
+                    concat!(stringify!($name), "\0").as_bytes(),
+                )
             }
         });
         if p == 0 {
-            set_errno(libc::ENOSYS);
+            $crate::sys::set_errno(libc::ENOSYS);
             return $fail;
         }
         // SAFETY: p is libc's definition of the same symbol, whose type is $ty.

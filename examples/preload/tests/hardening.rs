@@ -244,6 +244,34 @@ fn implicit_source_bind_leaves_the_port_to_connect() {
 
 // ---- 3. diagnostics never kill the program -------------------------------------------------------
 
+/// Issue 23, item 9: with `IPVIRT_DEBUG=1`, a program that closed fd 2 and got a socket in its
+/// place (its connection to a peer, here one end of a socket pair) must not find the layer's
+/// diagnostics in it: they go only to the stderr the program was started with.
+#[test]
+fn diagnostics_never_reach_a_socket_that_took_fd_2() {
+    let Some(f) = fixture("stderrsock") else {
+        return;
+    };
+    let mut c = f.bare(&["stderrsock"]);
+    c.env("IPVIRT_SESSION", "7")
+        .env("IPVIRT_POLICY", f.policy())
+        .env("IPVIRT_DEBUG", "1");
+    let out = run(c);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        stdout(&out),
+        "bind 0; the program's socket got 0 bytes",
+        "{}",
+        text(&out)
+    );
+    // The diagnostics went to the stderr the program started with (before it closed it).
+    assert!(
+        layer_lines(&out).iter().any(|l| l.contains("hardening")),
+        "{}",
+        text(&out)
+    );
+}
+
 #[test]
 fn diagnostics_on_a_closed_stderr_never_kill_the_program() {
     let Some(f) = fixture("sigpipe") else {

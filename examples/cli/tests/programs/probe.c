@@ -4,11 +4,20 @@
  * Rewriter's and the C ABI's answers.
  *
  *   probe OP ADDR PORT [OP ADDR PORT]...
- *   OP: bind4 | bind6 | connect4 | connect6 | udp4 (send to an echo server, print the reply's source)
+ *   OP: bind4 | bind6 | connect4 | connect6
+ *     | udp4 (sendto an echo server that answers with the source it saw; print the reply's source
+ *       and that)
+ *     | udp4src=SRC (the same with sendmsg, the source chosen with IP_PKTINFO)
+ *     | udp6src=SRC (an AF_INET6 socket, the source chosen with IPV6_PKTINFO)
+ *     | udp4unspec (sendto with sin_family = AF_UNSPEC, which Linux reads as AF_INET)
+ *     | udp4disc=OFF (a UDP socket connected to ADDR:PORT, then disconnected with
+ *       connect(AF_UNSPEC): its address, the result of a send to OFF:9 and its address after;
+ *       a second such socket connected to OFF:9 instead, and its address)
  *
  * Lines: "OP ADDR PORT ok real=IP reported=IP"                     (bind)
  *        "OP ADDR PORT ok peer=IP peer_reported=IP local=IP local_reported=IP" (connect)
- *        "OP ADDR PORT ok from=IP"                                  (udp4)
+ *        "OP ADDR PORT ok from=IP src=IP"                           (udp*)
+ *        "OP ADDR PORT ok local=IP:PORT send=R after=IP reconnected=IP" (udp4disc)
  *        "OP ADDR PORT err ERRNO"
  * Built static in the test, so the kernel layer sees a static program and LD_PRELOAD a dynamic one
  * built from the same source.
@@ -98,34 +107,183 @@ static socklen_t make(int six, const char *ip, int port, struct sockaddr_storage
     return sizeof *a;
 }
 
+/* A UDP send to the echo server at ss, printing the reply's source and the source the server saw.
+ * `src`: the source to choose in IP_PKTINFO / IPV6_PKTINFO (NULL: none); `unspec`: send with the
+ * family field AF_UNSPEC. */
+static void udp(int six, const struct sockaddr_storage *ss, socklen_t len, const char *src, int unspec)
+{
+    struct timeval tv = {10, 0};
+    struct sockaddr_storage to = *ss, got;
+    socklen_t glen = sizeof got;
+    char buf[64], a[64];
+    union {
+        char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = {"ping", 4};
+    struct msghdr m;
+    ssize_t n;
+    int fd = socket(six ? AF_INET6 : AF_INET, SOCK_DGRAM, 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (unspec)
+        to.ss_family = AF_UNSPEC;
+    memset(&m, 0, sizeof m);
+    memset(&control, 0, sizeof control);
+    m.msg_name = &to;
+    m.msg_namelen = len;
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    if (src) {
+        struct cmsghdr *c;
+        m.msg_control = control.buf;
+        if (six) {
+            struct in6_pktinfo pi;
+            memset(&pi, 0, sizeof pi);
+            if (inet_pton(AF_INET6, src, &pi.ipi6_addr) != 1)
+                exit(2);
+            m.msg_controllen = CMSG_SPACE(sizeof pi);
+            c = CMSG_FIRSTHDR(&m);
+            c->cmsg_level = IPPROTO_IPV6;
+            c->cmsg_type = IPV6_PKTINFO;
+            c->cmsg_len = CMSG_LEN(sizeof pi);
+            memcpy(CMSG_DATA(c), &pi, sizeof pi);
+        } else {
+            struct in_pktinfo pi;
+            memset(&pi, 0, sizeof pi);
+            if (inet_pton(AF_INET, src, &pi.ipi_spec_dst) != 1)
+                exit(2);
+            m.msg_controllen = CMSG_SPACE(sizeof pi);
+            c = CMSG_FIRSTHDR(&m);
+            c->cmsg_level = IPPROTO_IP;
+            c->cmsg_type = IP_PKTINFO;
+            c->cmsg_len = CMSG_LEN(sizeof pi);
+            memcpy(CMSG_DATA(c), &pi, sizeof pi);
+        }
+    }
+    if (sendmsg(fd, &m, 0) < 0) {
+        printf("err %d\n", errno);
+    } else if ((n = recvfrom(fd, buf, sizeof buf - 1, 0, (struct sockaddr *)&got, &glen)) < 0) {
+        printf("err %d\n", errno);
+    } else {
+        buf[n] = 0;
+        show(&got, a, sizeof a);
+        printf("ok from=%s src=%s\n", a, buf);
+    }
+    close(fd);
+}
+
+/* The local address of fd as the program sees it: "IP:PORT" or "IP" (with_port 0). */
+static void local_of(int fd, char *out, size_t n, int with_port)
+{
+    struct sockaddr_storage got;
+    socklen_t glen = sizeof got;
+    char ip[64];
+    memset(&got, 0, sizeof got);
+    if (getsockname(fd, (struct sockaddr *)&got, &glen) != 0) {
+        snprintf(out, n, "errno%d", errno);
+        return;
+    }
+    show(&got, ip, sizeof ip);
+    if (with_port)
+        snprintf(out, n, "%s:%d", ip, ntohs(((struct sockaddr_in *)&got)->sin_port));
+    else
+        snprintf(out, n, "%s", ip);
+}
+
+/* udp4disc: see the top. */
+static void dissolved(const struct sockaddr_storage *ss, socklen_t len, const char *off_ip)
+{
+    struct sockaddr_in un, off;
+    char local[80], after[80], again[80], sent[32];
+    int fd = socket(AF_INET, SOCK_DGRAM, 0), fd2 = socket(AF_INET, SOCK_DGRAM, 0);
+    memset(&un, 0, sizeof un);
+    un.sin_family = AF_UNSPEC;
+    memset(&off, 0, sizeof off);
+    off.sin_family = AF_INET;
+    off.sin_port = htons(9);
+    if (inet_pton(AF_INET, off_ip, &off.sin_addr) != 1)
+        exit(2);
+    if (connect(fd, (const struct sockaddr *)ss, len) < 0 ||
+        connect(fd, (struct sockaddr *)&un, sizeof un) < 0 ||
+        connect(fd2, (const struct sockaddr *)ss, len) < 0 ||
+        connect(fd2, (struct sockaddr *)&un, sizeof un) < 0) {
+        printf("err %d\n", errno);
+        exit(0);
+    }
+    local_of(fd, local, sizeof local, 1);
+    if (sendto(fd, "x", 1, 0, (struct sockaddr *)&off, sizeof off) < 0)
+        snprintf(sent, sizeof sent, "errno%d", errno);
+    else
+        snprintf(sent, sizeof sent, "ok");
+    local_of(fd, after, sizeof after, 0);
+    if (connect(fd2, (struct sockaddr *)&off, sizeof off) < 0)
+        snprintf(again, sizeof again, "errno%d", errno);
+    else
+        local_of(fd2, again, sizeof again, 0);
+    printf("ok local=%s send=%s after=%s reconnected=%s\n", local, sent, after, again);
+    close(fd);
+    close(fd2);
+}
+
 int main(int argc, char **argv)
 {
     for (int i = 1; i + 2 < argc; i += 3) {
-        const char *op = argv[i], *ip = argv[i + 1];
+        char op[64];
+        const char *ip = argv[i + 1], *arg;
         int port = atoi(argv[i + 2]);
+        snprintf(op, sizeof op, "%s", argv[i]);
+        arg = strchr(op, '=');
+        if (arg)
+            *(char *)arg++ = 0;
         int six = strchr(op, '6') != NULL;
         const char *tcp_table = six ? "/proc/net/tcp6" : "/proc/net/tcp";
         struct sockaddr_storage ss, got;
         socklen_t len = make(six, ip, port, &ss), glen;
         char a[64], b[64], c[64], d[64];
-        printf("%s %s %d ", op, ip, port);
+        printf("%s %s %d ", argv[i], ip, port);
         if (strncmp(op, "udp", 3) == 0) {
-            struct timeval tv = {10, 0};
-            int fd = socket(AF_INET, SOCK_DGRAM, 0);
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-            char buf[64];
-            if (sendto(fd, "ping", 4, 0, (struct sockaddr *)&ss, len) < 0) {
-                printf("err %d\n", errno);
-            } else {
+            if (strcmp(op, "udp4unspec") == 0) {
+                /* sendto, as the attack did */
+                struct timeval tv = {10, 0};
+                struct sockaddr_storage to = ss;
+                char buf[64];
+                ssize_t n;
+                int fd = socket(AF_INET, SOCK_DGRAM, 0);
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+                to.ss_family = AF_UNSPEC;
                 glen = sizeof got;
-                if (recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&got, &glen) < 0) {
+                if (sendto(fd, "ping", 4, 0, (struct sockaddr *)&to, len) < 0)
                     printf("err %d\n", errno);
-                } else {
+                else if ((n = recvfrom(fd, buf, sizeof buf - 1, 0, (struct sockaddr *)&got, &glen)) < 0)
+                    printf("err %d\n", errno);
+                else {
+                    buf[n] = 0;
                     show(&got, a, sizeof a);
-                    printf("ok from=%s\n", a);
+                    printf("ok from=%s src=%s\n", a, buf);
                 }
+                close(fd);
+            } else if (strcmp(op, "udp4disc") == 0 && arg) {
+                dissolved(&ss, len, arg);
+            } else if (strcmp(op, "udp4") == 0) {
+                struct timeval tv = {10, 0};
+                char buf[64];
+                ssize_t n;
+                int fd = socket(AF_INET, SOCK_DGRAM, 0);
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+                glen = sizeof got;
+                if (sendto(fd, "ping", 4, 0, (struct sockaddr *)&ss, len) < 0)
+                    printf("err %d\n", errno);
+                else if ((n = recvfrom(fd, buf, sizeof buf - 1, 0, (struct sockaddr *)&got, &glen)) < 0)
+                    printf("err %d\n", errno);
+                else {
+                    buf[n] = 0;
+                    show(&got, a, sizeof a);
+                    printf("ok from=%s src=%s\n", a, buf);
+                }
+                close(fd);
+            } else {
+                udp(six, &ss, len, arg, 0);
             }
-            close(fd);
             continue;
         }
         int fd = socket(six ? AF_INET6 : AF_INET, SOCK_STREAM, 0);

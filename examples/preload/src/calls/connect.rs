@@ -1,8 +1,65 @@
 //! `bind` and `connect`.
 
-#![allow(clippy::wildcard_imports)]
+use std::ffi::c_int;
 
-use crate::*;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+use ipvirt::{Call, RawError, RawOutcome, Stack, write_sockaddr};
+use libc::{sockaddr, socklen_t};
+
+use crate::addrs::{
+    LAYOUT, STORAGE, bind_source, clear_v6only, copy_in, debug, fail_with, is_ipv6_loopback,
+    is_ipv6_unspecified,
+};
+use crate::config::state;
+use crate::fds::{
+    FRESH, IMPLICIT, LAYER_ADDR, defer_port, flag, has, is_bound, local_port, mark_bound,
+    set_no_port, socket_domain, stack_of,
+};
+use crate::sys::{BindFn, errno, real_bind, set_errno};
+
+/// Whether `addr` is an `AF_UNSPEC` address: a `connect` that dissolves the association.
+///
+/// # Safety
+///
+/// `addr` is NULL or has `len` readable bytes.
+unsafe fn is_unspec(addr: *const sockaddr, len: socklen_t) -> bool {
+    if addr.is_null() || (len as usize) < 2 {
+        return false;
+    }
+    let mut family = [0u8; 2];
+    // SAFETY: two readable bytes (caller).
+    unsafe { std::ptr::copy_nonoverlapping(addr.cast::<u8>(), family.as_mut_ptr(), 2) };
+    LAYOUT.family(&family).ok() == Some(libc::AF_UNSPEC as u16)
+}
+
+/// After `connect(AF_UNSPEC)` on a datagram socket whose address the layer bound before a
+/// connect: the kernel keeps a bound address on disconnect (the bind locked it), where the address
+/// it had chosen itself would have been reset. The layer puts the socket back to no address
+/// (a bind of the unspecified address with `IP_BIND_ADDRESS_NO_PORT`, which takes no port), so the
+/// program sees `0.0.0.0:0` and can send anywhere, as natively. A socket that kept its port (it
+/// was bound by the program after all) is left as it is.
+fn unbind(fd: c_int) {
+    flag(&IMPLICIT, fd, false);
+    if local_port(fd) != 0 {
+        return;
+    }
+    let any = match socket_domain(fd) {
+        Some(libc::AF_INET) => SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+        Some(libc::AF_INET6) => SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0)),
+        _ => return,
+    };
+    let mut buf = [0u8; STORAGE];
+    let (Ok(n), Some(bind)) = (write_sockaddr(any, &mut buf, LAYOUT), real_bind()) else {
+        return;
+    };
+    let restore = defer_port(fd);
+    // SAFETY: buf holds a complete sockaddr of n bytes.
+    unsafe { bind(fd, buf.as_ptr().cast(), n as socklen_t) };
+    if restore {
+        set_no_port(fd, 0);
+    }
+}
 
 /// `bind(2)` with the address ipvirt says.
 ///
@@ -59,6 +116,8 @@ pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) 
     };
     if r == 0 {
         mark_bound(fd);
+        // The program chose the address: it is no longer the layer's to undo.
+        flag(&LAYER_ADDR, fd, false);
     }
     r
 }
@@ -76,6 +135,16 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
         // SAFETY: forwarded unchanged.
         return unsafe { real(fd, addr, len) };
     };
+    // SAFETY: connect's contract: addr is NULL or has len readable bytes.
+    if has(&LAYER_ADDR, fd) && unsafe { is_unspec(addr, len) } {
+        // SAFETY: forwarded unchanged.
+        let r = unsafe { real(fd, addr, len) };
+        if r == 0 {
+            unbind(fd);
+            set_errno(saved);
+        }
+        return r;
+    }
     // SAFETY: the caller's contract is connect's.
     let Some((mut buf, n)) = (unsafe { copy_in(addr, len) }) else {
         // SAFETY: forwarded unchanged.
@@ -83,9 +152,13 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
     };
     let before = st.debug.then_some(buf);
     let view = buf.get_mut(..n).unwrap_or_default();
-    if st.rw.maps_ipv6_loopback() && is_ipv6_loopback(view) && !is_bound(fd) {
+    if st.rw.maps_ipv6_loopback()
+        && (is_ipv6_loopback(view) || is_ipv6_unspecified(view))
+        && !is_bound(fd)
+    {
         // SPEC §8: the mapped destination is IPv4-mapped; an unbound v6-only socket takes the
-        // option off first (a bound one was bound by the program, which chose it).
+        // option off first (a bound one was bound by the program, which chose it). `::` is
+        // `::1` as a destination (SPEC §12).
         clear_v6only(fd);
     }
     let mut src = [0u8; STORAGE];

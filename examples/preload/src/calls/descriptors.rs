@@ -1,9 +1,9 @@
 //! `socket`, `close`, `dup*`, `fcntl(F_DUPFD…)`, `close_range`, `closefrom`: keeping what the layer
 //! knows about descriptor numbers right.
 
-#![allow(clippy::wildcard_imports)]
+use std::ffi::{c_int, c_uint, c_ulong};
 
-use crate::*;
+use crate::fds::{FRESH, copy_state, flag, forget, forget_range};
 
 /// `socket(2)`: forgets anything known about the descriptor number it returns.
 ///

@@ -1,9 +1,15 @@
 //! `getsockname`, `getpeername`, `accept`, `accept4`, `recvfrom`, `recvmsg`, `recvmmsg`: addresses
 //! handed back to the program.
 
-#![allow(clippy::wildcard_imports)]
+use std::ffi::{c_int, c_uint, c_void};
+use std::ptr;
 
-use crate::*;
+use libc::{mmsghdr, msghdr, sockaddr, socklen_t, ssize_t};
+
+use crate::addrs::fix_reported;
+use crate::config::state;
+use crate::fds::forget;
+use crate::sys::NameFn;
 
 /// The capacity of an `(addr, *len)` result pair before a call: 0 when either is NULL.
 ///

@@ -1,8 +1,13 @@
 //! `getaddrinfo`: name-resolution results.
 
-#![allow(clippy::wildcard_imports)]
+use std::ffi::{c_char, c_int};
 
-use crate::*;
+use ipvirt::{Call, read_sockaddr, write_sockaddr};
+use libc::addrinfo;
+
+use crate::addrs::{LAYOUT, STORAGE};
+use crate::config::state;
+use crate::diag::say;
 
 /// `getaddrinfo(3)`: the server's own address in the results becomes the session's VIP.
 ///

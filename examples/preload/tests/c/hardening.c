@@ -16,6 +16,9 @@
  *   hardening fds PORT              descriptor-number reuse the layer does not create itself
  *                                   (close_range, F_DUPFD, dup2, dup3): print the kernel's source
  *                                   address of each connection
+ *   hardening stderrsock            close fd 2, make a socket pair whose one end takes number 2,
+ *                                   bind 127.0.0.1:0 (a rewrite the layer explains with
+ *                                   IPVIRT_DEBUG=1); print how many bytes reached the other end
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -105,6 +108,24 @@ static void wait_eof(void) {
     char b[64];
     while (read(0, b, sizeof b) > 0) {
     }
+}
+
+static int cmd_stderrsock(void) {
+    int sv[2], peer, fd, r;
+    char buf[512];
+    ssize_t n;
+    struct sockaddr_in a = v4("127.0.0.1", 0);
+    close(2);
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0 || (sv[0] != 2 && sv[1] != 2)) {
+        printf("setup failed\n");
+        return 1;
+    }
+    peer = sv[0] == 2 ? sv[1] : sv[0];
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    r = bind(fd, (struct sockaddr *)&a, sizeof a);
+    n = recv(peer, buf, sizeof buf, MSG_DONTWAIT);
+    printf("bind %d; the program's socket got %zd bytes\n", r, n < 0 ? (ssize_t)0 : n);
+    return 0;
 }
 
 static int cmd_quiet(void) {
@@ -308,5 +329,6 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "get") == 0 && argc >= 4) return cmd_get(argv);
     if (strcmp(argv[1], "twoports") == 0 && argc >= 5) return cmd_twoports(argv);
     if (strcmp(argv[1], "fds") == 0 && argc >= 3) return cmd_fds(argv);
+    if (strcmp(argv[1], "stderrsock") == 0) return cmd_stderrsock();
     return 2;
 }
