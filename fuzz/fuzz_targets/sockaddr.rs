@@ -4,7 +4,8 @@
 //!
 //! - raw and `std::net` answers agree (the same error, or the same resulting address);
 //! - an error leaves every buffer untouched; bytes outside the address field are never touched;
-//! - loopback stays loopback and non-loopback stays non-loopback; the family and port never change;
+//! - loopback stays loopback and non-loopback stays non-loopback (a `0.0.0.0` destination is this
+//!   host, `127.0.0.1`, SPEC §12); the family and port never change;
 //! - an inactive rewriter (out-of-scope process or session) changes nothing;
 //! - a changed address is the session's own (its loopback, localhost or its VIP), never another
 //!   session's loopback;
@@ -196,10 +197,14 @@ impl Check<'_> {
         );
     }
 
-    /// SPEC §5 on one rewrite of `input` into `output`.
-    fn invariants(&self, call: &str, input: SocketAddr, output: SocketAddr) {
+    /// SPEC §5 on one rewrite of `input` into `output`; `dest` when `input` is a destination, where
+    /// `0.0.0.0` (and its IPv4-mapped form) means this host, `127.0.0.1` (SPEC §12): rewritten, it
+    /// becomes a loopback address; left alone (out of scope), it stays what it is.
+    fn invariants(&self, call: &str, input: SocketAddr, output: SocketAddr, dest: bool) {
+        let this_host =
+            dest && output != input && v4_of(input.ip()) == Some(Ipv4Addr::UNSPECIFIED);
         assert_eq!(
-            is_lo(input.ip()),
+            is_lo(input.ip()) || this_host,
             is_lo(output.ip()),
             "{call} {input} -> {output}"
         );
@@ -283,7 +288,7 @@ impl Check<'_> {
                     assert!(changed || want == a, "{call}: std changed it, raw did not");
                     only_address_changed(buf, &b, a.is_ipv6());
                     if spec5 {
-                        self.invariants(call, a, want);
+                        self.invariants(call, a, want, false);
                     }
                 }
             },
@@ -365,7 +370,7 @@ impl Check<'_> {
             "{call}: std changed it, raw did not"
         );
         only_address_changed(buf, &d, a.is_ipv6());
-        self.invariants(call, a, want.dest);
+        self.invariants(call, a, want.dest, true);
         match (want.source, r.source_len) {
             (None, None) => assert!(s.iter().all(|&x| x == 0x77), "{call}: wrote a source"),
             (Some(src), Some(len)) => {
