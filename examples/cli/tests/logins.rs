@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ipvirt_host::control::{self, Request, Response, SessionInfo};
@@ -85,15 +86,23 @@ struct Daemon {
     args: Vec<String>,
     env: Vec<(String, String)>,
     log: PathBuf,
+    /// Every complete line the service wrote to stderr, in order (read from a pipe by a thread:
+    /// a test never reads a file the service is writing).
+    lines: Arc<Mutex<String>>,
 }
 
 impl Daemon {
     fn start(dir: &Path, test: &str, policy: &str) -> Daemon {
+        Daemon::start_with(dir, test, policy, &[])
+    }
+
+    /// [`start`](Self::start) with more arguments.
+    fn start_with(dir: &Path, test: &str, policy: &str, more: &[String]) -> Daemon {
         let policy_path = dir.join("policy.toml");
         std::fs::write(&policy_path, policy).unwrap();
         let root = format!("ipvirt-test-{}", tag(test));
         let socket = dir.join("run/control.sock");
-        let args = vec![
+        let mut args = vec![
             "daemon".to_owned(),
             "--policy".to_owned(),
             policy_path.display().to_string(),
@@ -106,6 +115,7 @@ impl Daemon {
             "--log".to_owned(),
             "stderr".to_owned(),
         ];
+        args.extend_from_slice(more);
         let mut d = Daemon {
             socket,
             root,
@@ -113,25 +123,40 @@ impl Daemon {
             args,
             env: Vec::new(),
             log: dir.join("daemon.log"),
+            lines: Arc::default(),
         };
         d.spawn();
         d
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
+        let mut log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(IPVIRT)
+        let mut child = Command::new(IPVIRT)
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::clone(&self.lines);
+        // Copies each line to the test's record and to the log file kept for a failed run.
+        std::thread::spawn(move || {
+            use std::io::{BufRead, Write};
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(log, "{line}");
+                if let Ok(mut l) = lines.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
         self.child = Some(Guard(child));
         wait_until("the service to answer", STEP, || {
             matches!(
@@ -158,7 +183,7 @@ impl Daemon {
     }
 
     fn said(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
     }
 }
 
@@ -497,6 +522,87 @@ fn optional_lets_the_login_in_unvirtualized_and_required_fails_closed() {
 }
 
 #[test]
+fn every_refusal_is_logged_once_with_the_session_and_the_program() {
+    refusals_logged("kernel");
+}
+
+#[test]
+fn every_refusal_of_the_preload_layer_is_logged_once_with_the_session_and_the_program() {
+    refusals_logged("preload");
+}
+
+/// With isolation, 127.0.0.50 is another session's loopback: the same refused bind from two
+/// processes of one program, then a refused connect; the service logs each kind once, naming the
+/// session, its user and the program's executable.
+fn refusals_logged(layer: &str) {
+    require_logins!();
+    let test = format!("refusals-{layer}");
+    let dir = scratch(&test);
+    let policy = format!("{}layer = \"{layer}\"\n", policy(true, "session"));
+    let more = if layer == "preload" {
+        vec![
+            "--preload".to_owned(),
+            ipvirt_testkit::preload_lib().display().to_string(),
+        ]
+    } else {
+        Vec::new()
+    };
+    let daemon = Daemon::start_with(&dir, &test, &policy, &more);
+    let sshd = Sshd::start(&dir.join("sshd"), &[pam_line(&daemon)]);
+    let u = User::new(&format!("ipvr{}", tag(&layer[..1])), &dir);
+    let port = free_port();
+    let py = |code: String| format!("/usr/bin/python3 -c \"import socket; {code}\" 2>/dev/null;");
+    let bind = py(format!("socket.socket().bind(('127.0.0.50', {port}))"));
+    let connect = py(format!("socket.socket().connect(('127.0.0.51', {port}))"));
+    let out = stdout_of(
+        &u,
+        &sshd,
+        &format!("{bind} {bind} {connect} echo $IPVIRT_SESSION"),
+    );
+    let n = out.trim();
+    assert!(n.parse::<u32>().is_ok(), "the login is a session: {out:?}");
+    let exe = std::fs::canonicalize("/usr/bin/python3").unwrap();
+    let exe = exe.display().to_string();
+    let who = format!("session {n} (user {}): ", u.name);
+    let (bind_line, connect_line) = if layer == "kernel" {
+        (
+            format!("{who}bind 127.0.0.50:{port} refused with EACCES: {exe} ("),
+            format!("{who}connect 127.0.0.51:{port} refused with"),
+        )
+    } else {
+        (
+            format!(
+                "{who}refused: the address is session 49's loopback address and virtual_loopback.isolate is on, so it may not be bound (errno 13): {exe} (pid "
+            ),
+            format!(
+                "{who}refused: the address is session 50's loopback address and virtual_loopback.isolate is on (errno"
+            ),
+        )
+    };
+    wait_until("both refusals to be logged", STEP, || {
+        let said = daemon.said();
+        said.contains(&connect_line) && said.contains(&bind_line)
+    });
+    // Whatever the order the reports arrive in, a kind is logged once: a late duplicate is
+    // dropped, never logged.
+    let said = daemon.said();
+    assert_eq!(
+        said.matches(&bind_line).count(),
+        1,
+        "the same refusal twice in a session is logged once:\n{said}"
+    );
+    assert!(
+        said.lines()
+            .any(|l| l.contains(&connect_line) && l.contains(&exe)),
+        "{said}"
+    );
+    let _ = Command::new("pkill").args(["-u", &u.name]).output();
+    drop(sshd);
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn console_logins_are_left_alone_and_su_style_logins_are_sessions() {
     require_logins!();
     let dir = scratch("console");
@@ -716,6 +822,7 @@ fn one_dhcp_client_for_every_session_and_a_killed_service_loses_nothing() {
             args: Vec::new(),
             env: Vec::new(),
             log: dir.join("daemon.log"),
+            lines: Arc::default(),
         };
         d.args = [
             "daemon",

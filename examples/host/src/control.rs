@@ -75,7 +75,22 @@ pub enum Request {
     List {},
     /// Re-read the policy (root only).
     Reload {},
+    /// A refusal the `LD_PRELOAD` layer made in the caller's own process, for the service's log
+    /// (SPEC §11: every refusal is logged once with the session and the program). Anyone may
+    /// send it: the service attributes it to the session the caller's process is in (by its
+    /// cgroup) and to the caller's executable, never to what the request says, and logs each
+    /// kind once per session. Answered with [`Response::Noted`].
+    Refusal {
+        /// The refusal, in words (the library's [`ipvirt::Refusal`] text); at most
+        /// [`MAX_REASON`] bytes.
+        reason: String,
+        /// The errno the call got.
+        errno: i32,
+    },
 }
+
+/// The longest reason a [`Request::Refusal`] may give.
+pub const MAX_REASON: usize = 512;
 
 /// What the service answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +127,8 @@ pub enum Response {
         /// What changed and what did not, in words.
         notes: Vec<String>,
     },
+    /// A [`Request::Refusal`] was taken note of.
+    Noted {},
     /// The request was not allowed, or not understood: nothing was changed.
     Refused {
         /// Why, in words naming what was wrong.

@@ -53,6 +53,8 @@ static void *(*bpf_task_storage_get)(void *map, void *task, void *value, __u64 f
 static void *(*bpf_sk_storage_get)(void *map, void *sk, void *value, __u64 flags) =
     (void *)BPF_FUNC_sk_storage_get;
 static long (*bpf_sk_storage_delete)(void *map, void *sk) = (void *)BPF_FUNC_sk_storage_delete;
+static long (*bpf_ringbuf_output)(void *ringbuf, void *data, __u64 size, __u64 flags) =
+    (void *)BPF_FUNC_ringbuf_output;
 
 #define bswap32(x) __builtin_bswap32(x)
 #define bswap16(x) __builtin_bswap16(x)
@@ -94,6 +96,8 @@ struct task_struct {
     struct mm_struct *mm;
     struct css_set *cgroups;
     __u64 self_exec_id;
+    int tgid;
+    char comm[16];
 } __attribute__((preserve_access_index));
 struct sock_common {
     unsigned char skc_ipv6only : 1;
@@ -138,6 +142,7 @@ struct ipv_task_cache {
     ipvirt_session_entry session;
     ipvirt_program_entry program;
     __u32 pad;
+    __u64 refused; /* the last refusal this task reported (ipv_refusals): a fingerprint, 0 none */
 };
 
 /* Set by the loader (aya's set_global) before the programs are verified: 1 where the kernel
@@ -206,6 +211,34 @@ struct {
     __type(key, int);
     __type(value, __u32);
 } ipv_sk_implicit SEC(".maps");
+
+/* A refused call, for the service's log (SPEC §11: every refusal is logged once with the session
+ * and the program). The programs write one to ipv_refusals at each refusal; a task reports a
+ * refusal only when it differs from the last one it reported (ipv_task_cache.refused), so a
+ * program that retries in a loop costs the reader one event. The reader (the `ipvirt` service)
+ * keeps the first of each kind per session. The layout is read by the loader (RefusalEvent). */
+struct ipv_refusal {
+    __u64 cgroup;  /* the calling task's cgroup id */
+    __u32 session; /* the session's number; 0: the task's cgroup has no session entry */
+    __u32 err;     /* the errno the call got */
+    __u32 pid;     /* the calling process (thread group) */
+    __u16 call;    /* IPV_CALL_* */
+    __u16 port;    /* the address's port, host order */
+    __u32 addr[4]; /* the address the program gave, network order; IPv4 in addr[0] */
+    char comm[16]; /* the task's name (as the kernel keeps it; informational) */
+};
+#define IPV_CALL_BIND4 1
+#define IPV_CALL_BIND6 2
+#define IPV_CALL_CONNECT4 3
+#define IPV_CALL_CONNECT6 4
+#define IPV_CALL_SENDMSG4 5
+#define IPV_CALL_SENDMSG4_SOURCE 6 /* the source chosen in IP_PKTINFO / IPV6_PKTINFO */
+#define IPV_CALL_SENDMSG6 7
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 64 * 1024);
+} ipv_refusals SEC(".maps");
 
 /* ---- looking the tables up ---- */
 #define IPV_FOUND 0
@@ -346,6 +379,45 @@ INLINE int refuse(int err)
     return 0;
 }
 
+/* Refuses the call with `err` and reports it (ipv_refusals): `session` 0 when the task's cgroup
+ * has no session entry; the address as the program gave it (a0..a3, network order). */
+INLINE int refused(__u32 session, __u32 call, int err, __u32 a0, __u32 a1, __u32 a2, __u32 a3,
+                   __u16 port)
+{
+    struct ipv_refusal ev;
+    struct task_struct *task = bpf_get_current_task_btf();
+    struct ipv_task_cache *c;
+    __u64 key = (__u64)call | (__u64)(__u8)err << 8 | (__u64)port << 16 |
+                (__u64)(a0 ^ a1 ^ a2 ^ a3 ^ session) << 32;
+    if (ipv_task_cache_on) {
+        c = bpf_task_storage_get(&ipv_task_cache, task, 0, 0);
+        if (c) {
+            if (c->refused == key)
+                return refuse(err);
+            c->refused = key;
+        }
+    }
+    __builtin_memset(&ev, 0, sizeof(ev));
+    ev.cgroup = bpf_get_current_cgroup_id();
+    ev.session = session;
+    ev.err = err;
+    ev.pid = task->tgid;
+    ev.call = call;
+    ev.port = port;
+    ev.addr[0] = a0;
+    ev.addr[1] = a1;
+    ev.addr[2] = a2;
+    ev.addr[3] = a3;
+    bpf_probe_read_kernel_str(ev.comm, sizeof(ev.comm), task->comm);
+    bpf_ringbuf_output(&ipv_refusals, &ev, sizeof(ev), 0);
+    return refuse(err);
+}
+#define REFUSED4(session, call, err, ctx)                                                        \
+    refused(session, call, err, (ctx)->user_ip4, 0, 0, 0, bswap16((__u16)(ctx)->user_port))
+#define REFUSED6(session, call, err, ip6, ctx)                                                   \
+    refused(session, call, err, (ip6)[0], (ip6)[1], (ip6)[2], (ip6)[3],                          \
+            bswap16((__u16)(ctx)->user_port))
+
 /* ---- IPv6 addresses as kinds ---- */
 INLINE ipv_addr addr6_of(const __u32 ip6[4])
 {
@@ -446,12 +518,12 @@ int ipv_bind4(struct bpf_sock_addr *ctx)
     if (r == IPV_OUTSIDE)
         return 1;
     if (r == IPV_UNKNOWN)
-        return refuse(EPERM);
+        return REFUSED4(0, IPV_CALL_BIND4, EPERM, ctx);
     a.kind = IPV_KIND_V4;
     a.ip = bswap32(ctx->user_ip4);
     r = ipv_bind(&t, &a, bswap16((__u16)ctx->user_port), 0);
     if (r)
-        return refuse(r);
+        return REFUSED4(t.session.session, IPV_CALL_BIND4, r, ctx);
     ctx->user_ip4 = bswap32(a.ip);
     forget_implicit(ctx);
     return 1;
@@ -467,12 +539,12 @@ int ipv_bind6(struct bpf_sock_addr *ctx)
     if (r == IPV_OUTSIDE)
         return 1;
     if (r == IPV_UNKNOWN)
-        return refuse(EPERM);
+        return REFUSED6(0, IPV_CALL_BIND6, EPERM, ip6, ctx);
     a = addr6_of(ip6);
     before = a;
     r = ipv_bind(&t, &a, bswap16((__u16)ctx->user_port), dual_stack(ctx));
     if (r)
-        return refuse(r);
+        return REFUSED6(t.session.session, IPV_CALL_BIND6, r, ip6, ctx);
     if (!same(a, before))
         put_user6(ctx, a);
     forget_implicit(ctx);
@@ -549,17 +621,19 @@ int ipv_connect4(struct bpf_sock_addr *ctx)
     int r = tables(&t);
     if (r == IPV_OUTSIDE)
         return 1;
+    __u32 given = ctx->user_ip4;
     if (r == IPV_UNKNOWN)
-        return refuse(EPERM);
+        return REFUSED4(0, IPV_CALL_CONNECT4, EPERM, ctx);
     a.kind = IPV_KIND_V4;
-    a.ip = bswap32(ctx->user_ip4);
+    a.ip = bswap32(given);
     r = ipv_connect(&t, &a, bswap16((__u16)ctx->user_port), &source);
     if (r)
-        return refuse(r);
+        return REFUSED4(t.session.session, IPV_CALL_CONNECT4, r, ctx);
     ctx->user_ip4 = bswap32(a.ip);
     r = bind_source(ctx, source, 0);
     if (r)
-        return refuse(r);
+        return refused(t.session.session, IPV_CALL_CONNECT4, r, given, 0, 0, 0,
+                       bswap16((__u16)ctx->user_port));
     return 1;
 }
 
@@ -574,17 +648,17 @@ int ipv_connect6(struct bpf_sock_addr *ctx)
     if (r == IPV_OUTSIDE)
         return 1;
     if (r == IPV_UNKNOWN)
-        return refuse(EPERM);
+        return REFUSED6(0, IPV_CALL_CONNECT6, EPERM, ip6, ctx);
     a = addr6_of(ip6);
     before = a;
     r = ipv_connect(&t, &a, bswap16((__u16)ctx->user_port), &source);
     if (r)
-        return refuse(r);
+        return REFUSED6(t.session.session, IPV_CALL_CONNECT6, r, ip6, ctx);
     if (!same(a, before))
         put_user6(ctx, a);
     r = bind_source(ctx, source, 1);
     if (r)
-        return refuse(r);
+        return REFUSED6(t.session.session, IPV_CALL_CONNECT6, r, ip6, ctx);
     return 1;
 }
 
@@ -610,13 +684,13 @@ int ipv_sendmsg4(struct bpf_sock_addr *ctx)
     if (r == IPV_OUTSIDE)
         return 1;
     if (r == IPV_UNKNOWN)
-        return refuse(EPERM);
+        return REFUSED4(0, IPV_CALL_SENDMSG4, EPERM, ctx);
     if (ctx->user_port != 0) {
         a.kind = IPV_KIND_V4;
         a.ip = bswap32(ctx->user_ip4);
         r = ipv_connect(&t, &a, bswap16((__u16)ctx->user_port), &source);
         if (r)
-            return refuse(r);
+            return REFUSED4(t.session.session, IPV_CALL_SENDMSG4, r, ctx);
         ctx->user_ip4 = bswap32(a.ip);
     }
     src = bswap32(ctx->msg_src_ip4);
@@ -631,7 +705,8 @@ int ipv_sendmsg4(struct bpf_sock_addr *ctx)
         b.ip = src;
         r = ipv_bind(&t, &b, (__u16)lport, 0);
         if (r)
-            return refuse(r);
+            return refused(t.session.session, IPV_CALL_SENDMSG4_SOURCE, r, bswap32(src), 0, 0, 0,
+                           (__u16)lport);
         if (b.ip != src)
             ctx->msg_src_ip4 = bswap32(b.ip);
         return 1;
@@ -649,8 +724,9 @@ int ipv_sendmsg6(struct bpf_sock_addr *ctx)
 {
     ipv_tables t;
     int r = tables(&t);
+    __u32 ip6[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
     if (r == IPV_UNKNOWN)
-        return refuse(EPERM);
+        return REFUSED6(0, IPV_CALL_SENDMSG6, EPERM, ip6, ctx);
     return 1;
 }
 

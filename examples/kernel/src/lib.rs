@@ -41,9 +41,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod foreign;
+pub mod refusals;
 pub mod sys;
 
 pub use foreign::{cgroup_alive, cgroup_id_of};
+pub use refusals::{Refusals, Refused, RefusedCall};
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -100,6 +102,8 @@ struct Maps {
     anchors: sys::Map,
     /// The object's `.rodata` (the per-task cache switch), if the kernel reports it.
     rodata: Option<sys::Map>,
+    /// The refusal events ([`refusals`]); `None` for programs of a version without them.
+    refusals: Option<sys::Map>,
 }
 
 /// What the maps should hold for one policy.
@@ -327,6 +331,7 @@ fn open_maps(prog: &OwnedFd) -> Result<Maps, String> {
         names: take("ipv_prog_names")?,
         anchors: take("ipv_anchors")?,
         rodata: take(".rodata").ok(),
+        refusals: take("ipv_refusals").ok(),
     };
     let (_, size) = sys::map_info(maps.config.fd()).map_err(|e| format!("ipv_config: {e}"))?;
     if size as usize != CONFIG_LEN {
@@ -531,6 +536,22 @@ impl Layer {
     /// per-task cache), for the caller to print or log.
     pub fn take_notes(&mut self) -> Vec<String> {
         std::mem::take(&mut self.notes)
+    }
+
+    /// The reader of the refusals the programs report ([`refusals`]): one reader per host, the
+    /// `ipvirt` service. `None` when the attached programs are of a version that reports none.
+    ///
+    /// # Errors
+    ///
+    /// The ring buffer cannot be mapped.
+    pub fn refusals(&self) -> Result<Option<Refusals>, String> {
+        let Some(map) = &self.maps.refusals else {
+            return Ok(None);
+        };
+        let fd = map
+            .try_clone_fd()
+            .map_err(|e| format!("ipv_refusals: {e}"))?;
+        Refusals::open(fd).map(Some)
     }
 
     /// The root cgroup.

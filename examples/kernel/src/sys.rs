@@ -220,6 +220,11 @@ impl Map {
         }
     }
 
+    /// A second descriptor of the map (`dup`), for a reader that owns it.
+    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+
     /// The map's descriptor.
     pub fn fd(&self) -> RawFd {
         self.fd.as_raw_fd()

@@ -165,6 +165,7 @@ pub(crate) fn debug(before: Option<[u8; STORAGE]>, n: usize, st: &State, call: C
 /// connectivity" `EADDRNOTAVAIL`; isolation `ECONNREFUSED` for a connect or send, `EACCES` for a
 /// bind).
 pub(crate) fn fail_with(r: Refusal) -> c_int {
+    crate::report::refused(&r);
     set_errno(r.errno());
     -1
 }

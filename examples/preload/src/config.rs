@@ -157,6 +157,12 @@ pub(crate) fn build() -> Result<Option<State>, String> {
         None if policy.virtual_ip.enabled => interface_addresses()?,
         None => Vec::new(),
     };
+    if let Err(e) = crate::report::configure() {
+        // Only the reports to the service are off: the rewrites are not.
+        say(format_args!(
+            "ipvirt: {e}; refusals are not reported to the service\n"
+        ));
+    }
     let exe = std::fs::read_link("/proc/self/exe")
         .map_err(|e| format!("cannot read /proc/self/exe: {e}"))?;
     // Program lists are text: a name that is not UTF-8 is matched by its lossy form.

@@ -2,12 +2,13 @@
 //! virtual IP, by doing what `ipvirt` says in front of the socket calls.
 //!
 //! ```text
-//! cargo build --example ipvirt_preload          # target/debug/examples/libipvirt_preload.so
+//! cargo build -p ipvirt-preload                 # target/debug/libipvirt_preload.so
 //! IPVIRT_SESSION=7 IPVIRT_POLICY=examples/policies/linux-ld-preload.toml \
-//!   LD_PRELOAD=target/debug/examples/libipvirt_preload.so python3 -m http.server --bind 127.0.0.1 8000
+//!   LD_PRELOAD=target/debug/libipvirt_preload.so python3 -m http.server --bind 127.0.0.1 8000
 //! ```
 //!
-//! (`cargo run --example session -- --id 7 --policy FILE -- COMMAND…` sets all of this up.)
+//! (`ipvirt run --id 7 --policy FILE -- COMMAND…` sets all of this up; the `ipvirt` service does
+//! for every login with `sessions.layer = "preload"`.)
 //!
 //! ## Configuration (read once, when the library is loaded)
 //!
@@ -18,6 +19,7 @@
 //! | `IPVIRT_VIP` | the session's IPv4 virtual IP (optional: without it the policy's `on_lease_failure` applies) |
 //! | `IPVIRT_SERVER_ADDRS` | the server's own addresses, comma-separated (optional: default, the host's non-loopback interface addresses, read only when the policy enables virtual IPs) |
 //! | `IPVIRT_SESSION_KIND` | `remote` (default) or `console` |
+//! | `IPVIRT_CONTROL` | the `ipvirt` service's control socket (set by the service for its sessions): each kind of refusal is reported there once per process, for the service's log (see `report`) |
 //! | `IPVIRT_DEBUG` | `1`: print each rewrite and its reason to stderr (and, when unconfigured, why nothing happens) |
 //!
 //! The process is identified, like a Windows image name, by the basename of `/proc/self/exe`.
@@ -93,3 +95,4 @@ pub mod calls;
 mod config;
 mod diag;
 mod fds;
+mod report;

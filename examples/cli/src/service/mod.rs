@@ -20,11 +20,14 @@
 //!   credentials: root may open, close and list sessions and reload; a user may list its own;
 //! - SIGHUP (`ipvirt reload`) re-reads the policy: the rules apply at once to new and running
 //!   sessions; running sessions keep their numbers and addresses until they end;
+//! - every refusal the kernel layer makes for a session is logged once with the session, its user
+//!   and the program ([`refusals`]);
 //! - it logs to stderr (the journal, under systemd) and syslog.
 
 mod cgroups;
 mod dhcp;
 mod log;
+mod refusals;
 mod server;
 mod sessions;
 mod state;
@@ -96,6 +99,23 @@ fn wait_signal(set: &libc::sigset_t) -> i32 {
     }
 }
 
+/// Starts the thread that logs the kernel layer's refusals, once the layer is attached.
+pub(super) fn start_refusals(service: &Arc<Mutex<Service>>, log: &Arc<Log>) {
+    let Some(ring) = service.lock().ok().and_then(|mut s| s.take_refusals()) else {
+        return;
+    };
+    let (service, log) = (Arc::clone(service), Arc::clone(log));
+    let spawned = std::thread::Builder::new()
+        .name("ipvirt-refusals".into())
+        .spawn({
+            let log = Arc::clone(&log);
+            move || refusals::serve(ring, service, log)
+        });
+    if let Err(e) = spawned {
+        log.error(&format!("starting the refusal log's thread: {e}"));
+    }
+}
+
 /// Tells systemd the service is ready (`Type=notify`), when it runs under systemd.
 fn notify_ready() {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
@@ -130,6 +150,8 @@ pub(crate) fn daemon(args: DaemonArgs) -> Outcome {
         preload: args.preload.clone(),
         dhcp_wait: args.dhcp_wait,
         servers: args.servers.clone(),
+        socket: std::path::absolute(&args.socket)
+            .map_err(|e| format!("{}: {e}", args.socket.display()))?,
     };
     let service = Service::start(config, Arc::clone(&log))?;
     let watcher = service.watcher.clone();
@@ -165,6 +187,7 @@ pub(crate) fn daemon(args: DaemonArgs) -> Outcome {
             })
             .map_err(|e| format!("starting the cgroup watcher: {e}"))?;
     }
+    start_refusals(&service, &log);
     log.info(&format!(
         "listening on {}; policy {}; state in {}",
         args.socket.display(),
@@ -178,6 +201,8 @@ pub(crate) fn daemon(args: DaemonArgs) -> Outcome {
                 if let Ok(mut s) = service.lock() {
                     let _ = s.reload();
                 }
+                // A reload may have attached the kernel layer for the first time.
+                start_refusals(&service, &log);
             }
             _ => {
                 if let Ok(mut s) = service.lock() {

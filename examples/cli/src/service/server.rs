@@ -170,6 +170,8 @@ pub(crate) fn serve(listener: UnixListener, service: Arc<Mutex<Service>>, log: A
             .name("ipvirt-control".into())
             .spawn(move || {
                 handle(stream, &worker_service, &worker_log);
+                // A reload may have attached the kernel layer for the first time.
+                super::start_refusals(&worker_service, &worker_log);
                 release();
             });
         if let Err(e) = spawned {

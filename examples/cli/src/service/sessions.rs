@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ipvirt::{
     Engine, Host, Identity, Policy, Session, SessionId, SessionLayer, StaticPool, Vip, VipSource,
 };
-use ipvirt_host::control::{Request, Response, SessionInfo};
+use ipvirt_host::control::{self, Request, Response, SessionInfo};
 use ipvirt_host::lease_book::{Holder, LeaseBook};
 use ipvirt_host::policy_file;
 
@@ -39,7 +39,14 @@ pub(crate) struct Config {
     pub(crate) preload: Option<PathBuf>,
     pub(crate) dhcp_wait: Duration,
     pub(crate) servers: Vec<IpAddr>,
+    /// The control socket (its path goes into a preload session's environment, so the layer can
+    /// report its refusals).
+    pub(crate) socket: PathBuf,
 }
+
+/// How many kinds of `LD_PRELOAD` refusal are remembered per session (further kinds are logged
+/// and not remembered: a flood costs log lines, never memory).
+const PRELOAD_KINDS: usize = 256;
 
 /// A session being opened while its DHCP lease is awaited without the service's lock.
 #[derive(Debug)]
@@ -85,6 +92,10 @@ pub(crate) struct Service {
     /// Numbers the lease book held for others (launchers) when the service started.
     foreign: BTreeSet<u32>,
     kernel: Option<ipvirt_kernel::Layer>,
+    /// Whether the kernel layer's refusal reader was handed out ([`Service::take_refusals`]).
+    refusals_taken: bool,
+    /// The `LD_PRELOAD` refusals logged, per session: (executable, reason).
+    preload_refusals: BTreeMap<u32, BTreeSet<(String, String)>>,
     dhcp: Option<Arc<Dhcp>>,
     preload: Option<PathBuf>,
 }
@@ -165,6 +176,8 @@ impl Service {
             reserved: BTreeSet::new(),
             foreign: BTreeSet::new(),
             kernel: None,
+            refusals_taken: false,
+            preload_refusals: BTreeMap::new(),
             dhcp: None,
             preload: None,
             policy,
@@ -231,6 +244,83 @@ impl Service {
             )?));
         }
         Ok(())
+    }
+
+    /// The reader of the kernel layer's refusal events, once: `None` when the layer is not
+    /// attached, was handed out already, or its programs report none (a note says so).
+    pub(crate) fn take_refusals(&mut self) -> Option<ipvirt_kernel::Refusals> {
+        let layer = self.kernel.as_ref()?;
+        if self.refusals_taken {
+            return None;
+        }
+        self.refusals_taken = true;
+        match layer.refusals() {
+            Ok(Some(r)) => Some(r),
+            Ok(None) => {
+                self.log.warn(
+                    "the attached kernel programs report no refusals (an older ipvirt's); refusals are not logged until the layer is detached and attached again",
+                );
+                None
+            }
+            Err(e) => {
+                self.log.warn(&format!("refusals are not logged: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Logs a refusal the `LD_PRELOAD` layer made in the peer's process, once per session, program
+    /// and reason. The session is the one the peer's process is in (its cgroup), the program its
+    /// executable: what the request itself says is only the reason.
+    fn note_refusal(&mut self, peer: Peer, reason: &str, errno: i32) -> Response {
+        if reason.len() > control::MAX_REASON {
+            return Response::Refused {
+                error: format!(
+                    "a refusal of {} bytes (at most {})",
+                    reason.len(),
+                    control::MAX_REASON
+                ),
+            };
+        }
+        let reason: String = reason
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let Ok(dir) = self.cgroups.of_process(peer.pid) else {
+            return Response::Refused {
+                error: format!("pid {}: its cgroup cannot be read", peer.pid),
+            };
+        };
+        let Some(s) = self
+            .sessions
+            .values()
+            .find(|s| s.cgroups.iter().any(|c| dir.starts_with(&c.path)))
+        else {
+            return Response::Refused {
+                error: format!("pid {} is in no session", peer.pid),
+            };
+        };
+        let (number, user) = (s.number, s.user.clone());
+        let exe = std::fs::read_link(format!("/proc/{}/exe", peer.pid))
+            .map_or_else(|_| "?".to_owned(), |p| p.display().to_string());
+        let seen = self.preload_refusals.entry(number).or_default();
+        let key = (exe, reason);
+        if seen.contains(&key) {
+            return Response::Noted {};
+        }
+        self.log.warn(&format!(
+            "session {number} (user {user}): {} (errno {errno}): {} (pid {}, LD_PRELOAD layer)",
+            key.1, key.0, peer.pid
+        ));
+        if seen.len() < PRELOAD_KINDS {
+            seen.insert(key);
+        }
+        Response::Noted {}
+    }
+
+    /// The user of session `number`, if it is one of the service's.
+    pub(crate) fn session_user(&self, number: u32) -> Option<&str> {
+        self.sessions.get(&number).map(|s| s.user.as_str())
     }
 
     /// Finds the sessions of a previous run: those with a process left are watched again (and
@@ -342,6 +432,9 @@ impl Service {
                 id,
             } => self.open(peer, user, service, tty, rhost, id),
             Request::Close { session } => Open::Done(self.close(peer, session)),
+            Request::Refusal { reason, errno } => {
+                Open::Done(self.note_refusal(peer, &reason, errno))
+            }
             Request::List {} => Open::Done(self.list(peer)),
             Request::Reload {} => Open::Done(if peer.uid == 0 {
                 self.reload()
@@ -667,6 +760,10 @@ impl Service {
         if let Some(lib) = &self.preload {
             env.push(("LD_PRELOAD".into(), lib.display().to_string()));
             env.push((
+                "IPVIRT_CONTROL".into(),
+                self.config.socket.display().to_string(),
+            ));
+            env.push((
                 "IPVIRT_POLICY".into(),
                 self.config.policy_path.display().to_string(),
             ));
@@ -906,6 +1003,7 @@ impl Service {
         let Some(s) = self.sessions.remove(&number) else {
             return;
         };
+        self.preload_refusals.remove(&number);
         self.store.remove(number);
         for c in &s.cgroups {
             self.unregister(c);
