@@ -226,6 +226,7 @@ struct ipv_refusal {
     __u16 port;    /* the address's port, host order */
     __u32 addr[4]; /* the address the program gave, network order; IPv4 in addr[0] */
     char comm[16]; /* the task's name (as the kernel keeps it; informational) */
+    char exe[32];  /* the basename of the task's executable (mm->exe_file), cut at 31 bytes */
 };
 #define IPV_CALL_BIND4 1
 #define IPV_CALL_BIND6 2
@@ -409,6 +410,9 @@ INLINE int refused(__u32 session, __u32 call, int err, __u32 a0, __u32 a1, __u32
     ev.addr[2] = a2;
     ev.addr[3] = a3;
     bpf_probe_read_kernel_str(ev.comm, sizeof(ev.comm), task->comm);
+    if (task->mm && task->mm->exe_file && task->mm->exe_file->f_path.dentry)
+        bpf_probe_read_kernel_str(ev.exe, sizeof(ev.exe),
+                                  task->mm->exe_file->f_path.dentry->d_name.name);
     bpf_ringbuf_output(&ipv_refusals, &ev, sizeof(ev), 0);
     return refuse(err);
 }

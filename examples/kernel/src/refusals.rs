@@ -34,7 +34,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 /// The size of one event (`struct ipv_refusal` in `ipvirt.bpf.c`).
-pub const EVENT_LEN: usize = 56;
+pub const EVENT_LEN: usize = 88;
 
 /// Which call a program refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,6 +79,9 @@ pub struct Refused {
     /// The task's name, as the kernel keeps it (at most 15 bytes; informational: a process may
     /// set it).
     pub comm: String,
+    /// The basename of the task's executable, as the kernel has it (at most 31 bytes): the
+    /// program, also when the process has exited before the event is read.
+    pub exe: String,
 }
 
 impl fmt::Display for Refused {
@@ -93,7 +96,7 @@ impl fmt::Display for Refused {
             self.call,
             self.addr,
             errno_name(self.errno),
-            self.comm,
+            self.exe,
             self.pid
         )
     }
@@ -171,8 +174,10 @@ pub fn parse(b: &[u8]) -> Result<Refused, EventError> {
     } else {
         SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(word(0)), port))
     };
-    let comm = &b[40..56];
-    let end = comm.iter().position(|&c| c == 0).unwrap_or(comm.len());
+    let text = |field: &[u8]| {
+        let end = field.iter().position(|&c| c == 0).unwrap_or(field.len());
+        String::from_utf8_lossy(&field[..end]).into_owned()
+    };
     let session = u32_at(8);
     Ok(Refused {
         cgroup: u64_at(0),
@@ -181,7 +186,8 @@ pub fn parse(b: &[u8]) -> Result<Refused, EventError> {
         pid: u32_at(16),
         call,
         addr,
-        comm: String::from_utf8_lossy(&comm[..end]).into_owned(),
+        comm: text(&b[40..56]),
+        exe: text(&b[56..88]),
     })
 }
 
@@ -251,6 +257,7 @@ mod tests {
         b[22..24].copy_from_slice(&port.to_ne_bytes());
         b[24..40].copy_from_slice(&addr);
         b[40..46].copy_from_slice(b"python");
+        b[56..66].copy_from_slice(b"python3.11");
         b
     }
 
@@ -264,9 +271,10 @@ mod tests {
         assert_eq!(r.addr, "127.0.0.9:8080".parse().unwrap());
         assert_eq!(r.errno, libc::EACCES);
         assert_eq!(r.comm, "python");
+        assert_eq!(r.exe, "python3.11");
         assert_eq!(
             r.to_string(),
-            "session 8: bind 127.0.0.9:8080 refused with EACCES (python pid 77)"
+            "session 8: bind 127.0.0.9:8080 refused with EACCES (python3.11 pid 77)"
         );
     }
 

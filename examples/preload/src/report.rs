@@ -3,8 +3,9 @@
 //!
 //! The service puts its control socket's path in a session's environment (`IPVIRT_CONTROL`)
 //! when the session uses this layer. At a refusal, the layer sends the service one line
-//! (`{"op":"refusal","reason":"…","errno":N}`) on a fresh, non-blocking Unix socket, and closes it
-//! without waiting for an answer: the refused call returns at once whatever the service does. The
+//! (`{"op":"refusal","reason":"…","errno":N}`) on a fresh, non-blocking Unix socket and waits for
+//! the answer at most 200 ms (the service names the process while it still runs), then closes
+//! it: the refused call returns within that bound whatever the service does. The
 //! service decides the session and the program from the connection's credentials (the process's
 //! cgroup and executable), never from the line. A process reports each kind of refusal once (a
 //! small table of what it reported); without `IPVIRT_CONTROL`, nothing is sent.
@@ -26,6 +27,10 @@ use crate::sys::{errno, set_errno};
 
 /// The control socket's address (`sockaddr_un`), when `IPVIRT_CONTROL` names one that fits.
 static CONTROL: OnceLock<Option<(libc::sockaddr_un, libc::socklen_t)>> = OnceLock::new();
+
+/// How long a report waits for the service's answer at most: 200 ms, once per kind of refusal
+/// and process.
+const ANSWER_WAIT_NS: libc::c_long = 200_000_000;
 
 /// Fingerprints of the refusals this process reported (0: a free slot).
 static REPORTED: [AtomicU64; 16] = [const { AtomicU64::new(0) }; 16];
@@ -162,7 +167,7 @@ fn send(sa: &libc::sockaddr_un, len: libc::socklen_t, line: &[u8]) {
         ) == 0;
         if ok {
             // MSG_NOSIGNAL: a service that closed first raises no SIGPIPE in the program.
-            let _ = libc::syscall(
+            let sent = libc::syscall(
                 libc::SYS_sendto,
                 fd,
                 line.as_ptr(),
@@ -171,6 +176,28 @@ fn send(sa: &libc::sockaddr_un, len: libc::socklen_t, line: &[u8]) {
                 std::ptr::null::<libc::sockaddr>(),
                 0,
             );
+            if sent > 0 {
+                // The service reads this process's cgroup and executable before it answers: wait
+                // for the answer (at most ANSWER_WAIT), so a program that exits right after the
+                // refused call is still there to be named.
+                let mut p = libc::pollfd {
+                    fd: fd as c_int,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                let t = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: ANSWER_WAIT_NS,
+                };
+                let _ = libc::syscall(
+                    libc::SYS_ppoll,
+                    &mut p,
+                    1,
+                    &t,
+                    std::ptr::null::<libc::sigset_t>(),
+                    0,
+                );
+            }
         }
         let _ = libc::syscall(libc::SYS_close, fd);
     }

@@ -6,12 +6,13 @@
 //!
 //! ```text
 //! session 8 (user bob): bind 127.0.0.9:8080 refused with EACCES: /usr/bin/python3.11 (python3, pid 4711)
+//! session 8 (user bob): connect 127.0.0.9:22 refused with ECONNREFUSED: python3.11 (pid 4712, exited)
 //! ```
 //!
 //! The same refusal again in the same session (the same cgroup: a session number used again
-//! later is a new cgroup) is counted, not logged. The program is the process's executable
-//! (`/proc/PID/exe`, read when the event arrives), else the task's name when the process has
-//! already gone. What is remembered is bounded ([`REMEMBERED`]): when full, what belongs to
+//! later is a new cgroup) is not logged again. The program is the basename of the executable as
+//! the kernel names it in the event, shown as the full path (`/proc/PID/exe`) while the process
+//! still runs. What is remembered is bounded ([`REMEMBERED`]): when full, what belongs to
 //! cgroups that no longer exist is forgotten first, and if that frees nothing, everything is
 //! (so a flood of distinct refusals costs bounded memory and, at worst, logs a kind again).
 
@@ -62,11 +63,17 @@ impl Seen {
     }
 }
 
-/// The program of a refusal: the executable of the process, or its task name when it is gone.
+/// The program of a refusal: the full path of the process's executable while it runs (and is
+/// still the executable the kernel named), else the kernel's basename of it.
 fn program(r: &Refused) -> (String, bool) {
     match std::fs::read_link(PathBuf::from(format!("/proc/{}/exe", r.pid))) {
-        Ok(p) => (p.display().to_string(), true),
-        Err(_) => (r.comm.clone(), false),
+        Ok(p)
+            if p.file_name()
+                .is_some_and(|n| n.as_encoded_bytes().starts_with(r.exe.as_bytes())) =>
+        {
+            (p.display().to_string(), true)
+        }
+        _ => (r.exe.clone(), false),
     }
 }
 
@@ -113,7 +120,9 @@ pub(crate) fn serve(mut ring: Refusals, service: Arc<Mutex<Service>>, log: Arc<L
             let kind = Kind {
                 cgroup: r.cgroup,
                 session: r.session,
-                program: prog.clone(),
+                // The kernel's name of the executable: the same whether or not the process is
+                // still there when the event is read.
+                program: r.exe.clone(),
                 call: r.call,
                 addr: r.addr,
                 errno: r.errno,
@@ -145,6 +154,7 @@ mod tests {
             call: RefusedCall::Bind,
             addr: "127.0.0.9:8080".parse().unwrap(),
             comm: "python3".into(),
+            exe: "python3.11".into(),
         }
     }
 
@@ -166,8 +176,8 @@ mod tests {
             "session 8 (user bob): bind 127.0.0.9:8080 refused with EACCES: /usr/bin/python3.11 (python3, pid 4711)"
         );
         assert_eq!(
-            line(&refused(Some(8)), None, "python3", false),
-            "session 8: bind 127.0.0.9:8080 refused with EACCES: python3 (pid 4711, exited)"
+            line(&refused(Some(8)), None, "python3.11", false),
+            "session 8: bind 127.0.0.9:8080 refused with EACCES: python3.11 (pid 4711, exited)"
         );
         assert!(
             line(&refused(None), None, "python3", false)
