@@ -10,6 +10,11 @@
 //!   author would write for this one policy, session and process),
 //! - `ipvirt`: the `Rewriter` call.
 //!
+//! Every call family has a group (`bind`, `bind_on` dual stack, `connect`, `send_to`, `reported`,
+//! `resolved_addr`, `reverse_lookup`, raw `bind_on` and raw `connect`), and every floor is checked
+//! against the `Rewriter` on every input of the batch — results, and bytes for the raw calls —
+//! before anything is timed: a floor that answers differently is not a floor.
+//!
 //! Run: `cargo bench --bench batch`, then `python3 benches/report.py batch_` (ns per address and the
 //! ratios to both baselines).
 
@@ -18,7 +23,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ipvirt::{
-    Connect, Host, Policy, Refusal, Session, SessionId, SockaddrLayout, Stack, Vip, write_sockaddr,
+    Connect, Host, Policy, RawConnect, RawError, RawOutcome, Refusal, Session, SessionId,
+    SockaddrLayout, Stack, Vip, write_sockaddr,
 };
 
 const POLICY: &str = r#"
@@ -119,60 +125,87 @@ fn with(a: SocketAddr, bits: u32) -> SocketAddr {
 }
 
 // ---- the hand-written floors: this policy, session 7, crm.exe, VIP .107, isolation on ----------
+//
+// Each decides every input of the batch exactly as the `Rewriter` does (checked in `benches` before
+// anything is timed), and is written as a layer author would write it for this one policy.
+
+/// The refusal isolation gives a loopback address `b` that is neither ours nor `127.0.0.1`, on a
+/// port that is not excluded (`bind`: `true`).
+#[inline(always)]
+fn foreign(b: u32, bind: bool) -> Refusal {
+    match (b, bind) {
+        (0x7F00_0000, true) => Refusal::BindUnowned {
+            addr: Ipv4Addr::from_bits(b),
+        },
+        (0x7F00_0000, false) => Refusal::Unowned {
+            addr: Ipv4Addr::from_bits(b),
+        },
+        (_, true) => Refusal::OtherSession {
+            owner: SessionId::new(b - 0x7F00_0001),
+        },
+        (_, false) => Refusal::Isolated {
+            owner: SessionId::new(b - 0x7F00_0001),
+        },
+    }
+}
 
 #[inline(always)]
 fn hand_bind(a: SocketAddr) -> Result<SocketAddr, Refusal> {
     match v4_of(&a) {
         Some(LOCALHOST) if a.port() != EXCLUDED => Ok(with(a, LO)),
         Some(0 | SERVER) => Ok(with(a, VIP)),
-        Some(b)
-            if b >> 24 == 127
-                && b != LO
-                && b != LOCALHOST
-                && b != 0x7F00_0000
-                && a.port() != EXCLUDED =>
-        {
-            Err(Refusal::OtherSession {
-                owner: SessionId::new(b - 0x7F00_0001),
-            })
+        Some(b) if b >> 24 == 127 && b != LO && b != LOCALHOST && a.port() != EXCLUDED => {
+            Err(foreign(b, true))
         }
         _ => Ok(a),
     }
 }
 
+/// `bind` on a dual-stack socket: also `::` takes the VIP.
+#[inline(always)]
+fn hand_bind_dual(a: SocketAddr) -> Result<SocketAddr, Refusal> {
+    match a {
+        SocketAddr::V6(v) if v.ip().is_unspecified() => Ok(with(a, VIP)),
+        _ => hand_bind(a),
+    }
+}
+
+/// The implicit source: `bits`, port 0, in the destination's family.
+#[inline(always)]
+fn src(a: SocketAddr, bits: u32) -> Option<SocketAddr> {
+    Some(match a {
+        SocketAddr::V4(_) => SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from_bits(bits), 0)),
+        SocketAddr::V6(_) => SocketAddr::V6(SocketAddrV6::new(
+            Ipv4Addr::from_bits(bits).to_ipv6_mapped(),
+            0,
+            0,
+            0,
+        )),
+    })
+}
+
 #[inline(always)]
 fn hand_connect(a: SocketAddr) -> Result<Connect, Refusal> {
-    let src = |bits| {
-        Some(with(a, bits)).map(|mut s| {
-            s.set_port(0);
-            s
-        })
-    };
-    match v4_of(&a) {
-        Some(LOCALHOST) if a.port() != EXCLUDED => Ok(Connect {
-            dest: with(a, LO),
-            source: src(VIP),
-        }),
-        Some(b)
-            if b >> 24 == 127
-                && b != LO
-                && b != LOCALHOST
-                && b != 0x7F00_0000
-                && a.port() != EXCLUDED =>
-        {
-            Err(Refusal::Isolated {
-                owner: SessionId::new(b - 0x7F00_0001),
-            })
-        }
-        Some(_) => Ok(Connect {
-            dest: a,
-            source: src(VIP),
-        }),
-        None => Ok(Connect {
+    let Some(b) = v4_of(&a) else {
+        return Ok(Connect {
             dest: a,
             source: None,
-        }),
-    }
+        });
+    };
+    let excluded = a.port() == EXCLUDED;
+    let dest = match b {
+        // `0.0.0.0` is this host: decided as `127.0.0.1`.
+        0 | LOCALHOST if !excluded => with(a, LO),
+        0 => with(a, LOCALHOST),
+        _ if b >> 24 == 127 && b != LO && b != LOCALHOST && !excluded => {
+            return Err(foreign(b, false));
+        }
+        _ => a,
+    };
+    Ok(Connect {
+        dest,
+        source: src(a, VIP),
+    })
 }
 
 #[inline(always)]
@@ -183,33 +216,128 @@ fn hand_reported(a: SocketAddr) -> SocketAddr {
     }
 }
 
+/// `ip` with its IPv4 address (or the one inside `::ffff:a.b.c.d`) replaced by `bits`.
+#[inline(always)]
+fn with_ip(ip: IpAddr, bits: u32) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from_bits(bits)),
+        IpAddr::V6(_) => IpAddr::V6(Ipv4Addr::from_bits(bits).to_ipv6_mapped()),
+    }
+}
+
+#[inline(always)]
+fn v4_of_ip(ip: IpAddr) -> Option<u32> {
+    match ip {
+        IpAddr::V4(v) => Some(v.to_bits()),
+        IpAddr::V6(v) => {
+            let b = v.to_bits();
+            (b >> 32 == 0xFFFF).then_some(b as u32)
+        }
+    }
+}
+
 #[inline(always)]
 fn hand_resolved(a: IpAddr) -> IpAddr {
-    match a {
-        IpAddr::V4(v) if v.to_bits() == SERVER => IpAddr::V4(Ipv4Addr::from_bits(VIP)),
-        IpAddr::V6(v) if v.to_ipv4_mapped().is_some_and(|m| m.to_bits() == SERVER) => {
-            IpAddr::V6(Ipv4Addr::from_bits(VIP).to_ipv6_mapped())
-        }
+    match v4_of_ip(a) {
+        Some(SERVER) => with_ip(a, VIP),
         _ => a,
     }
 }
 
 #[inline(always)]
-fn hand_raw_bind(buf: &mut [u8; 28]) {
-    // sockaddr_in (family 2) or sockaddr_in6 (family 10, little-endian Linux).
-    let port = u16::from_be_bytes([buf[2], buf[3]]);
+fn hand_reverse(a: IpAddr) -> IpAddr {
+    match v4_of_ip(a) {
+        Some(VIP) => with_ip(a, SERVER),
+        Some(LO) => with_ip(a, LOCALHOST),
+        _ => a,
+    }
+}
+
+/// The IPv4 address in a Linux `sockaddr_in` (family 2) or IPv4-mapped `sockaddr_in6` (family
+/// 10), with its offset; `Err(true)`: another IPv6 address, `Err(false)`: another family.
+#[inline(always)]
+fn raw_v4(buf: &[u8; 28]) -> Result<(usize, u32), bool> {
     let at = match buf[0] {
         2 => 4,
         10 if buf[8..18] == [0; 10] && buf[18..20] == [0xFF, 0xFF] => 20,
-        _ => return,
+        10 => return Err(true),
+        _ => return Err(false),
     };
-    let b = u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+    Ok((
+        at,
+        u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]),
+    ))
+}
+
+#[inline(always)]
+fn hand_raw_bind(buf: &mut [u8; 28]) -> Result<RawOutcome, RawError> {
+    let port = u16::from_be_bytes([buf[2], buf[3]]);
+    let (at, b) = match raw_v4(buf) {
+        Ok(found) => found,
+        Err(true) => return Ok(RawOutcome::Unchanged),
+        Err(false) => return Ok(RawOutcome::OtherFamily),
+    };
     let new = match b {
         LOCALHOST if port != EXCLUDED => LO,
         0 | SERVER => VIP,
-        _ => return,
+        _ if b >> 24 == 127 && b != LO && b != LOCALHOST && port != EXCLUDED => {
+            return Err(RawError::Refused(foreign(b, true)));
+        }
+        _ => return Ok(RawOutcome::Unchanged),
     };
     buf[at..at + 4].copy_from_slice(&new.to_be_bytes());
+    Ok(RawOutcome::Rewritten)
+}
+
+#[inline(always)]
+fn hand_raw_connect(buf: &mut [u8; 28], source: &mut [u8; 28]) -> Result<RawConnect, RawError> {
+    let port = u16::from_be_bytes([buf[2], buf[3]]);
+    let (at, b) = match raw_v4(buf) {
+        Ok(found) => found,
+        Err(v6) => {
+            return Ok(RawConnect {
+                dest: if v6 {
+                    RawOutcome::Unchanged
+                } else {
+                    RawOutcome::OtherFamily
+                },
+                source_len: None,
+            });
+        }
+    };
+    let excluded = port == EXCLUDED;
+    let new = match b {
+        0 | LOCALHOST if !excluded => Some(LO),
+        0 => Some(LOCALHOST),
+        _ if b >> 24 == 127 && b != LO && b != LOCALHOST && !excluded => {
+            return Err(RawError::Refused(foreign(b, false)));
+        }
+        _ => None,
+    };
+    // The source: a whole `sockaddr_in` / IPv4-mapped `sockaddr_in6`, port 0.
+    let len = if at == 4 {
+        *source = [0; 28];
+        source[0] = 2;
+        source[4..8].copy_from_slice(&VIP.to_be_bytes());
+        16
+    } else {
+        *source = [0; 28];
+        source[0] = 10;
+        source[18..20].copy_from_slice(&[0xFF, 0xFF]);
+        source[20..24].copy_from_slice(&VIP.to_be_bytes());
+        28
+    };
+    let dest = match new {
+        Some(n) => {
+            buf[at..at + 4].copy_from_slice(&n.to_be_bytes());
+            RawOutcome::Rewritten
+        }
+        None => RawOutcome::Unchanged,
+    };
+    Ok(RawConnect {
+        dest,
+        source_len: Some(len),
+    })
 }
 
 fn benches(c: &mut Criterion) {
@@ -221,18 +349,6 @@ fn benches(c: &mut Criterion) {
     let vip = Vip::new(Ipv4Addr::from_bits(VIP)).unwrap();
     let rw = engine.rewriter(Session::remote(SessionId::new(7)), &plan, Some(vip));
     let batch = batch();
-    // The floors decide as ipvirt does on this batch (checked here, not assumed).
-    for a in &batch {
-        assert_eq!(hand_bind(*a), rw.bind(*a), "bind {a}");
-        assert_eq!(hand_connect(*a), rw.connect(*a), "connect {a}");
-        assert_eq!(hand_reported(*a), rw.reported(*a), "reported {a}");
-        assert_eq!(
-            hand_resolved(a.ip()),
-            rw.resolved_addr(a.ip()),
-            "resolved {a}"
-        );
-    }
-    let ips: Vec<IpAddr> = batch.iter().map(SocketAddr::ip).collect();
     let layout = SockaddrLayout::LINUX;
     let raw: Vec<[u8; 28]> = batch
         .iter()
@@ -242,6 +358,51 @@ fn benches(c: &mut Criterion) {
             b
         })
         .collect();
+    // The floors decide as ipvirt does on every input of the batch (checked here, not assumed).
+    for (a, r) in batch.iter().zip(&raw) {
+        assert_eq!(hand_bind(*a), rw.bind(*a), "bind {a}");
+        assert_eq!(
+            hand_bind_dual(*a),
+            rw.bind_on(*a, Stack::Dual),
+            "bind_on dual {a}"
+        );
+        assert_eq!(hand_connect(*a), rw.connect(*a), "connect {a}");
+        assert_eq!(hand_connect(*a), rw.send_to(*a), "send_to {a}");
+        assert_eq!(hand_reported(*a), rw.reported(*a), "reported {a}");
+        assert_eq!(
+            hand_resolved(a.ip()),
+            rw.resolved_addr(a.ip()),
+            "resolved {a}"
+        );
+        assert_eq!(
+            hand_reverse(a.ip()),
+            rw.reverse_lookup(a.ip()),
+            "reverse_lookup {a}"
+        );
+        let (mut mine, mut theirs) = (*r, *r);
+        assert_eq!(
+            hand_raw_bind(&mut mine),
+            rw.raw(layout).bind_on(&mut theirs, Stack::Single),
+            "raw bind {a}"
+        );
+        assert_eq!(mine, theirs, "raw bind bytes {a}");
+        let (mut mine, mut theirs) = (*r, *r);
+        let (mut mine_src, mut theirs_src) = ([0u8; 28], [0u8; 28]);
+        let got = hand_raw_connect(&mut mine, &mut mine_src);
+        assert_eq!(
+            got,
+            rw.raw(layout).connect(&mut theirs, &mut theirs_src),
+            "raw connect {a}"
+        );
+        assert_eq!(mine, theirs, "raw connect bytes {a}");
+        if let Ok(RawConnect {
+            source_len: Some(n),
+            ..
+        }) = got
+        {
+            assert_eq!(mine_src[..n], theirs_src[..n], "raw connect source {a}");
+        }
+    }
 
     macro_rules! group {
         ($name:literal, $out:ty, $copy:expr, $floor:expr, $ipvirt:expr) => {{
@@ -273,6 +434,7 @@ fn benches(c: &mut Criterion) {
         }};
     }
     group!("batch_bind", Result<SocketAddr, Refusal>, |a| Ok(*a), |a| hand_bind(*a), |a| rw.bind(*a));
+    group!("batch_bind_dual", Result<SocketAddr, Refusal>, |a| Ok(*a), |a| hand_bind_dual(*a), |a| rw.bind_on(*a, Stack::Dual));
     group!("batch_connect", Result<Connect, Refusal>, |a| Ok(Connect { dest: *a, source: None }), |a| hand_connect(*a), |a| rw.connect(*a));
     group!("batch_send_to", Result<Connect, Refusal>, |a| Ok(Connect { dest: *a, source: None }), |a| hand_connect(*a), |a| rw.send_to(*a));
     group!(
@@ -289,34 +451,85 @@ fn benches(c: &mut Criterion) {
         |a| hand_resolved(a.ip()),
         |a| rw.resolved_addr(a.ip())
     );
-    let _ = &ips;
+    group!(
+        "batch_reverse_lookup",
+        IpAddr,
+        |a| a.ip(),
+        |a| hand_reverse(a.ip()),
+        |a| rw.reverse_lookup(a.ip())
+    );
 
     let mut g = c.benchmark_group("batch_raw_bind");
     g.throughput(Throughput::Elements(N as u64));
     let mut work = raw.clone();
+    let mut results: Vec<Result<RawOutcome, RawError>> = Vec::with_capacity(N);
     g.bench_function("baseline_copy", |b| {
         b.iter(|| {
             work.copy_from_slice(black_box(&raw));
-            black_box(&work);
+            results.clear();
+            results.extend(work.iter().map(|_| Ok(RawOutcome::Unchanged)));
+            black_box((&work, &results));
         })
     });
     g.bench_function("floor_handwritten", |b| {
         b.iter(|| {
             work.copy_from_slice(black_box(&raw));
-            for buf in &mut work {
-                hand_raw_bind(buf);
-            }
-            black_box(&work);
+            results.clear();
+            results.extend(work.iter_mut().map(hand_raw_bind));
+            black_box((&work, &results));
         })
     });
     g.bench_function("ipvirt", |b| {
         b.iter(|| {
             work.copy_from_slice(black_box(&raw));
             let r = rw.raw(layout);
-            for buf in &mut work {
-                let _ = r.bind_on(buf, Stack::Single);
-            }
-            black_box(&work);
+            results.clear();
+            results.extend(work.iter_mut().map(|buf| r.bind_on(buf, Stack::Single)));
+            black_box((&work, &results));
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("batch_raw_connect");
+    g.throughput(Throughput::Elements(N as u64));
+    let mut sources = vec![[0u8; 28]; N];
+    let mut results: Vec<Result<RawConnect, RawError>> = Vec::with_capacity(N);
+    g.bench_function("baseline_copy", |b| {
+        b.iter(|| {
+            work.copy_from_slice(black_box(&raw));
+            results.clear();
+            results.extend(work.iter().map(|_| {
+                Ok(RawConnect {
+                    dest: RawOutcome::Unchanged,
+                    source_len: None,
+                })
+            }));
+            black_box((&work, &results));
+        })
+    });
+    g.bench_function("floor_handwritten", |b| {
+        b.iter(|| {
+            work.copy_from_slice(black_box(&raw));
+            results.clear();
+            results.extend(
+                work.iter_mut()
+                    .zip(&mut sources)
+                    .map(|(d, s)| hand_raw_connect(d, s)),
+            );
+            black_box((&work, &sources, &results));
+        })
+    });
+    g.bench_function("ipvirt", |b| {
+        b.iter(|| {
+            work.copy_from_slice(black_box(&raw));
+            let r = rw.raw(layout);
+            results.clear();
+            results.extend(
+                work.iter_mut()
+                    .zip(&mut sources)
+                    .map(|(d, s)| r.connect(d, s)),
+            );
+            black_box((&work, &sources, &results));
         })
     });
     g.finish();
