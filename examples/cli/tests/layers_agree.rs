@@ -425,7 +425,26 @@ fn rewriter_c_abi_preload_and_kernel_layers_agree() {
 #[test]
 fn isolation_table_of_spec_12_holds_in_every_layer() {
     require!("gcc");
-    let (p, x1, x2, u) = (free_port(), free_port(), free_port(), free_port());
+    // The listeners first, on ports free on every address they need: a port free on 127.0.0.1
+    // may be taken on another loopback address by a test running beside this one.
+    let (p, _tcp, _v6) = (0..100)
+        .find_map(|_| {
+            let p = free_port();
+            let tcp: Result<Vec<TcpListener>, _> = ["127.0.0.1", "127.0.0.8", "127.0.0.0"]
+                .iter()
+                .map(|ip| TcpListener::bind((*ip, p)))
+                .collect();
+            let v6 = TcpListener::bind(("::1", p));
+            Some((p, tcp.ok()?, v6.ok()?))
+        })
+        .expect("a port free on 127.0.0.1, 127.0.0.8, 127.0.0.0 and ::1");
+    let (x2, _x2) = (0..100)
+        .find_map(|_| {
+            let x = free_port();
+            Some((x, TcpListener::bind(("127.0.0.1", x)).ok()?))
+        })
+        .expect("a free port on 127.0.0.1");
+    let (x1, u) = (free_port(), free_port());
     let b: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let lo = |s: &str| s.parse::<IpAddr>().unwrap();
     let call = |op, ip: &str, port| Call {
@@ -455,14 +474,6 @@ fn isolation_table_of_spec_12_holds_in_every_layer() {
         call("udp4unspec", "127.0.0.9", u),
         call("udp4unspec", "127.0.0.1", u),
     ];
-    let _tcp: Vec<TcpListener> = ["127.0.0.1", "127.0.0.8", "127.0.0.0"]
-        .iter()
-        .map(|ip| TcpListener::bind((*ip, p)).unwrap())
-        .chain(std::iter::once(
-            TcpListener::bind(("127.0.0.1", x2)).unwrap(),
-        ))
-        .collect();
-    let _v6 = TcpListener::bind(("::1", p)).unwrap();
     echo_servers(&["127.0.0.1", "127.0.0.8", "127.0.0.9"], u);
     agree("isolation", &policy_text(x1, x2), &calls);
 }
