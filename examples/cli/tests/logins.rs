@@ -540,10 +540,10 @@ fn refusals_logged(layer: &str) {
     let dir = scratch(&test);
     let policy = format!("{}layer = \"{layer}\"\n", policy(true, "session"));
     let more = if layer == "preload" {
-        vec![
-            "--preload".to_owned(),
-            ipvirt_testkit::preload_lib().display().to_string(),
-        ]
+        // A copy the test user can read: the build directory may be private (a mktemp -d).
+        let lib = dir.join("libipvirt_preload.so");
+        std::fs::copy(ipvirt_testkit::preload_lib(), &lib).unwrap();
+        vec!["--preload".to_owned(), lib.display().to_string()]
     } else {
         Vec::new()
     };
